@@ -1,0 +1,64 @@
+# pagewright - one non-recursive GNU Makefile.
+#
+#   make              build/libpagewright.a, build/libpagewright.so, tools
+#   make test         the whole suite: plain, ASan+UBSan, TSan (threaded
+#                     tests), and the faulting-copy build that must hang
+#   make bench        the benchmark programs (build/bench/*)
+#   make demo         the narrated same-page write demo
+#
+# Variants build into build/<variant>/ so they never mix objects.
+
+CC      ?= cc
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc -pthread -MMD -MP -g
+LDLIBS  := -pthread
+
+SRC       := $(sort $(wildcard src/mm/*.c src/fs/*.c src/block/*.c src/fs/ext2/*.c))
+TEST_SRC  := tests/runner.c $(sort $(wildcard tests/unit/*.c tests/stress/*.c))
+BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
+TOOL_SRC  := $(sort $(wildcard tools/*.c))
+
+V_rel   := -O2 -fPIC
+V_asan  := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+V_tsan  := -O1 -fsanitize=thread
+V_fault := -O1 -DPW_TEST_FAULTING_COPY
+VARIANTS := rel asan tsan fault
+
+all: build/libpagewright.a build/libpagewright.so $(if $(TOOL_SRC),build/pagewright)
+
+define variant
+build/$(1)/obj/%.o: %.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_BASE) $$(V_$(1)) -c $$< -o $$@
+build/$(1)/libpagewright.a: $$(SRC:%.c=build/$(1)/obj/%.o)
+	@rm -f $$@
+	ar rcs $$@ $$^
+build/$(1)/test-runner: $$(TEST_SRC:%.c=build/$(1)/obj/%.o) build/$(1)/libpagewright.a
+	$$(CC) $$(V_$(1)) -o $$@ $$^ $$(LDLIBS)
+-include $$(wildcard build/$(1)/obj/*/*.d build/$(1)/obj/*/*/*.d build/$(1)/obj/*/*/*/*.d)
+endef
+$(foreach v,$(VARIANTS),$(eval $(call variant,$(v))))
+
+build/libpagewright.a: build/rel/libpagewright.a
+	cp $< $@
+build/libpagewright.so: $(SRC:%.c=build/rel/obj/%.o)
+	$(CC) -shared -o $@ $^ $(LDLIBS)
+build/pagewright: $(TOOL_SRC:%.c=build/rel/obj/%.o) build/rel/libpagewright.a
+	$(CC) -o $@ $^ $(LDLIBS)
+build/bench/%: build/rel/obj/bench/%.o build/rel/libpagewright.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+test: $(foreach v,$(VARIANTS),build/$(v)/test-runner)
+	tests/run-all.sh
+
+bench: $(BENCH_SRC:bench/%.c=build/bench/%)
+
+demo: build/pagewright
+	build/pagewright demo
+
+clean:
+	rm -rf build
+
+.PHONY: all test bench demo clean
+.SECONDARY:

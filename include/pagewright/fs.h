@@ -1,0 +1,404 @@
+/*
+ * fs.h - the filesystem API: pages, address spaces, inodes, their
+ * operations, and the helpers a filesystem builds on.
+ *
+ * Conventions (see docs/LOCKING.md for the full table):
+ *  - int functions return 0 or -errno; byte counts are ssize_t, >= 0 or
+ *    -errno.  Objects come back through out-parameters.
+ *  - Lock letters on fields: (C) constant after creation, (A) atomic,
+ *    (P) page lock, (I) the mapping's index lock, (W) the inode's i_rwsem,
+ *    (M) the global mmap_lock, (R) the mapping's i_mmap_lock, (S) the
+ *    superblock's inode-table lock.
+ *  - Lock order, outermost first:
+ *      i_rwsem -> mmap_lock -> page lock -> i_mmap_lock -> vma lock
+ *      page lock -> index lock;  index lock and vma lock are leaves.
+ *    User memory is touched with faults enabled only while holding at most
+ *    i_rwsem; under a page lock only atomic copies are made.
+ */
+#ifndef PAGEWRIGHT_FS_H
+#define PAGEWRIGHT_FS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE (1UL << PAGE_SHIFT)
+#define PAGE_MASK (~(PAGE_SIZE - 1))
+
+typedef uint64_t pgoff_t;
+typedef int64_t loff_t;
+
+struct address_space;
+struct inode;
+struct super_block;
+struct file;
+struct page;
+struct vm_area_struct;
+struct writeback_control;
+
+/* ---------------------------------------------------------------- pages */
+
+/* Page flags (struct page.flags).  PG_locked and PG_waiters form the page
+ * lock; the flags word is also the futex that lock waiters sleep on. */
+enum pageflags {
+	PG_locked = 1u << 0,
+	PG_waiters = 1u << 1,   /* someone sleeps on this page's futex */
+	PG_uptodate = 1u << 2,  /* every byte of the page is valid */
+	PG_dirty = 1u << 3,     /* newer than the backing store */
+	PG_writeback = 1u << 4, /* being written back */
+	PG_error = 1u << 5,     /* the last read or write failed */
+	PG_referenced = 1u << 6,
+	PG_private = 1u << 7, /* page->private holds fs data (buffers) */
+};
+
+/*
+ * One 4 KiB frame of the page pool.  Metadata lives in an array indexed by
+ * frame number, so page_address() and pfn lookups are arithmetic.
+ * 56 bytes: at most 64 per page, as DESIGN.md asks.
+ */
+struct page {
+	_Atomic uint32_t flags;         /* (A) enum pageflags */
+	_Atomic int32_t refcount;       /* (A) 0 = free frame */
+	_Atomic int32_t mapcount;       /* (A) user PTEs mapping this frame */
+	uint32_t lru_gen;               /* (I) reserved for reclaim */
+	pgoff_t index;                  /* (P,I) offset in the file, pages */
+	struct address_space *mapping;  /* (P,I) owner; NULL once truncated */
+	void *private;                  /* (P) fs data, e.g. buffer heads */
+	struct page *lru_prev, *lru_next; /* reserved for reclaim */
+};
+
+void *page_address(const struct page *page);
+unsigned long page_to_pfn(const struct page *page);
+
+static inline bool PageLocked(struct page *p) { return atomic_load(&p->flags) & PG_locked; }
+static inline bool PageUptodate(struct page *p) { return atomic_load_explicit(&p->flags, memory_order_acquire) & PG_uptodate; }
+static inline bool PageDirty(struct page *p) { return atomic_load(&p->flags) & PG_dirty; }
+static inline bool PageWriteback(struct page *p) { return atomic_load(&p->flags) & PG_writeback; }
+static inline bool PageError(struct page *p) { return atomic_load(&p->flags) & PG_error; }
+static inline void SetPageUptodate(struct page *p) { atomic_fetch_or_explicit(&p->flags, PG_uptodate, memory_order_release); }
+static inline void ClearPageUptodate(struct page *p) { atomic_fetch_and(&p->flags, ~(uint32_t)PG_uptodate); }
+static inline void SetPageError(struct page *p) { atomic_fetch_or(&p->flags, PG_error); }
+static inline void ClearPageError(struct page *p) { atomic_fetch_and(&p->flags, ~(uint32_t)PG_error); }
+
+void get_page(struct page *page);
+void put_page(struct page *page);
+void lock_page(struct page *page);
+bool trylock_page(struct page *page);
+void unlock_page(struct page *page);
+void wait_on_page_locked(struct page *page);
+void wait_on_page_writeback(struct page *page);
+/* Mark dirty; accounts it and tags the inode.  Returns true if it was clean. */
+bool set_page_dirty(struct page *page);
+/* Before writing a locked dirty page back: write-protect its user mappings
+ * and clear PG_dirty.  Returns true if the page was dirty. */
+bool clear_page_dirty_for_io(struct page *page);
+void set_page_writeback(struct page *page);
+void end_page_writeback(struct page *page);
+void zero_user_segment(struct page *page, unsigned start, unsigned end);
+
+/* --------------------------------------------------------- page cache */
+
+/* Address-space operation flags (SPEC section 2). */
+#define AOP_FLAG_UNINTERRUPTIBLE 0x0001 /* the caller guarantees copied == len */
+#define AOP_FLAG_CONT_EXPAND 0x0002     /* from generic_cont_expand_simple */
+/* readpage: "I unlocked the page and it may be gone; look it up again". */
+#define AOP_TRUNCATED_PAGE 0x80001
+/* writepage: "I left the page dirty and unlocked it; try later". */
+#define AOP_WRITEPAGE_ACTIVATE 0x80000
+
+struct writeback_control {
+	loff_t range_start, range_end; /* bytes, inclusive */
+	bool sync;                     /* wait for the I/O (fsync) */
+	long nr_written;               /* pages submitted */
+};
+
+struct address_space_operations {
+	/* Page locked on entry, not uptodate; unlocks it (also on error). */
+	int (*readpage)(struct file *file, struct page *page);
+	/* Page locked on entry, dirty bit already cleared, writeback set;
+	 * unlocks it and ends writeback.  Errors are also recorded on the
+	 * mapping with mapping_set_error(). */
+	int (*writepage)(struct page *page, struct writeback_control *wbc);
+	/* SPEC section 2.  i_rwsem held.  On success *pagep is locked with a
+	 * reference for the caller. */
+	int (*write_begin)(struct file *file, struct address_space *mapping,
+	                   loff_t pos, unsigned len, unsigned flags,
+	                   struct page **pagep, void **fsdata);
+	/* Page locked and referenced on entry; unlocks and releases it. */
+	int (*write_end)(struct file *file, struct address_space *mapping,
+	                 loff_t pos, unsigned len, unsigned copied,
+	                 struct page *page, void *fsdata);
+	/* The legacy pair (SPEC section 4); page locked throughout. */
+	int (*prepare_write)(struct file *file, struct page *page, unsigned from,
+	                     unsigned to);
+	int (*commit_write)(struct file *file, struct page *page, unsigned from,
+	                    unsigned to);
+	/* Optional: a shared mapping is about to make this locked, uptodate
+	 * page writable (allocate blocks).  0 or -errno (SIGBUS). */
+	int (*page_mkwrite)(struct vm_area_struct *vma, struct page *page);
+	/* Optional: the page is leaving the cache or [offset, PAGE_SIZE) is
+	 * being truncated; drop fs-private state.  Page locked. */
+	void (*invalidatepage)(struct page *page, unsigned offset);
+};
+
+/* The page cache of one file. */
+struct address_space {
+	struct inode *host;                          /* (C) */
+	const struct address_space_operations *a_ops; /* (C) */
+	pthread_mutex_t i_pages_lock;                /* the index lock */
+	void *i_pages;                               /* (I) radix tree root */
+	unsigned i_pages_height;                     /* (I) */
+	unsigned long nrpages;                       /* (I) */
+	_Atomic long nrdirty;                        /* (A) dirty pages */
+	pthread_mutex_t i_mmap_lock;                 /* guards i_mmap */
+	struct vm_area_struct *i_mmap;               /* (R) vmas mapping us */
+	_Atomic uint32_t wb_err_seq;                 /* (A) bumped per error */
+	_Atomic int wb_err;                          /* (A) last errno */
+	bool unevictable;                            /* (C) ramfs: no backing */
+};
+
+/* Page-cache index: lookups. */
+struct page *find_get_page(struct address_space *mapping, pgoff_t index);
+struct page *find_lock_page(struct address_space *mapping, pgoff_t index);
+/* Insert a locked new page with one extra reference for the cache.
+ * -EEXIST if another page is there. */
+int add_to_page_cache_locked(struct page *page, struct address_space *mapping,
+                             pgoff_t index);
+/* Remove a locked page from the cache (drops the cache's reference). */
+void delete_from_page_cache(struct page *page);
+/* Up to nr pages at index >= start, with references; returns the count. */
+unsigned find_get_pages(struct address_space *mapping, pgoff_t start,
+                        unsigned nr, struct page **pages);
+/* SPEC section 5: find or create, locked, one reference.  NULL = ENOMEM. */
+struct page *grab_cache_page_write_begin(struct address_space *mapping,
+                                         pgoff_t index, unsigned flags);
+/* Allocate a page, near the frame of hint (or any if NULL).  NULL = ENOMEM. */
+struct page *page_cache_alloc(struct address_space *mapping, pgoff_t index);
+/* Read a page through ->readpage; returns it uptodate and referenced. */
+int read_mapping_page(struct address_space *mapping, pgoff_t index,
+                      struct file *file, struct page **pagep);
+
+/* Writeback errors: record, and the errseq check done by fsync. */
+void mapping_set_error(struct address_space *mapping, int err);
+int filemap_write_and_wait_range(struct address_space *mapping, loff_t start,
+                                 loff_t end);
+int filemap_fdatawrite(struct address_space *mapping);
+/* Remove cached pages at and past byte lstart; unmaps them first. */
+void truncate_inode_pages(struct address_space *mapping, loff_t lstart);
+/* Unmap user mappings of [start, start+len) bytes of the file. */
+void unmap_mapping_range(struct address_space *mapping, loff_t start,
+                         loff_t len);
+/* Set i_size, unmap and drop the pages past it (i_rwsem held). */
+void truncate_setsize(struct inode *inode, loff_t newsize);
+/* Drop clean, unmapped, unlocked pages of a range; returns the count. */
+unsigned long invalidate_mapping_pages(struct address_space *mapping,
+                                       pgoff_t start, pgoff_t end);
+
+/* ------------------------------------------------------------ iov_iter */
+
+struct iov_iter {
+	const struct iovec *iov; /* current segment */
+	unsigned long nr_segs;   /* segments left, current included */
+	size_t iov_offset;       /* bytes consumed of the current segment */
+	size_t count;            /* bytes left in total */
+	bool kernel;             /* library memory: copies cannot fault */
+};
+
+void iov_iter_init(struct iov_iter *i, const struct iovec *iov,
+                   unsigned long nr_segs, size_t count, size_t written);
+static inline size_t iov_iter_count(const struct iov_iter *i) { return i->count; }
+void iov_iter_advance(struct iov_iter *i, size_t bytes);
+size_t iov_iter_single_seg_count(const struct iov_iter *i);
+int iov_iter_fault_in_readable(struct iov_iter *i, size_t bytes);
+/* Faults must be disabled; never advances the iterator. */
+size_t iov_iter_copy_from_user_atomic(struct page *page, struct iov_iter *i,
+                                      unsigned long offset, size_t bytes);
+/* May fault; no page lock may be held.  Advances. */
+size_t copy_page_to_iter(struct page *page, size_t offset, size_t bytes,
+                         struct iov_iter *i);
+/* Check a vector (SPEC section 5): sums it into *count, -EINVAL on a
+ * negative or wrapping length, cuts it at a bad later segment. */
+int generic_segment_checks(const struct iovec *iov, unsigned long *nr_segs,
+                           size_t *count);
+
+/* -------------------------------------------------------------- uaccess */
+
+void pagefault_disable(void);
+void pagefault_enable(void);
+bool pagefault_disabled(void);
+/* Return the number of bytes NOT copied. */
+size_t copy_from_user(void *to, const void *from, size_t n);
+size_t copy_to_user(void *to, const void *from, size_t n);
+int fault_in_pages_readable(const void *uaddr, size_t size);
+int fault_in_pages_writeable(void *uaddr, size_t size);
+
+/* ---------------------------------------------------- inodes and files */
+
+struct pw_iattr {
+	unsigned valid; /* ATTR_* */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	loff_t size;
+	struct timespec atime, mtime;
+};
+#define ATTR_MODE 0x1
+#define ATTR_UID 0x2
+#define ATTR_GID 0x4
+#define ATTR_SIZE 0x8
+#define ATTR_ATIME 0x10
+#define ATTR_MTIME 0x20
+
+/* Callback for ->readdir; returns non-zero to stop. */
+typedef int (*filldir_t)(void *ctx, const char *name, size_t len, uint64_t ino,
+                         unsigned dtype);
+
+struct inode_operations {
+	/* -ENOENT if absent; *res holds a reference. */
+	int (*lookup)(struct inode *dir, const char *name, size_t len,
+	              struct inode **res);
+	int (*create)(struct inode *dir, const char *name, size_t len, mode_t mode,
+	              struct inode **res);
+	int (*mkdir)(struct inode *dir, const char *name, size_t len, mode_t mode,
+	             struct inode **res);
+	int (*unlink)(struct inode *dir, const char *name, size_t len,
+	              struct inode *victim);
+	int (*rmdir)(struct inode *dir, const char *name, size_t len,
+	             struct inode *victim);
+	/* The target, if it exists, is replaced (the VFS has checked types). */
+	int (*rename)(struct inode *odir, const char *oname, size_t olen,
+	              struct inode *ndir, const char *nname, size_t nlen);
+	/* Size changes arrive with i_rwsem held. */
+	int (*setattr)(struct inode *inode, const struct pw_iattr *attr);
+	int (*readdir)(struct inode *dir, void *ctx, filldir_t fill);
+};
+
+struct super_operations {
+	/* Write the inode's metadata (size, times) to the backing store. */
+	int (*write_inode)(struct inode *inode, bool sync);
+	/* Last reference gone and no links left (or unmount): free fs data. */
+	void (*evict_inode)(struct inode *inode);
+	/* After the VFS wrote the file's dirty pages back: make the data (and
+	 * unless datasync, the metadata) durable. */
+	int (*fsync)(struct inode *inode, bool datasync);
+	int (*sync_fs)(struct super_block *sb, bool wait);
+	void (*put_super)(struct super_block *sb);
+	int (*statfs)(struct super_block *sb, struct statvfs *st);
+};
+
+struct inode {
+	uint64_t i_ino;                      /* (C) */
+	mode_t i_mode;                       /* (W) */
+	uid_t i_uid;                         /* (W) */
+	gid_t i_gid;                         /* (W) */
+	_Atomic unsigned i_nlink;            /* (A) */
+	_Atomic loff_t i_size;               /* (A) written under i_rwsem and
+	                                      * the page lock of the EOF page */
+	struct timespec i_atime, i_mtime, i_ctime; /* (W) */
+	uint64_t i_blocks;                   /* (W) 512-byte units */
+	pthread_rwlock_t i_rwsem;            /* the inode's write lock */
+	_Atomic int i_count;                 /* (A) references */
+	_Atomic bool i_dirty;                /* (A) metadata to write back */
+	struct super_block *i_sb;            /* (C) */
+	struct address_space i_data;         /* the page cache */
+	struct address_space *i_mapping;     /* (C) &i_data */
+	const struct inode_operations *i_op; /* (C) */
+	void *i_private;                     /* fs-private */
+	struct inode *i_hash_next;           /* (S) superblock inode table */
+};
+
+struct file_system_type {
+	const char *name;
+	/* Fill sb (s_root, s_op, s_maxbytes, ...) from source and options. */
+	int (*fill_super)(struct super_block *sb, const char *source,
+	                  const char *options);
+};
+
+#define SB_RDONLY 0x1
+
+struct super_block {
+	const struct file_system_type *s_type; /* (C) */
+	const struct super_operations *s_op;   /* (C) */
+	struct inode *s_root;                  /* (C) after fill_super */
+	loff_t s_maxbytes;                     /* (C) */
+	unsigned long s_blocksize;             /* (C) */
+	unsigned s_flags;                      /* (C) SB_* */
+	dev_t s_dev;                           /* (C) st_dev of our files */
+	void *s_fs_info;                       /* fs-private */
+	pthread_mutex_t s_inode_lock;          /* guards the inode table */
+	struct inode *s_inodes[256];           /* (S) hash by i_ino */
+};
+
+struct file {
+	struct inode *f_inode;        /* (C) */
+	struct address_space *f_mapping; /* (C) */
+	int f_flags;                  /* (C) open flags */
+	_Atomic int f_count;          /* (A) */
+	pthread_mutex_t f_pos_lock;   /* serialises read/write/lseek */
+	loff_t f_pos;                 /* (f_pos_lock) */
+	uint32_t f_wb_err_seq;        /* (f_pos_lock) errors already reported */
+	struct file_ra_state {
+		pgoff_t next;   /* index after the last readahead window */
+		unsigned size;  /* current window, pages */
+	} f_ra;                       /* (f_pos_lock, advisory) */
+};
+
+/* Inode table of a superblock. */
+struct inode *new_inode(struct super_block *sb, uint64_t ino,
+                        const struct address_space_operations *aops);
+/* Look up a cached inode by number; with a reference, or NULL. */
+struct inode *ilookup(struct super_block *sb, uint64_t ino);
+/* Publish a new inode in the table (after new_inode filled it). */
+void insert_inode_hash(struct inode *inode);
+void ihold(struct inode *inode);
+void iput(struct inode *inode);
+void mark_inode_dirty(struct inode *inode);
+static inline loff_t i_size_read(struct inode *i) { return atomic_load(&i->i_size); }
+static inline void i_size_write(struct inode *i, loff_t s) { atomic_store(&i->i_size, s); }
+
+int register_filesystem(const struct file_system_type *fst);
+
+/* -------------------------------------------------- generic write path */
+
+ssize_t generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos);
+ssize_t generic_perform_write_2copy(struct file *file, struct iov_iter *i,
+                                    loff_t pos);
+int pagecache_write_begin(struct file *file, struct address_space *mapping,
+                          loff_t pos, unsigned len, unsigned flags,
+                          struct page **pagep, void **fsdata);
+int pagecache_write_end(struct file *file, struct address_space *mapping,
+                        loff_t pos, unsigned len, unsigned copied,
+                        struct page *page, void *fsdata);
+/* The whole buffered write: limits, O_APPEND, *ppos, O_SYNC. */
+ssize_t generic_file_write_iter(struct file *file, struct iov_iter *from,
+                                loff_t *ppos);
+ssize_t generic_file_read_iter(struct file *file, struct iov_iter *to,
+                               loff_t *ppos);
+/* Raise i_size to size through a len-0 write_begin/write_end pair. */
+int generic_cont_expand_simple(struct inode *inode, loff_t size);
+
+/* libfs: for filesystems without backing store (ramfs). */
+int simple_readpage(struct file *file, struct page *page);
+int simple_write_begin(struct file *file, struct address_space *mapping,
+                       loff_t pos, unsigned len, unsigned flags,
+                       struct page **pagep, void **fsdata);
+int simple_write_end(struct file *file, struct address_space *mapping,
+                     loff_t pos, unsigned len, unsigned copied,
+                     struct page *page, void *fsdata);
+
+/* Dirty throttling hook, called once per page written. */
+void balance_dirty_pages_ratelimited(struct address_space *mapping);
+
+/* -------------------------------------------------------------- logging */
+
+void pw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* PAGEWRIGHT_FS_H */

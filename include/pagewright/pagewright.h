@@ -1,0 +1,97 @@
+/*
+ * pagewright.h - the application API.
+ *
+ * Every call behaves as the POSIX call of the same name without the pw_
+ * prefix: same arguments, same types, -1 and errno on failure (MAP_FAILED
+ * for pw_mmap, the error number itself for pw_posix_fadvise).  Descriptors
+ * and paths are pagewright's own: a pagewright descriptor means nothing to
+ * the kernel, and paths are resolved in pagewright's namespace, which starts
+ * as an empty in-memory root "/".
+ *
+ * These names are fixed: programs outside the project are written against
+ * them.  The library initialises itself on first use.
+ */
+#ifndef PAGEWRIGHT_H
+#define PAGEWRIGHT_H
+
+#include <dirent.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Filesystem types: "ramfs" (source NULL), "hostfs" (source: a host
+ * directory), "ext2" (source: an image file or device).  Options are
+ * comma-separated and may be NULL: "ro", "legacy_aops". */
+int pw_mount(const char *fstype, const char *source, const char *target,
+             const char *options);
+int pw_umount(const char *target);
+
+int pw_open(const char *path, int flags, ...);
+int pw_close(int fd);
+ssize_t pw_read(int fd, void *buf, size_t count);
+ssize_t pw_write(int fd, const void *buf, size_t count);
+ssize_t pw_pread(int fd, void *buf, size_t count, off_t offset);
+ssize_t pw_pwrite(int fd, const void *buf, size_t count, off_t offset);
+ssize_t pw_readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t pw_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t pw_preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset);
+ssize_t pw_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset);
+off_t pw_lseek(int fd, off_t offset, int whence);
+int pw_ftruncate(int fd, off_t length);
+int pw_truncate(const char *path, off_t length);
+int pw_fsync(int fd);
+int pw_fdatasync(int fd);
+int pw_fstat(int fd, struct stat *st);
+int pw_stat(const char *path, struct stat *st);
+int pw_unlink(const char *path);
+int pw_mkdir(const char *path, mode_t mode);
+int pw_rmdir(const char *path);
+int pw_rename(const char *oldpath, const char *newpath);
+
+/* A directory stream; opaque, like DIR. */
+typedef struct pw_dir PW_DIR;
+PW_DIR *pw_opendir(const char *path);
+struct dirent *pw_readdir(PW_DIR *dir);
+int pw_closedir(PW_DIR *dir);
+
+/* Mappings of pagewright files into this process.  Loads and stores are
+ * served by pagewright's page-fault handler; an access past end of file
+ * raises SIGBUS, as Linux does. */
+void *pw_mmap(void *addr, size_t length, int prot, int flags, int fd,
+              off_t offset);
+int pw_munmap(void *addr, size_t length);
+int pw_msync(void *addr, size_t length, int flags);
+int pw_madvise(void *addr, size_t length, int advice);
+int pw_posix_fadvise(int fd, off_t offset, off_t len, int advice);
+
+/* Beyond POSIX. */
+
+/* Write back every dirty page of every mount, like sync(2). */
+int pw_sync(void);
+
+/* Cache statistics, for tools and tests. */
+struct pw_stats {
+	uint64_t pool_pages;      /* frames the pool holds (free or used) */
+	uint64_t cached_pages;    /* pages in some file's page cache */
+	uint64_t dirty_pages;     /* of those, dirty */
+	uint64_t writeback_pages; /* of those, under writeback */
+	uint64_t mapped_pages;    /* of those, mapped into user memory */
+	uint64_t hits;            /* read lookups that found an uptodate page */
+	uint64_t misses;          /* read lookups that had to read */
+	uint64_t faults;          /* user page faults served */
+	uint64_t fault_around;    /* extra pages mapped by fault-around */
+	uint64_t short_copies;    /* atomic copies that stopped early */
+	uint64_t write_retries;   /* zero-progress write steps retried */
+};
+void pw_get_stats(struct pw_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PAGEWRIGHT_H */

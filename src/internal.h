@@ -1,0 +1,111 @@
+/*
+ * internal.h - what crosses modules inside the library and is not part of
+ * the filesystem API.  Symbols here take the pw__ prefix.
+ */
+#ifndef PW_INTERNAL_H
+#define PW_INTERNAL_H
+
+#include <pagewright/fs.h>
+#include <pagewright/pagewright.h>
+#include <stdio.h>
+
+#define PW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PW_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Library start-up: pool, fault handler, root filesystem.  Idempotent. */
+void pw__init(void);
+
+/* ---- built-in filesystem types (src/fs/) */
+extern const struct file_system_type pw__ramfs_type;
+extern const struct file_system_type pw__hostfs_type;
+/* Does the comma-separated option list contain this option? */
+bool pw__has_option(const char *options, const char *opt);
+
+/* ---- pool (src/mm/pool.c) */
+int pw__pool_init(void);
+int pw__pool_fd(void);
+struct page *pw__pfn_to_page(unsigned long pfn);
+/* Allocate one frame, preferring hint_pfn + 1 so a file's pages are
+ * contiguous.  Returns a page with refcount 1, or NULL. */
+struct page *pw__alloc_page(long hint_pfn);
+void pw__free_page(struct page *page);
+
+/* ---- statistics (atomic counters) */
+struct pw__counters {
+	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
+	    fault_around, short_copies, write_retries, pool_pages;
+};
+extern struct pw__counters pw__stat;
+#define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
+#define PW_STAT_SUB(f, n) atomic_fetch_sub_explicit(&pw__stat.f, (n), memory_order_relaxed)
+
+/* ---- signal-safe allocator (src/mm/kmem.c): never calls malloc, so the
+ * fault handler may use it. */
+void *pw__kzalloc(size_t size);
+void pw__kfree(void *p, size_t size);
+
+/* ---- user mappings (src/mm/mmap.c) */
+enum pw_pte {
+	PTE_NONE = 0,   /* PROT_NONE reservation */
+	PTE_RO,         /* pool frame mapped read-only */
+	PTE_RW,         /* pool frame mapped read-write (shared, dirty) */
+	PTE_COW,        /* private copy made by the kernel's COW: ours alone */
+};
+
+struct vm_area_struct {
+	uintptr_t vm_start, vm_end;     /* (C) user addresses */
+	pgoff_t vm_pgoff;               /* (C) file offset of vm_start, pages */
+	int vm_prot;                    /* (C) PROT_* */
+	bool vm_shared;                 /* (C) MAP_SHARED */
+	struct file *vm_file;           /* (C) holds a reference */
+	pthread_mutex_t vm_lock;        /* guards vm_pte and the real mappings */
+	uint8_t *vm_pte;                /* (vm_lock) enum pw_pte per page */
+	struct vm_area_struct *vm_next; /* (M) all vmas, sorted by address */
+	struct vm_area_struct *vm_i_next; /* (R) mapping->i_mmap list */
+};
+
+int pw__mmap_init(void);
+/* Page-fault entry from the signal handler.  Returns 0 if served,
+ * SIGSEGV if the address is not a valid access to a pagewright mapping,
+ * SIGBUS if it lies past end of file or the read failed. */
+int pw__handle_mm_fault(uintptr_t addr, bool write);
+/* Write-protect every user mapping of a locked page (writeback). */
+void pw__page_mkclean(struct page *page);
+/* Unmap every user mapping of a locked page (eviction, truncation). */
+void pw__page_unmap(struct page *page);
+/* Called in a child after fork(): detach from the parent's cache. */
+void pw__mm_atfork_child(void);
+extern _Atomic bool pw__forked_child;
+
+/* ---- filemap internals */
+void pw__account_page_dirtied(struct address_space *mapping);
+void pw__account_page_cleaned(struct address_space *mapping);
+int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
+                           pgoff_t index, struct page **pagep);
+int pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end,
+                        bool datasync);
+
+/* ---- uaccess internals (src/mm/uaccess.c) */
+int pw__uaccess_init(void);
+
+/* ---- test hooks: set only by tests.  Each is called, if set, at the
+ * point its name says. */
+struct pw__test_hooks {
+	/* generic_perform_write and 2copy: after the prefault of a step,
+	 * before write_begin / grabbing the page. */
+	void (*after_prefault)(struct file *file, loff_t pos, size_t bytes);
+};
+extern struct pw__test_hooks pw__hooks;
+/* Evict one page of an open file: write it back if dirty, unmap it and
+ * drop it from the cache.  -EBUSY if it cannot be dropped (ramfs). */
+int pw__test_evict(int fd, off_t offset);
+/* Evict every page of an open file that can be. */
+int pw__test_evict_all(int fd);
+struct file *pw__fget(int fd);
+void pw__fput(struct file *file);
+/* 1 if the copy routines were built to fault under page locks
+ * (PW_TEST_FAULTING_COPY), a test-only build that must deadlock. */
+int pw__test_faulting_copy_build(void);
+
+#endif /* PW_INTERNAL_H */

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the test binaries of every build variant and adds up the results.
+# The last line is "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+total_pass=0; total_fail=0
+run() {
+	local label=$1; shift
+	echo "=== $label: $*"
+	local out
+	out=$(mktemp)
+	"$@" 2> >(tee -a "$out" >&2) | tee -a "$out"
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+	rm -f "$out"
+	if [ -z "$line" ]; then
+		echo "$label: runner printed no result line"
+		total_fail=$((total_fail + 1))
+		return
+	fi
+	local p f
+	p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+	total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+	echo "=== $label: $line"
+}
+export ASAN_OPTIONS="${ASAN_OPTIONS:-allow_user_segv_handler=1:detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+run "plain" build/rel/test-runner
+run "asan+ubsan" build/asan/test-runner
+run "tsan (threaded tests)" build/tsan/test-runner --threaded-only
+run "faulting-copy build (deadlock tests must hang)" build/fault/test-runner --expect-hang --timeout 10
+echo
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

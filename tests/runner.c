@@ -1,0 +1,182 @@
+/*
+ * runner.c - runs the registered tests, each in a forked child under a
+ * timeout.  Usage: test-runner [--threaded-only] [--expect-hang] [--timeout S]
+ * [substring...]
+ *
+ * --expect-hang is for the faulting-copy build: it runs only TF_DEADLOCK
+ * tests and counts a test as passed when it hangs (is killed by the
+ * timeout), which shows that the test catches the deadlock it guards.
+ * The last line is "N passed, N failed".
+ */
+#include "test.h"
+
+#include <pagewright/pagewright.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct pw_test *tests;
+static char tmpdir[256];
+
+void
+pw_test_register(struct pw_test *t)
+{
+	t->next = tests;
+	tests = t;
+}
+
+const char *
+test_tmpdir(void)
+{
+	return tmpdir;
+}
+
+const char *
+test_kind_name(int kind)
+{
+	static const char *names[] = {"ramfs", "hostfs", "hostfs-legacy"};
+	return names[kind];
+}
+
+const char *
+test_mount_kind(int kind)
+{
+	static int n;
+	static char mnt[64];
+	snprintf(mnt, sizeof(mnt), "/mnt%d", n++);
+	if (pw_mkdir(mnt, 0755) != 0) {
+		perror("pw_mkdir");
+		abort();
+	}
+	int r;
+	if (kind == 0) {
+		r = pw_mount("ramfs", NULL, mnt, NULL);
+	} else {
+		char host[300];
+		snprintf(host, sizeof(host), "%s/host%d", tmpdir, n);
+		mkdir(host, 0755);
+		r = pw_mount("hostfs", host, mnt, kind == 2 ? "legacy_aops" : NULL);
+	}
+	if (r != 0) {
+		fprintf(stderr, "mount %s failed: %s\n", test_kind_name(kind), strerror(errno));
+		abort();
+	}
+	return mnt;
+}
+
+static void
+rm_rf(const char *path)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", path);
+}
+
+/* Returns 0 passed, 1 failed, 2 timed out. */
+static int
+run_one(struct pw_test *t, int timeout)
+{
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(tmpdir, sizeof(tmpdir), "%s/pwtest.%d.XXXXXX", base, (int)getpid());
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(0);
+		t->fn();
+		fflush(NULL);
+		_exit(0);
+	}
+	int status = 0, waited = 0, rc = 1;
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (waited >= timeout * 20) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			rc = 2;
+			goto out;
+		}
+		usleep(50000);
+		waited++;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		rc = 0;
+	else if (WIFSIGNALED(status))
+		fprintf(stderr, "  killed by signal %d (%s)\n", WTERMSIG(status),
+		        strsignal(WTERMSIG(status)));
+	else
+		fprintf(stderr, "  exit status %d\n", WEXITSTATUS(status));
+out:
+	rm_rf(tmpdir);
+	return rc;
+}
+
+static bool
+selected(struct pw_test *t, int argc, char **argv, int first)
+{
+	if (first >= argc)
+		return true;
+	for (int i = first; i < argc; i++)
+		if (strstr(t->name, argv[i]))
+			return true;
+	return false;
+}
+
+int
+main(int argc, char **argv)
+{
+	bool threaded_only = false, expect_hang = false;
+	int timeout = 120, i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--threaded-only"))
+			threaded_only = true;
+		else if (!strcmp(argv[i], "--expect-hang"))
+			expect_hang = true;
+		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+			timeout = atoi(argv[++i]);
+	}
+	/* Registration order is reversed by the constructors; restore it. */
+	struct pw_test *rev = NULL;
+	while (tests) {
+		struct pw_test *n = tests->next;
+		tests->next = rev;
+		rev = tests;
+		tests = n;
+	}
+	int passed = 0, failed = 0;
+	for (struct pw_test *t = rev; t; t = t->next) {
+		if (!selected(t, argc, argv, i))
+			continue;
+		if (threaded_only && !(t->flags & TF_THREADED))
+			continue;
+		if (expect_hang && !(t->flags & TF_DEADLOCK))
+			continue;
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		fprintf(stderr, "[ RUN  ] %s\n", t->name);
+		int rc = run_one(t, timeout);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		double secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+		bool ok = expect_hang ? rc == 2 : rc == 0;
+		if (expect_hang && rc == 2)
+			fprintf(stderr, "  hung as it must: the faulting copy deadlocks "
+			        "and the test's timeout catches it\n");
+		else if (expect_hang)
+			fprintf(stderr, "  did NOT hang: this test would not catch the deadlock\n");
+		else if (rc == 2)
+			fprintf(stderr, "  timed out after %d s (deadlock?)\n", timeout);
+		fprintf(stderr, "[ %s ] %s (%.2f s)\n", ok ? " OK " : "FAIL", t->name, secs);
+		ok ? passed++ : failed++;
+	}
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
