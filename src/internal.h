@@ -19,6 +19,10 @@ void pw__init(void);
 /* ---- built-in filesystem types (src/fs/) */
 extern const struct file_system_type pw__ramfs_type;
 extern const struct file_system_type pw__hostfs_type;
+const struct file_system_type *pw__find_filesystem(const char *name);
+void pw__for_each_inode(struct super_block *sb,
+                        void (*fn)(struct inode *, void *), void *arg);
+void pw__evict_all(struct super_block *sb);
 /* Does the comma-separated option list contain this option? */
 bool pw__has_option(const char *options, const char *opt);
 
@@ -74,7 +78,15 @@ int pw__handle_mm_fault(uintptr_t addr, bool write);
 void pw__page_mkclean(struct page *page);
 /* Unmap every user mapping of a locked page (eviction, truncation). */
 void pw__page_unmap(struct page *page);
-/* Called in a child after fork(): detach from the parent's cache. */
+void *pw__do_mmap(void *addr, size_t length, int prot, int flags,
+                  struct file *file, off_t offset, int *errp);
+int pw__do_munmap(void *addr, size_t length);
+int pw__do_msync(void *addr, size_t length, int flags);
+int pw__do_madvise(void *addr, size_t length, int advice);
+/* fork(): the parent waits for faults in flight; the child detaches from
+ * the parent's cache (its mapped pages become private copies). */
+void pw__mm_atfork_prepare(void);
+void pw__mm_atfork_parent(void);
 void pw__mm_atfork_child(void);
 extern _Atomic bool pw__forked_child;
 
@@ -83,6 +95,7 @@ void pw__account_page_dirtied(struct address_space *mapping);
 void pw__account_page_cleaned(struct address_space *mapping);
 int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
                            pgoff_t index, struct page **pagep);
+void pw__zero_eof_tail(struct inode *inode, loff_t newsize);
 int pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end,
                         bool datasync);
 

@@ -38,7 +38,8 @@ void pw_test_register(struct pw_test *t);
 
 #define ASSERT_CMP(a, op, b, T, fmt)                                           \
 	do {                                                                       \
-		T a_ = (a), b_ = (b);                                                  \
+		T a_ = (a);                                                            \
+		T b_ = (b);                                                            \
 		if (!(a_ op b_)) {                                                     \
 			fprintf(stderr, "%s:%d: ASSERT(%s %s %s) failed: (" fmt ") vs (" fmt \
 			        ") errno=%d (%s)\n",                                       \

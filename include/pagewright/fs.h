@@ -333,6 +333,7 @@ struct super_block {
 	unsigned s_flags;                      /* (C) SB_* */
 	dev_t s_dev;                           /* (C) st_dev of our files */
 	void *s_fs_info;                       /* fs-private */
+	_Atomic bool s_dying;                  /* (A) unmount is evicting all */
 	pthread_mutex_t s_inode_lock;          /* guards the inode table */
 	struct inode *s_inodes[256];           /* (S) hash by i_ino */
 };
@@ -344,11 +345,12 @@ struct file {
 	_Atomic int f_count;          /* (A) */
 	pthread_mutex_t f_pos_lock;   /* serialises read/write/lseek */
 	loff_t f_pos;                 /* (f_pos_lock) */
-	uint32_t f_wb_err_seq;        /* (f_pos_lock) errors already reported */
+	_Atomic uint32_t f_wb_err_seq; /* (A) wb_err_seq already reported */
+	bool f_readable, f_writable;  /* (C) from the access mode */
 	struct file_ra_state {
-		pgoff_t next;   /* index after the last readahead window */
-		unsigned size;  /* current window, pages */
-	} f_ra;                       /* (f_pos_lock, advisory) */
+		_Atomic pgoff_t next;  /* index after the last readahead window */
+		_Atomic unsigned size; /* current window, pages */
+	} f_ra;                       /* (A) advisory */
 };
 
 /* Inode table of a superblock. */

@@ -1,0 +1,215 @@
+/*
+ * inode.c - inode tables, references and eviction; filesystem types.
+ *
+ * Each superblock keeps a hash table of its in-memory inodes, so that a
+ * file opened twice, or opened and mapped, shares one inode and one page
+ * cache.  The table holds no reference: an inode whose count drops to
+ * zero stays cached while it has links, and is evicted (pages dropped,
+ * ->evict_inode called, memory freed) when it has none, or at unmount.
+ *
+ * Invariant: i_count changes from 0 to 1 (ilookup) and from 1 to 0 (iput)
+ * only under s_inode_lock, so a lookup never resurrects an inode that is
+ * being evicted.
+ *
+ * Lock ordering: s_inode_lock is taken with no page or index lock held.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FSTYPES 8
+static const struct file_system_type *fstypes[MAX_FSTYPES];
+static pthread_mutex_t fstypes_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int
+register_filesystem(const struct file_system_type *fst)
+{
+	int err = -ENOSPC;
+	pthread_mutex_lock(&fstypes_lock);
+	for (int k = 0; k < MAX_FSTYPES; k++) {
+		if (fstypes[k] && strcmp(fstypes[k]->name, fst->name) == 0) {
+			err = -EBUSY;
+			break;
+		}
+		if (!fstypes[k]) {
+			fstypes[k] = fst;
+			err = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fstypes_lock);
+	return err;
+}
+
+const struct file_system_type *
+pw__find_filesystem(const char *name)
+{
+	const struct file_system_type *found = NULL;
+	pthread_mutex_lock(&fstypes_lock);
+	for (int k = 0; k < MAX_FSTYPES && fstypes[k]; k++)
+		if (strcmp(fstypes[k]->name, name) == 0)
+			found = fstypes[k];
+	pthread_mutex_unlock(&fstypes_lock);
+	return found;
+}
+
+static unsigned
+ihash(uint64_t ino)
+{
+	return (unsigned)((ino * 0x9E3779B97F4A7C15ULL) >> 56) %
+	       PW_ARRAY_SIZE(((struct super_block *)0)->s_inodes);
+}
+
+/**
+ * new_inode - allocate an inode with one reference, not yet in the table.
+ * The filesystem fills it in, then calls insert_inode_hash().
+ */
+struct inode *
+new_inode(struct super_block *sb, uint64_t ino,
+          const struct address_space_operations *aops)
+{
+	struct inode *inode = calloc(1, sizeof(*inode));
+	if (!inode)
+		return NULL;
+	inode->i_ino = ino;
+	inode->i_sb = sb;
+	atomic_store(&inode->i_count, 1);
+	atomic_store(&inode->i_nlink, 1);
+	pthread_rwlock_init(&inode->i_rwsem, NULL);
+	struct address_space *m = &inode->i_data;
+	m->host = inode;
+	m->a_ops = aops;
+	pthread_mutex_init(&m->i_pages_lock, NULL);
+	pthread_mutex_init(&m->i_mmap_lock, NULL);
+	inode->i_mapping = m;
+	clock_gettime(CLOCK_REALTIME, &inode->i_mtime);
+	inode->i_atime = inode->i_ctime = inode->i_mtime;
+	return inode;
+}
+
+void
+insert_inode_hash(struct inode *inode)
+{
+	struct super_block *sb = inode->i_sb;
+	unsigned h = ihash(inode->i_ino);
+	pthread_mutex_lock(&sb->s_inode_lock);
+	inode->i_hash_next = sb->s_inodes[h];
+	sb->s_inodes[h] = inode;
+	pthread_mutex_unlock(&sb->s_inode_lock);
+}
+
+struct inode *
+ilookup(struct super_block *sb, uint64_t ino)
+{
+	pthread_mutex_lock(&sb->s_inode_lock);
+	struct inode *i = sb->s_inodes[ihash(ino)];
+	while (i && i->i_ino != ino)
+		i = i->i_hash_next;
+	if (i)
+		atomic_fetch_add(&i->i_count, 1);
+	pthread_mutex_unlock(&sb->s_inode_lock);
+	return i;
+}
+
+void
+ihold(struct inode *inode)
+{
+	atomic_fetch_add(&inode->i_count, 1);
+}
+
+static void
+unhash_locked(struct inode *inode)
+{
+	struct inode **pp = &inode->i_sb->s_inodes[ihash(inode->i_ino)];
+	while (*pp && *pp != inode)
+		pp = &(*pp)->i_hash_next;
+	if (*pp)
+		*pp = inode->i_hash_next;
+}
+
+/* The inode is out of the table and unreferenced: free it. */
+static void
+evict(struct inode *inode)
+{
+	truncate_inode_pages(inode->i_mapping, 0);
+	if (inode->i_sb->s_op && inode->i_sb->s_op->evict_inode)
+		inode->i_sb->s_op->evict_inode(inode);
+	pthread_rwlock_destroy(&inode->i_rwsem);
+	pthread_mutex_destroy(&inode->i_data.i_pages_lock);
+	pthread_mutex_destroy(&inode->i_data.i_mmap_lock);
+	free(inode);
+}
+
+void
+iput(struct inode *inode)
+{
+	if (!inode)
+		return;
+	struct super_block *sb = inode->i_sb;
+	if (atomic_load(&sb->s_dying)) {
+		atomic_fetch_sub(&inode->i_count, 1);
+		return;
+	}
+	pthread_mutex_lock(&sb->s_inode_lock);
+	int left = atomic_fetch_sub(&inode->i_count, 1) - 1;
+	bool dying = left == 0 && atomic_load(&inode->i_nlink) == 0;
+	if (dying)
+		unhash_locked(inode);
+	pthread_mutex_unlock(&sb->s_inode_lock);
+	if (dying)
+		evict(inode);
+}
+
+void
+mark_inode_dirty(struct inode *inode)
+{
+	atomic_store_explicit(&inode->i_dirty, true, memory_order_relaxed);
+}
+
+/* Visit every cached inode of sb with a reference held; for sync and
+ * unmount.  fn must not take s_inode_lock. */
+void
+pw__for_each_inode(struct super_block *sb, void (*fn)(struct inode *, void *),
+                   void *arg)
+{
+	for (size_t h = 0; h < PW_ARRAY_SIZE(sb->s_inodes); h++) {
+		pthread_mutex_lock(&sb->s_inode_lock);
+		size_t n = 0;
+		for (struct inode *i = sb->s_inodes[h]; i; i = i->i_hash_next)
+			n++;
+		struct inode **list = n ? malloc(n * sizeof(*list)) : NULL;
+		n = 0;
+		for (struct inode *i = list ? sb->s_inodes[h] : NULL; i; i = i->i_hash_next) {
+			atomic_fetch_add(&i->i_count, 1);
+			list[n++] = i;
+		}
+		pthread_mutex_unlock(&sb->s_inode_lock);
+		for (size_t k = 0; k < n; k++) {
+			fn(list[k], arg);
+			iput(list[k]);
+		}
+		free(list);
+	}
+}
+
+/* Unmount: evict every inode regardless of links.  Nothing else may use
+ * the superblock any more. */
+void
+pw__evict_all(struct super_block *sb)
+{
+	atomic_store(&sb->s_dying, true);
+	for (size_t h = 0; h < PW_ARRAY_SIZE(sb->s_inodes); h++) {
+		for (;;) {
+			pthread_mutex_lock(&sb->s_inode_lock);
+			struct inode *i = sb->s_inodes[h];
+			if (i)
+				sb->s_inodes[h] = i->i_hash_next;
+			pthread_mutex_unlock(&sb->s_inode_lock);
+			if (!i)
+				break;
+			evict(i);
+		}
+	}
+}

@@ -1,0 +1,1459 @@
+/*
+ * vfs.c - pagewright's namespace and descriptors, and the application API
+ * of include/pagewright/pagewright.h.
+ *
+ * The namespace starts as an empty ramfs at "/".  pw_mount attaches a
+ * filesystem on a directory; path lookup crosses into it.  Paths are
+ * normalised lexically before the walk ("." and empty components dropped,
+ * ".." removes the previous component), which is exact because pagewright
+ * has no symbolic links to follow yet.  Relative paths start at "/".
+ *
+ * Descriptors index a table of struct file; each call takes a reference
+ * on the file for its duration, so a concurrent pw_close never frees a
+ * file in use.  Errors inside the library are -errno; this file is the
+ * one boundary that turns them into -1 and errno.
+ *
+ * fork(): the child shares the parent's page pool (a MAP_SHARED memfd), so
+ * a child that kept using the cache would corrupt the parent's.  At fork
+ * the child detaches: every pagewright call in it fails with EPERM, and
+ * the pages it had mapped become private copies (pw__mm_atfork_child), so
+ * its loads still see the data and its stores stay its own.
+ *
+ * Lock ordering: ns_lock (mounts) and fd_lock are leaves taken with no
+ * inode lock held; rename_lock -> the parents' i_rwsem in address order.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct mount {
+	struct super_block *sb;      /* (C) */
+	struct inode *mountpoint;    /* (C) the directory it covers; NULL for / */
+	struct mount *parent;        /* (C) */
+	_Atomic long users;          /* (A) open files and vmas of this mount */
+	struct mount *next;          /* (ns_lock) */
+};
+
+struct pw_dir {
+	struct dirent *ents;
+	size_t nr, cap, pos;
+};
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_err;
+static pthread_rwlock_t ns_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct mount *mounts;        /* (ns_lock) the root mount is last */
+static struct mount *root_mount;    /* (C) */
+static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct file **fd_table;      /* (fd_lock) */
+static int fd_cap;                  /* (fd_lock) */
+static pthread_mutex_t rename_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic dev_t next_dev = 1;
+
+void
+pw_log(const char *fmt, ...)
+{
+	va_list ap;
+	char buf[512];
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "pagewright: %s\n", buf);
+}
+
+bool
+pw__has_option(const char *options, const char *opt)
+{
+	size_t n = strlen(opt);
+	for (const char *p = options; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && strncmp(p, opt, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* ---------------------------------------------------------------- init */
+
+static void atfork_prepare(void);
+static void atfork_parent(void);
+static void atfork_child(void);
+
+static struct super_block *
+sb_alloc(const struct file_system_type *type)
+{
+	struct super_block *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return NULL;
+	sb->s_type = type;
+	sb->s_dev = atomic_fetch_add(&next_dev, 1);
+	pthread_mutex_init(&sb->s_inode_lock, NULL);
+	return sb;
+}
+
+static void
+do_init(void)
+{
+	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
+		return;
+	register_filesystem(&pw__ramfs_type);
+	register_filesystem(&pw__hostfs_type);
+	struct super_block *sb = sb_alloc(&pw__ramfs_type);
+	root_mount = calloc(1, sizeof(*root_mount));
+	if (!sb || !root_mount) {
+		init_err = -ENOMEM;
+		return;
+	}
+	if ((init_err = pw__ramfs_type.fill_super(sb, NULL, NULL)))
+		return;
+	root_mount->sb = sb;
+	mounts = root_mount;
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* Every API call starts here.  Return: 0 or -errno. */
+static int
+enter(void)
+{
+	pthread_once(&init_once, do_init);
+	if (init_err)
+		return init_err;
+	if (atomic_load_explicit(&pw__forked_child, memory_order_relaxed))
+		return -EPERM;
+	return 0;
+}
+
+void
+pw__init(void)
+{
+	pthread_once(&init_once, do_init);
+}
+
+static void
+atfork_prepare(void)
+{
+	pthread_rwlock_wrlock(&ns_lock);
+	pw__mm_atfork_prepare();
+}
+
+static void
+atfork_parent(void)
+{
+	pw__mm_atfork_parent();
+	pthread_rwlock_unlock(&ns_lock);
+}
+
+static void
+atfork_child(void)
+{
+	pw__mm_atfork_child();
+	pthread_rwlock_unlock(&ns_lock);
+}
+
+/* Set errno from a -errno result and return -1; pass results through. */
+static long
+ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+#define MAX_DEPTH 64
+
+struct path_parts {
+	char buf[PATH_MAX];
+	const char *comp[MAX_DEPTH];
+	size_t len[MAX_DEPTH];
+	int n;
+};
+
+/* Split and normalise a path.  -ENAMETOOLONG, -ENOENT for "". */
+static int
+split_path(const char *path, struct path_parts *pp)
+{
+	if (!path)
+		return -EFAULT;
+	size_t len = strnlen(path, PATH_MAX);
+	if (len == PATH_MAX)
+		return -ENAMETOOLONG;
+	if (len == 0)
+		return -ENOENT;
+	memcpy(pp->buf, path, len + 1);
+	pp->n = 0;
+	for (char *p = pp->buf; *p;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		char *s = p;
+		while (*p && *p != '/')
+			p++;
+		size_t l = (size_t)(p - s);
+		if (l > NAME_MAX)
+			return -ENAMETOOLONG;
+		if (l == 1 && s[0] == '.')
+			continue;
+		if (l == 2 && s[0] == '.' && s[1] == '.') {
+			if (pp->n > 0)
+				pp->n--;
+			continue;
+		}
+		if (pp->n == MAX_DEPTH)
+			return -ENAMETOOLONG;
+		pp->comp[pp->n] = s;
+		pp->len[pp->n++] = l;
+	}
+	return 0;
+}
+
+/* The mount whose mountpoint is dir, if any; ns_lock held. */
+static struct mount *
+mounted_on(struct inode *dir)
+{
+	for (struct mount *m = mounts; m; m = m->next)
+		if (m->mountpoint == dir)
+			return m;
+	return NULL;
+}
+
+static int
+may_access(struct inode *inode, int mask)
+{
+	uid_t uid = geteuid();
+	if (uid == 0)
+		return (mask & 1) && !S_ISDIR(inode->i_mode) && !(inode->i_mode & 0111)
+		           ? -EACCES
+		           : 0;
+	mode_t m = inode->i_mode;
+	if (uid == inode->i_uid)
+		m >>= 6;
+	else if (getegid() == inode->i_gid)
+		m >>= 3;
+	return ((m & 7) & mask) == (unsigned)mask ? 0 : -EACCES;
+}
+
+struct walk {
+	struct inode *inode;   /* with a reference */
+	struct mount *mnt;
+};
+
+/* Resolve the first n components of pp.  Return: 0 with w filled. */
+static int
+walk_n(struct path_parts *pp, int n, struct walk *w)
+{
+	pthread_rwlock_rdlock(&ns_lock);
+	struct mount *mnt = root_mount;
+	struct inode *cur = mnt->sb->s_root;
+	ihold(cur);
+	int err = 0;
+	for (int k = 0; k < n; k++) {
+		if (!S_ISDIR(cur->i_mode)) {
+			err = -ENOTDIR;
+			break;
+		}
+		if ((err = may_access(cur, 1)))
+			break;
+		struct inode *next;
+		err = cur->i_op->lookup(cur, pp->comp[k], pp->len[k], &next);
+		if (err)
+			break;
+		iput(cur);
+		cur = next;
+		struct mount *m;
+		while ((m = mounted_on(cur)) != NULL) {
+			iput(cur);
+			mnt = m;
+			cur = m->sb->s_root;
+			ihold(cur);
+		}
+	}
+	pthread_rwlock_unlock(&ns_lock);
+	if (err) {
+		iput(cur);
+		return err;
+	}
+	w->inode = cur;
+	w->mnt = mnt;
+	return 0;
+}
+
+static int
+walk_path(const char *path, struct walk *w)
+{
+	struct path_parts pp;
+	int err = split_path(path, &pp);
+	return err ? err : walk_n(&pp, pp.n, w);
+}
+
+/* Resolve the parent directory; name/len is the last component.
+ * -EBUSY-like cases: "/" has no last component (-EEXIST for mkdir, etc.:
+ * the caller decides, *len == 0). */
+static int
+walk_parent(const char *path, struct path_parts *pp, struct walk *w,
+            const char **name, size_t *len)
+{
+	int err = split_path(path, pp);
+	if (err)
+		return err;
+	if (pp->n == 0) {
+		*name = NULL;
+		*len = 0;
+		return walk_n(pp, 0, w);
+	}
+	err = walk_n(pp, pp->n - 1, w);
+	if (err)
+		return err;
+	if (!S_ISDIR(w->inode->i_mode)) {
+		iput(w->inode);
+		return -ENOTDIR;
+	}
+	*name = pp->comp[pp->n - 1];
+	*len = pp->len[pp->n - 1];
+	return 0;
+}
+
+/* Look up name in dir, crossing a mount on top of it. */
+static int
+lookup_child(struct walk *dir, const char *name, size_t len, struct walk *res)
+{
+	struct inode *inode;
+	int err = dir->inode->i_op->lookup(dir->inode, name, len, &inode);
+	if (err)
+		return err;
+	res->mnt = dir->mnt;
+	pthread_rwlock_rdlock(&ns_lock);
+	struct mount *m;
+	while ((m = mounted_on(inode)) != NULL) {
+		iput(inode);
+		res->mnt = m;
+		inode = m->sb->s_root;
+		ihold(inode);
+	}
+	pthread_rwlock_unlock(&ns_lock);
+	res->inode = inode;
+	return 0;
+}
+
+static bool
+is_mountpoint(struct inode *inode)
+{
+	pthread_rwlock_rdlock(&ns_lock);
+	bool r = mounted_on(inode) != NULL;
+	for (struct mount *m = mounts; m && !r; m = m->next)
+		r = m->sb->s_root == inode;
+	pthread_rwlock_unlock(&ns_lock);
+	return r;
+}
+
+/* ---------------------------------------------------------- descriptors */
+
+struct file *
+pw__fget(int fd)
+{
+	struct file *f = NULL;
+	pthread_mutex_lock(&fd_lock);
+	if (fd >= 0 && fd < fd_cap && fd_table[fd]) {
+		f = fd_table[fd];
+		atomic_fetch_add(&f->f_count, 1);
+	}
+	pthread_mutex_unlock(&fd_lock);
+	return f;
+}
+
+static struct mount *
+mount_of(struct super_block *sb)
+{
+	pthread_rwlock_rdlock(&ns_lock);
+	struct mount *m = mounts;
+	while (m && m->sb != sb)
+		m = m->next;
+	pthread_rwlock_unlock(&ns_lock);
+	return m;
+}
+
+void
+pw__fput(struct file *file)
+{
+	if (atomic_fetch_sub(&file->f_count, 1) != 1)
+		return;
+	struct mount *m = mount_of(file->f_inode->i_sb);
+	iput(file->f_inode);
+	if (m)
+		atomic_fetch_sub(&m->users, 1);
+	pthread_mutex_destroy(&file->f_pos_lock);
+	free(file);
+}
+
+static int
+fd_install(struct file *file)
+{
+	pthread_mutex_lock(&fd_lock);
+	int fd = 0;
+	while (fd < fd_cap && fd_table[fd])
+		fd++;
+	if (fd == fd_cap) {
+		int cap = fd_cap ? fd_cap * 2 : 64;
+		struct file **t = realloc(fd_table, (size_t)cap * sizeof(*t));
+		if (!t) {
+			pthread_mutex_unlock(&fd_lock);
+			return -EMFILE;
+		}
+		memset(t + fd_cap, 0, (size_t)(cap - fd_cap) * sizeof(*t));
+		fd_table = t;
+		fd_cap = cap;
+	}
+	fd_table[fd] = file;
+	pthread_mutex_unlock(&fd_lock);
+	return fd;
+}
+
+static struct file *
+file_alloc(struct walk *w, int flags)
+{
+	struct file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->f_inode = w->inode;
+	f->f_mapping = w->inode->i_mapping;
+	f->f_flags = flags;
+	int acc = flags & O_ACCMODE;
+	f->f_readable = acc == O_RDONLY || acc == O_RDWR;
+	f->f_writable = acc == O_WRONLY || acc == O_RDWR;
+	atomic_store(&f->f_count, 1);
+	pthread_mutex_init(&f->f_pos_lock, NULL);
+	atomic_store(&f->f_wb_err_seq, atomic_load(&f->f_mapping->wb_err_seq));
+	atomic_fetch_add(&w->mnt->users, 1);
+	return f;
+}
+
+/* ----------------------------------------------------------- open/close */
+
+static int
+do_truncate(struct inode *inode, loff_t length)
+{
+	if (length < 0)
+		return -EINVAL;
+	if (length > inode->i_sb->s_maxbytes)
+		return -EFBIG;
+	pthread_rwlock_wrlock(&inode->i_rwsem);
+	struct pw_iattr attr = {.valid = ATTR_SIZE | ATTR_MTIME, .size = length};
+	clock_gettime(CLOCK_REALTIME, &attr.mtime);
+	int err = inode->i_op->setattr ? inode->i_op->setattr(inode, &attr) : -EPERM;
+	if (!err) {
+		inode->i_mtime = inode->i_ctime = attr.mtime;
+		mark_inode_dirty(inode);
+	}
+	pthread_rwlock_unlock(&inode->i_rwsem);
+	return err;
+}
+
+static int
+open_checks(struct walk *w, int flags)
+{
+	struct inode *inode = w->inode;
+	int acc = flags & O_ACCMODE;
+	bool wr = acc == O_WRONLY || acc == O_RDWR;
+	if (acc == 3)
+		return -EINVAL;
+	if ((flags & O_DIRECTORY) && !S_ISDIR(inode->i_mode))
+		return -ENOTDIR;
+	if (S_ISDIR(inode->i_mode) && (wr || (flags & O_TRUNC)))
+		return -EISDIR;
+	if (wr && (w->mnt->sb->s_flags & SB_RDONLY))
+		return -EROFS;
+	int mask = (acc != O_WRONLY ? 4 : 0) | (wr ? 2 : 0);
+	return may_access(inode, mask);
+}
+
+static int
+do_open(const char *path, int flags, mode_t mode)
+{
+	struct path_parts pp;
+	struct walk dir, w;
+	const char *name;
+	size_t len;
+	int err = walk_parent(path, &pp, &dir, &name, &len);
+	if (err)
+		return err;
+	if (!name) {
+		w = dir; /* "/" */
+	} else {
+		err = lookup_child(&dir, name, len, &w);
+		if (err == -ENOENT && (flags & O_CREAT)) {
+			if (dir.mnt->sb->s_flags & SB_RDONLY)
+				err = -EROFS;
+			else if ((err = may_access(dir.inode, 3)) == 0) {
+				pthread_rwlock_wrlock(&dir.inode->i_rwsem);
+				err = lookup_child(&dir, name, len, &w);
+				if (err == -ENOENT) {
+					err = dir.inode->i_op->create(dir.inode, name, len, mode,
+					                              &w.inode);
+					w.mnt = dir.mnt;
+					flags &= ~O_TRUNC;
+					if (!err)
+						flags |= 0x40000000; /* created: skip checks */
+				} else if (!err && (flags & O_EXCL)) {
+					iput(w.inode);
+					err = -EEXIST;
+				}
+				pthread_rwlock_unlock(&dir.inode->i_rwsem);
+			}
+		} else if (!err && (flags & O_CREAT) && (flags & O_EXCL)) {
+			iput(w.inode);
+			err = -EEXIST;
+		}
+		iput(dir.inode);
+		if (err)
+			return err;
+	}
+	bool created = flags & 0x40000000;
+	flags &= ~0x40000000;
+	if (!created && (err = open_checks(&w, flags))) {
+		iput(w.inode);
+		return err;
+	}
+	if ((flags & O_TRUNC) && S_ISREG(w.inode->i_mode) &&
+	    (flags & O_ACCMODE) != O_RDONLY && (err = do_truncate(w.inode, 0))) {
+		iput(w.inode);
+		return err;
+	}
+	struct file *f = file_alloc(&w, flags);
+	if (!f) {
+		iput(w.inode);
+		return -ENOMEM;
+	}
+	int fd = fd_install(f);
+	if (fd < 0)
+		pw__fput(f);
+	return fd;
+}
+
+int
+pw_open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (flags & O_CREAT) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	int err = enter();
+	return (int)ret(err ? err : do_open(path, flags, mode));
+}
+
+int
+pw_close(int fd)
+{
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	struct file *f = NULL;
+	pthread_mutex_lock(&fd_lock);
+	if (fd >= 0 && fd < fd_cap) {
+		f = fd_table[fd];
+		fd_table[fd] = NULL;
+	}
+	pthread_mutex_unlock(&fd_lock);
+	if (!f)
+		return (int)ret(-EBADF);
+	pw__fput(f);
+	return 0;
+}
+
+/* ------------------------------------------------------------- read/write */
+
+/* fget plus the checks every read or write needs. */
+static int
+rw_file(int fd, bool write, struct file **fp)
+{
+	int err = enter();
+	if (err)
+		return err;
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return -EBADF;
+	if (write ? !f->f_writable : !f->f_readable) {
+		pw__fput(f);
+		return -EBADF;
+	}
+	if (S_ISDIR(f->f_inode->i_mode)) {
+		pw__fput(f);
+		return -EISDIR;
+	}
+	*fp = f;
+	return 0;
+}
+
+/* pos < 0: use and update the file position. */
+static ssize_t
+do_rw(int fd, const struct iovec *iov, int iovcnt, off_t pos, bool write,
+      bool positional)
+{
+	struct file *f;
+	int err = rw_file(fd, write, &f);
+	if (err)
+		return err;
+	unsigned long nr = (unsigned long)iovcnt;
+	size_t count;
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		err = -EINVAL;
+	else if (positional && pos < 0)
+		err = -EINVAL;
+	else
+		err = generic_segment_checks(iov, &nr, &count);
+	if (err) {
+		pw__fput(f);
+		return err;
+	}
+	struct iov_iter it;
+	iov_iter_init(&it, iov, nr, count, 0);
+	ssize_t r;
+	if (!positional)
+		pthread_mutex_lock(&f->f_pos_lock);
+	loff_t p = positional ? pos : f->f_pos;
+	if (write) {
+		/* pwrite on an O_APPEND file appends, as on Linux. */
+		r = generic_file_write_iter(f, &it, &p);
+	} else {
+		r = generic_file_read_iter(f, &it, &p);
+	}
+	if (!positional) {
+		if (r > 0)
+			f->f_pos = p;
+		pthread_mutex_unlock(&f->f_pos_lock);
+	}
+	pw__fput(f);
+	return r;
+}
+
+ssize_t
+pw_read(int fd, void *buf, size_t count)
+{
+	struct iovec iov = {buf, PW_MIN(count, (size_t)SSIZE_MAX)};
+	return ret(do_rw(fd, &iov, 1, -1, false, false));
+}
+
+ssize_t
+pw_write(int fd, const void *buf, size_t count)
+{
+	struct iovec iov = {(void *)buf, PW_MIN(count, (size_t)SSIZE_MAX)};
+	return ret(do_rw(fd, &iov, 1, -1, true, false));
+}
+
+ssize_t
+pw_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	struct iovec iov = {buf, PW_MIN(count, (size_t)SSIZE_MAX)};
+	return ret(do_rw(fd, &iov, 1, offset, false, true));
+}
+
+ssize_t
+pw_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	struct iovec iov = {(void *)buf, PW_MIN(count, (size_t)SSIZE_MAX)};
+	return ret(do_rw(fd, &iov, 1, offset, true, true));
+}
+
+ssize_t
+pw_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	return ret(do_rw(fd, iov, iovcnt, -1, false, false));
+}
+
+ssize_t
+pw_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	return ret(do_rw(fd, iov, iovcnt, -1, true, false));
+}
+
+ssize_t
+pw_preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset)
+{
+	return ret(do_rw(fd, iov, iovcnt, offset, false, true));
+}
+
+ssize_t
+pw_pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset)
+{
+	return ret(do_rw(fd, iov, iovcnt, offset, true, true));
+}
+
+off_t
+pw_lseek(int fd, off_t offset, int whence)
+{
+	int err = enter();
+	if (err)
+		return ret(err);
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return ret(-EBADF);
+	pthread_mutex_lock(&f->f_pos_lock);
+	loff_t size = i_size_read(f->f_inode), np;
+	switch (whence) {
+	case SEEK_SET: np = offset; break;
+	case SEEK_CUR: np = f->f_pos + offset; break;
+	case SEEK_END: np = size + offset; break;
+	case SEEK_DATA: np = offset < size ? offset : -ENXIO; break;
+	case SEEK_HOLE: np = offset < size ? size : -ENXIO; break;
+	default: np = -EINVAL;
+	}
+	if (np < 0 && (whence == SEEK_DATA || whence == SEEK_HOLE) && offset >= 0)
+		err = (int)np;
+	else if (np < 0)
+		err = -EINVAL;
+	else
+		f->f_pos = np;
+	pthread_mutex_unlock(&f->f_pos_lock);
+	pw__fput(f);
+	return err ? ret(err) : np;
+}
+
+/* ------------------------------------------------------------- truncate */
+
+int
+pw_ftruncate(int fd, off_t length)
+{
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return (int)ret(-EBADF);
+	if (!f->f_writable || !S_ISREG(f->f_inode->i_mode))
+		err = -EINVAL;
+	else
+		err = do_truncate(f->f_inode, length);
+	pw__fput(f);
+	return (int)ret(err);
+}
+
+int
+pw_truncate(const char *path, off_t length)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path(path, &w);
+	if (err)
+		return (int)ret(err);
+	if (S_ISDIR(w.inode->i_mode))
+		err = -EISDIR;
+	else if (w.mnt->sb->s_flags & SB_RDONLY)
+		err = -EROFS;
+	else if (!(err = may_access(w.inode, 2)))
+		err = do_truncate(w.inode, length);
+	iput(w.inode);
+	return (int)ret(err);
+}
+
+/* ---------------------------------------------------------------- fsync */
+
+/* Report a writeback error once to each file that was open when it
+ * happened (the kernel's errseq). */
+static int
+check_wb_err(struct file *file)
+{
+	struct address_space *m = file->f_mapping;
+	uint32_t seq = atomic_load(&m->wb_err_seq);
+	uint32_t seen = atomic_load(&file->f_wb_err_seq);
+	if (seq == seen || !atomic_compare_exchange_strong(&file->f_wb_err_seq, &seen, seq))
+		return 0;
+	return -atomic_load(&m->wb_err);
+}
+
+int
+pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end, bool datasync)
+{
+	struct inode *inode = file->f_inode;
+	const struct super_operations *sop = inode->i_sb->s_op;
+	int err = filemap_write_and_wait_range(file->f_mapping, start, end);
+	int e2 = 0;
+	if (!datasync && sop->write_inode &&
+	    atomic_exchange(&inode->i_dirty, false))
+		e2 = sop->write_inode(inode, true);
+	int e3 = sop->fsync ? sop->fsync(inode, datasync) : 0;
+	int e4 = check_wb_err(file);
+	/* A writepage error of this call also advanced the errseq, and
+	 * check_wb_err consumed it for this file: report it once. */
+	return err ? err : e4 ? e4 : e2 ? e2 : e3;
+}
+
+static int
+do_fsync(int fd, bool datasync)
+{
+	int err = enter();
+	if (err)
+		return err;
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return -EBADF;
+	err = pw__vfs_fsync_range(f, 0, LLONG_MAX, datasync);
+	pw__fput(f);
+	return err;
+}
+
+int
+pw_fsync(int fd)
+{
+	return (int)ret(do_fsync(fd, false));
+}
+
+int
+pw_fdatasync(int fd)
+{
+	return (int)ret(do_fsync(fd, true));
+}
+
+/* ----------------------------------------------------------------- stat */
+
+static void
+fill_stat(struct inode *inode, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_dev = inode->i_sb->s_dev;
+	st->st_ino = inode->i_ino;
+	st->st_mode = inode->i_mode;
+	st->st_nlink = atomic_load(&inode->i_nlink);
+	st->st_uid = inode->i_uid;
+	st->st_gid = inode->i_gid;
+	st->st_size = i_size_read(inode);
+	st->st_blksize = PAGE_SIZE;
+	st->st_blocks = inode->i_blocks ? (blkcnt_t)inode->i_blocks
+	                                : (blkcnt_t)(inode->i_data.nrpages * (PAGE_SIZE / 512));
+	st->st_atim = inode->i_atime;
+	st->st_mtim = inode->i_mtime;
+	st->st_ctim = inode->i_ctime;
+}
+
+int
+pw_fstat(int fd, struct stat *st)
+{
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return (int)ret(-EBADF);
+	struct stat tmp;
+	fill_stat(f->f_inode, &tmp);
+	pw__fput(f);
+	if (copy_to_user(st, &tmp, sizeof(tmp)))
+		return (int)ret(-EFAULT);
+	return 0;
+}
+
+int
+pw_stat(const char *path, struct stat *st)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path(path, &w);
+	if (err)
+		return (int)ret(err);
+	struct stat tmp;
+	fill_stat(w.inode, &tmp);
+	iput(w.inode);
+	if (copy_to_user(st, &tmp, sizeof(tmp)))
+		return (int)ret(-EFAULT);
+	return 0;
+}
+
+/* ------------------------------------------------------------ namespace */
+
+/* Resolve the parent for a namespace change, with the checks they share. */
+static int
+ns_parent(const char *path, struct path_parts *pp, struct walk *dir,
+          const char **name, size_t *len)
+{
+	int err = enter();
+	if (!err)
+		err = walk_parent(path, pp, dir, name, len);
+	if (err)
+		return err;
+	if (!*name)
+		err = -EBUSY;
+	else if (dir->mnt->sb->s_flags & SB_RDONLY)
+		err = -EROFS;
+	else
+		err = may_access(dir->inode, 3);
+	if (err)
+		iput(dir->inode);
+	return err;
+}
+
+static int
+do_remove(const char *path, bool rmdir)
+{
+	struct path_parts pp;
+	struct walk dir, v;
+	const char *name;
+	size_t len;
+	int err = ns_parent(path, &pp, &dir, &name, &len);
+	if (err)
+		return err;
+	pthread_rwlock_wrlock(&dir.inode->i_rwsem);
+	err = lookup_child(&dir, name, len, &v);
+	if (!err) {
+		if (is_mountpoint(v.inode))
+			err = -EBUSY;
+		else if (rmdir && !S_ISDIR(v.inode->i_mode))
+			err = -ENOTDIR;
+		else if (!rmdir && S_ISDIR(v.inode->i_mode))
+			err = -EISDIR;
+		else if (rmdir)
+			err = dir.inode->i_op->rmdir(dir.inode, name, len, v.inode);
+		else
+			err = dir.inode->i_op->unlink(dir.inode, name, len, v.inode);
+		iput(v.inode);
+	}
+	pthread_rwlock_unlock(&dir.inode->i_rwsem);
+	iput(dir.inode);
+	return err;
+}
+
+int
+pw_unlink(const char *path)
+{
+	return (int)ret(do_remove(path, false));
+}
+
+int
+pw_rmdir(const char *path)
+{
+	return (int)ret(do_remove(path, true));
+}
+
+int
+pw_mkdir(const char *path, mode_t mode)
+{
+	struct path_parts pp;
+	struct walk dir, v;
+	const char *name;
+	size_t len;
+	int err = ns_parent(path, &pp, &dir, &name, &len);
+	if (err == -EBUSY)
+		err = -EEXIST;
+	if (err)
+		return (int)ret(err);
+	pthread_rwlock_wrlock(&dir.inode->i_rwsem);
+	err = lookup_child(&dir, name, len, &v);
+	if (!err) {
+		iput(v.inode);
+		err = -EEXIST;
+	} else if (err == -ENOENT) {
+		struct inode *inode;
+		err = dir.inode->i_op->mkdir(dir.inode, name, len, mode, &inode);
+		if (!err)
+			iput(inode);
+	}
+	pthread_rwlock_unlock(&dir.inode->i_rwsem);
+	iput(dir.inode);
+	return (int)ret(err);
+}
+
+static int
+rename_checks(struct walk *src, struct walk *dst_dir, const char *nname,
+              size_t nlen)
+{
+	if (is_mountpoint(src->inode))
+		return -EBUSY;
+	struct walk t;
+	int err = lookup_child(dst_dir, nname, nlen, &t);
+	if (err == -ENOENT)
+		return 0;
+	if (err)
+		return err;
+	if (t.inode != src->inode) {
+		if (is_mountpoint(t.inode))
+			err = -EBUSY;
+		else if (S_ISDIR(src->inode->i_mode) && !S_ISDIR(t.inode->i_mode))
+			err = -ENOTDIR;
+		else if (!S_ISDIR(src->inode->i_mode) && S_ISDIR(t.inode->i_mode))
+			err = -EISDIR;
+	}
+	iput(t.inode);
+	return err;
+}
+
+/* Is the normalised path a a proper prefix directory of b? */
+static bool
+path_is_ancestor(struct path_parts *a, struct path_parts *b)
+{
+	if (a->n >= b->n)
+		return false;
+	for (int k = 0; k < a->n; k++)
+		if (a->len[k] != b->len[k] || memcmp(a->comp[k], b->comp[k], a->len[k]))
+			return false;
+	return true;
+}
+
+int
+pw_rename(const char *oldpath, const char *newpath)
+{
+	struct path_parts opp, npp;
+	struct walk od, nd, src;
+	const char *on, *nn;
+	size_t ol, nl;
+	int err = ns_parent(oldpath, &opp, &od, &on, &ol);
+	if (err)
+		return (int)ret(err);
+	if ((err = ns_parent(newpath, &npp, &nd, &nn, &nl))) {
+		iput(od.inode);
+		return (int)ret(err);
+	}
+	if (od.mnt != nd.mnt) {
+		err = -EXDEV;
+		goto out;
+	}
+	pthread_mutex_lock(&rename_lock);
+	struct inode *a = od.inode, *b = nd.inode;
+	if (a > b) {
+		struct inode *t = a;
+		a = b;
+		b = t;
+	}
+	pthread_rwlock_wrlock(&a->i_rwsem);
+	if (b != a)
+		pthread_rwlock_wrlock(&b->i_rwsem);
+	err = lookup_child(&od, on, ol, &src);
+	if (!err) {
+		if (S_ISDIR(src.inode->i_mode) && path_is_ancestor(&opp, &npp))
+			err = -EINVAL;
+		else
+			err = rename_checks(&src, &nd, nn, nl);
+		if (!err)
+			err = od.inode->i_op->rename(od.inode, on, ol, nd.inode, nn, nl);
+		iput(src.inode);
+	}
+	if (b != a)
+		pthread_rwlock_unlock(&b->i_rwsem);
+	pthread_rwlock_unlock(&a->i_rwsem);
+	pthread_mutex_unlock(&rename_lock);
+out:
+	iput(od.inode);
+	iput(nd.inode);
+	return (int)ret(err);
+}
+
+/* ----------------------------------------------------------- directories */
+
+static int
+dir_fill(void *ctx, const char *name, size_t len, uint64_t ino, unsigned dtype)
+{
+	struct pw_dir *d = ctx;
+	if (len > NAME_MAX)
+		return 0;
+	if (d->nr == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16;
+		struct dirent *e = realloc(d->ents, cap * sizeof(*e));
+		if (!e)
+			return 1;
+		d->ents = e;
+		d->cap = cap;
+	}
+	struct dirent *e = &d->ents[d->nr];
+	memset(e, 0, sizeof(*e));
+	e->d_ino = ino;
+	e->d_off = (off_t)(d->nr + 1);
+	e->d_reclen = sizeof(*e);
+	e->d_type = (unsigned char)dtype;
+	memcpy(e->d_name, name, len);
+	e->d_name[len] = 0;
+	d->nr++;
+	return 0;
+}
+
+/* The stream is a snapshot taken at opendir, which POSIX allows: entries
+ * added or removed later may or may not be seen. */
+PW_DIR *
+pw_opendir(const char *path)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path(path, &w);
+	if (err) {
+		ret(err);
+		return NULL;
+	}
+	struct pw_dir *d = NULL;
+	if (!S_ISDIR(w.inode->i_mode))
+		err = -ENOTDIR;
+	else if ((err = may_access(w.inode, 4)) == 0 && !(d = calloc(1, sizeof(*d))))
+		err = -ENOMEM;
+	if (!err) {
+		dir_fill(d, ".", 1, w.inode->i_ino, DT_DIR);
+		dir_fill(d, "..", 2, w.inode->i_ino, DT_DIR);
+		err = w.inode->i_op->readdir(w.inode, d, dir_fill);
+		if (err) {
+			free(d->ents);
+			free(d);
+			d = NULL;
+		}
+	}
+	iput(w.inode);
+	if (err)
+		ret(err);
+	return d;
+}
+
+struct dirent *
+pw_readdir(PW_DIR *dir)
+{
+	if (!dir) {
+		errno = EBADF;
+		return NULL;
+	}
+	return dir->pos < dir->nr ? &dir->ents[dir->pos++] : NULL;
+}
+
+int
+pw_closedir(PW_DIR *dir)
+{
+	if (!dir)
+		return (int)ret(-EBADF);
+	free(dir->ents);
+	free(dir);
+	return 0;
+}
+
+/* -------------------------------------------------------------- mappings */
+
+void *
+pw_mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
+{
+	int err = enter();
+	if (err) {
+		errno = -err;
+		return MAP_FAILED;
+	}
+	int type = flags & MAP_TYPE;
+	if (length == 0 || (offset & (off_t)(PAGE_SIZE - 1)) || offset < 0 ||
+	    (type != MAP_SHARED && type != MAP_PRIVATE && type != MAP_SHARED_VALIDATE) ||
+	    (flags & MAP_ANONYMOUS) || length > (size_t)1 << 46 ||
+	    ((flags & MAP_FIXED) && ((uintptr_t)addr & (PAGE_SIZE - 1)))) {
+		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	struct file *f = pw__fget(fd);
+	if (!f) {
+		errno = EBADF;
+		return MAP_FAILED;
+	}
+	if (!S_ISREG(f->f_inode->i_mode))
+		err = ENODEV;
+	else if (!f->f_readable || (type != MAP_PRIVATE && (prot & PROT_WRITE) &&
+	                            !f->f_writable))
+		err = EACCES;
+	void *p = MAP_FAILED;
+	if (!err)
+		p = pw__do_mmap(addr, length, prot, flags, f, offset, &err);
+	pw__fput(f);
+	if (p == MAP_FAILED)
+		errno = err;
+	return p;
+}
+
+int
+pw_munmap(void *addr, size_t length)
+{
+	int err = enter();
+	return (int)ret(err ? err : pw__do_munmap(addr, length));
+}
+
+int
+pw_msync(void *addr, size_t length, int flags)
+{
+	int err = enter();
+	return (int)ret(err ? err : pw__do_msync(addr, length, flags));
+}
+
+int
+pw_madvise(void *addr, size_t length, int advice)
+{
+	int err = enter();
+	return (int)ret(err ? err : pw__do_madvise(addr, length, advice));
+}
+
+int
+pw_posix_fadvise(int fd, off_t offset, off_t len, int advice)
+{
+	int err = enter();
+	if (err)
+		return -err;
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return EBADF;
+	if (offset < 0 || len < 0 || advice < POSIX_FADV_NORMAL ||
+	    advice > POSIX_FADV_NOREUSE)
+		err = -EINVAL;
+	else if (S_ISDIR(f->f_inode->i_mode))
+		err = 0;
+	else if (advice == POSIX_FADV_DONTNEED) {
+		loff_t end = len ? offset + len - 1 : LLONG_MAX;
+		struct address_space *m = f->f_mapping;
+		filemap_write_and_wait_range(m, offset, end);
+		/* Only whole pages inside the range go, as on Linux. */
+		pgoff_t first = (pgoff_t)(offset + (off_t)PAGE_SIZE - 1) >> PAGE_SHIFT;
+		pgoff_t last = len ? (pgoff_t)(end + 1) >> PAGE_SHIFT : ~(pgoff_t)0;
+		if (last > 0 && (len == 0 || (end + 1) % (off_t)PAGE_SIZE != 0))
+			last = len ? last - 1 : last;
+		else if (last > 0)
+			last--;
+		if (first <= last)
+			invalidate_mapping_pages(m, first, last);
+	}
+	pw__fput(f);
+	return -err;
+}
+
+/* ---------------------------------------------------------------- mounts */
+
+struct sync_ctx {
+	int err;
+};
+
+static void
+sync_inode_cb(struct inode *inode, void *arg)
+{
+	struct sync_ctx *c = arg;
+	int err = filemap_write_and_wait_range(inode->i_mapping, 0, LLONG_MAX);
+	const struct super_operations *sop = inode->i_sb->s_op;
+	if (!err && sop->write_inode && atomic_exchange(&inode->i_dirty, false))
+		err = sop->write_inode(inode, true);
+	if (err && !c->err)
+		c->err = err;
+}
+
+static int
+sync_sb(struct super_block *sb)
+{
+	struct sync_ctx c = {0};
+	pw__for_each_inode(sb, sync_inode_cb, &c);
+	int err = sb->s_op->sync_fs ? sb->s_op->sync_fs(sb, true) : 0;
+	return c.err ? c.err : err;
+}
+
+int
+pw_sync(void)
+{
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	pthread_rwlock_rdlock(&ns_lock);
+	size_t n = 0;
+	for (struct mount *m = mounts; m; m = m->next)
+		n++;
+	struct super_block **sbs = calloc(n ? n : 1, sizeof(*sbs));
+	n = 0;
+	for (struct mount *m = mounts; m && sbs; m = m->next)
+		sbs[n++] = m->sb;
+	pthread_rwlock_unlock(&ns_lock);
+	for (size_t k = 0; k < n; k++) {
+		int e = sync_sb(sbs[k]);
+		if (e && !err)
+			err = e;
+	}
+	free(sbs);
+	return (int)ret(err);
+}
+
+int
+pw_mount(const char *fstype, const char *source, const char *target,
+         const char *options)
+{
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	if (!fstype || !target)
+		return (int)ret(-EFAULT);
+	const struct file_system_type *type = pw__find_filesystem(fstype);
+	if (!type)
+		return (int)ret(-ENODEV);
+	struct walk w;
+	if ((err = walk_path(target, &w)))
+		return (int)ret(err);
+	if (!S_ISDIR(w.inode->i_mode)) {
+		iput(w.inode);
+		return (int)ret(-ENOTDIR);
+	}
+	struct super_block *sb = sb_alloc(type);
+	struct mount *m = calloc(1, sizeof(*m));
+	if (!sb || !m) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	if (pw__has_option(options, "ro"))
+		sb->s_flags |= SB_RDONLY;
+	if ((err = type->fill_super(sb, source, options)))
+		goto fail;
+	m->sb = sb;
+	m->mountpoint = w.inode; /* keeps the reference */
+	m->parent = w.mnt;
+	pthread_rwlock_wrlock(&ns_lock);
+	if (mounted_on(w.inode)) {
+		pthread_rwlock_unlock(&ns_lock);
+		iput(sb->s_root);
+		pw__evict_all(sb);
+		if (sb->s_op->put_super)
+			sb->s_op->put_super(sb);
+		sb = NULL;
+		err = -EBUSY;
+		goto fail;
+	}
+	m->next = mounts;
+	mounts = m;
+	pthread_rwlock_unlock(&ns_lock);
+	return 0;
+fail:
+	free(sb);
+	free(m);
+	iput(w.inode);
+	return (int)ret(err);
+}
+
+int
+pw_umount(const char *target)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path(target, &w);
+	if (err)
+		return (int)ret(err);
+	struct mount *m = w.mnt;
+	bool is_root = w.inode == m->sb->s_root;
+	iput(w.inode);
+	if (!is_root || m == root_mount)
+		return (int)ret(-EINVAL);
+	pthread_rwlock_wrlock(&ns_lock);
+	for (struct mount *c = mounts; c && !err; c = c->next)
+		if (c->parent == m)
+			err = -EBUSY;
+	if (!err && atomic_load(&m->users) > 0)
+		err = -EBUSY;
+	if (!err) {
+		struct mount **pp = &mounts;
+		while (*pp != m)
+			pp = &(*pp)->next;
+		*pp = m->next;
+	}
+	pthread_rwlock_unlock(&ns_lock);
+	if (err)
+		return (int)ret(err);
+	struct super_block *sb = m->sb;
+	err = sync_sb(sb);
+	iput(sb->s_root);
+	pw__evict_all(sb);
+	if (sb->s_op->put_super)
+		sb->s_op->put_super(sb);
+	iput(m->mountpoint);
+	pthread_mutex_destroy(&sb->s_inode_lock);
+	free(sb);
+	free(m);
+	return (int)ret(err);
+}
+
+/* ------------------------------------------------------------ statistics */
+
+void
+pw_get_stats(struct pw_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->pool_pages = atomic_load(&pw__stat.pool_pages);
+	st->cached_pages = atomic_load(&pw__stat.cached);
+	st->dirty_pages = atomic_load(&pw__stat.dirty);
+	st->writeback_pages = atomic_load(&pw__stat.writeback);
+	st->mapped_pages = atomic_load(&pw__stat.mapped);
+	st->hits = atomic_load(&pw__stat.hits);
+	st->misses = atomic_load(&pw__stat.misses);
+	st->faults = atomic_load(&pw__stat.faults);
+	st->fault_around = atomic_load(&pw__stat.fault_around);
+	st->short_copies = atomic_load(&pw__stat.short_copies);
+	st->write_retries = atomic_load(&pw__stat.write_retries);
+}
+
+/* ------------------------------------------------------------ test hooks */
+
+static int
+evict_one(struct file *f, pgoff_t index)
+{
+	struct address_space *m = f->f_mapping;
+	if (m->unevictable)
+		return -EBUSY;
+	struct page *page = find_lock_page(m, index);
+	if (!page)
+		return 0;
+	wait_on_page_writeback(page);
+	if (PageDirty(page) && m->a_ops->writepage) {
+		struct writeback_control wbc = {.sync = true};
+		if (clear_page_dirty_for_io(page)) {
+			set_page_writeback(page);
+			m->a_ops->writepage(page, &wbc);
+			lock_page(page);
+			wait_on_page_writeback(page);
+		}
+	}
+	int err = 0;
+	if (page->mapping != m)
+		err = 0;
+	else if (PageDirty(page))
+		err = -EBUSY;
+	else {
+		pw__page_unmap(page);
+		delete_from_page_cache(page);
+	}
+	unlock_page(page);
+	put_page(page);
+	return err;
+}
+
+int
+pw__test_evict(int fd, off_t offset)
+{
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return -EBADF;
+	int err = evict_one(f, (pgoff_t)offset >> PAGE_SHIFT);
+	pw__fput(f);
+	return err;
+}
+
+int
+pw__test_evict_all(int fd)
+{
+	struct file *f = pw__fget(fd);
+	if (!f)
+		return -EBADF;
+	int err = 0;
+	struct page *batch[16];
+	pgoff_t index = 0;
+	unsigned n;
+	while (!err && (n = find_get_pages(f->f_mapping, index, 16, batch)) > 0) {
+		pgoff_t first = batch[0]->index;
+		for (unsigned k = 0; k < n; k++) {
+			index = batch[k]->index + 1;
+			put_page(batch[k]);
+		}
+		for (pgoff_t i = first; i < index && !err; i++)
+			err = evict_one(f, i);
+	}
+	pw__fput(f);
+	return err;
+}

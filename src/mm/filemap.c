@@ -1,0 +1,900 @@
+/*
+ * filemap.c - the buffered write path of the seed (SPEC sections 2-4 and
+ * 8), the read path, and the page-cache side of the fault path.
+ *
+ * Writes: generic_file_write_iter takes i_rwsem, applies the limits and
+ * O_APPEND, and runs generic_perform_write when the filesystem has
+ * write_begin/write_end, or generic_perform_write_2copy when it has only
+ * the legacy prepare_write/commit_write.  Internal users (expanding
+ * truncate) call pagecache_write_begin/end, which adapt the legacy pair.
+ *
+ * The rule that shapes all of it (SPEC section 1): user memory is touched
+ * with faults enabled only while holding no more than i_rwsem.  Under a
+ * page lock copies are atomic and may be short; a short copy is a normal
+ * outcome, never garbage.  The call chains of the deadlocks this prevents
+ * are in uaccess.c and docs/LOCKING.md.
+ *
+ * Page state, and who moves it (numbered invariants cited in the code):
+ *
+ *   (absent) --grab_cache_page_write_begin / readahead--> locked, !uptodate
+ *   !uptodate --readpage / write_end with a full copy--> uptodate
+ *   uptodate --write_end, write fault--> dirty
+ *   dirty --clear_page_dirty_for_io + writepage--> writeback --> clean
+ *   clean, unmapped --invalidate / truncate--> (absent)
+ *
+ *  (1) A page is uptodate only if every byte is valid: a concurrent read
+ *      may copy it out at once.
+ *  (2) i_size is raised only under the page lock of the page that holds
+ *      the new EOF, and never covers bytes write_end did not accept.
+ *  (3) The iterator and *ppos advance only by accepted bytes.
+ *
+ * Lock ordering:
+ *   i_rwsem            (generic_file_write_iter, truncate)
+ *     -> page lock     (write_begin .. write_end)
+ *       -> i_pages_lock (index updates)
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+struct pw__test_hooks pw__hooks;
+
+#define RA_MIN 4   /* first readahead window, pages */
+#define RA_MAX 64  /* largest window */
+#define DIRTY_LIMIT_PAGES (256UL * 1024 * 1024 / PAGE_SIZE)
+
+/* --------------------------------------------------------- accounting */
+
+void
+pw__account_page_dirtied(struct address_space *mapping)
+{
+	atomic_fetch_add(&mapping->nrdirty, 1);
+	PW_STAT_ADD(dirty, 1);
+}
+
+void
+pw__account_page_cleaned(struct address_space *mapping)
+{
+	atomic_fetch_sub(&mapping->nrdirty, 1);
+	PW_STAT_SUB(dirty, 1);
+}
+
+/**
+ * balance_dirty_pages_ratelimited - the dirty-throttling hook.
+ * Called once per page step of a buffered write, with i_rwsem held and no
+ * page locked.  Above the hard limit the writer writes back its own
+ * file's dirty pages before it may dirty more, so no writer can fill
+ * memory with dirty pages.
+ */
+void
+balance_dirty_pages_ratelimited(struct address_space *mapping)
+{
+	if (mapping->unevictable || !mapping->a_ops->writepage)
+		return;
+	if (atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed) <
+	    DIRTY_LIMIT_PAGES)
+		return;
+	filemap_fdatawrite(mapping);
+}
+
+void
+mapping_set_error(struct address_space *mapping, int err)
+{
+	if (err >= 0)
+		return;
+	atomic_store(&mapping->wb_err, -err);
+	atomic_fetch_add(&mapping->wb_err_seq, 1);
+}
+
+/* --------------------------------------------------------- read side */
+
+/* Start reads of the absent pages in [index, index+nr), stopping at EOF.
+ * Each new page goes into the cache locked and is handed to ->readpage,
+ * which unlocks it when the read is done. */
+static void
+page_cache_ra(struct address_space *mapping, struct file *file, pgoff_t index,
+              unsigned nr)
+{
+	loff_t isize = i_size_read(mapping->host);
+	if (isize == 0)
+		return;
+	pgoff_t last = (pgoff_t)(isize - 1) >> PAGE_SHIFT;
+	for (pgoff_t pg = index; pg < index + nr && pg <= last; pg++) {
+		struct page *page = find_get_page(mapping, pg);
+		if (page) {
+			put_page(page);
+			continue;
+		}
+		page = page_cache_alloc(mapping, pg);
+		if (!page)
+			return;
+		atomic_fetch_or(&page->flags, PG_locked);
+		if (add_to_page_cache_locked(page, mapping, pg) != 0) {
+			atomic_fetch_and(&page->flags, ~(uint32_t)PG_locked);
+			put_page(page);
+			continue;
+		}
+		mapping->a_ops->readpage(file, page);
+		put_page(page);
+	}
+}
+
+/* Lock a referenced page and make it uptodate.  Return: 0 with the page
+ * locked; -EAGAIN if it left the mapping (look it up again; the page is
+ * released); -EIO if the read failed (released). */
+static int
+lock_page_uptodate(struct address_space *mapping, struct file *file,
+                   struct page *page)
+{
+	lock_page(page);
+	for (int tries = 0;; tries++) {
+		if (page->mapping != mapping) {
+			unlock_page(page);
+			put_page(page);
+			return -EAGAIN;
+		}
+		if (PageUptodate(page))
+			return 0;
+		if (tries > 0) {
+			unlock_page(page);
+			put_page(page);
+			return -EIO;
+		}
+		ClearPageError(page);
+		int err = mapping->a_ops->readpage(file, page);
+		if (err == AOP_TRUNCATED_PAGE) {
+			put_page(page);
+			return -EAGAIN;
+		}
+		lock_page(page);
+	}
+}
+
+/**
+ * pw__filemap_fault_page - the page a fault needs, locked and uptodate.
+ * A miss reads a window of pages around it, so that fault-around finds
+ * neighbours to map.  Context: mmap_lock held for read, no page lock.
+ */
+int
+pw__filemap_fault_page(struct address_space *mapping, struct file *file,
+                       pgoff_t index, struct page **pagep)
+{
+	for (;;) {
+		struct page *page = find_get_page(mapping, index);
+		if (!page) {
+			PW_STAT_ADD(misses, 1);
+			page_cache_ra(mapping, file, index & ~(pgoff_t)15, 16);
+			page = find_get_page(mapping, index);
+			if (!page) {
+				/* Raced with truncation, or out of memory. */
+				if (index >= (pgoff_t)((i_size_read(mapping->host) +
+				                        (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT))
+					return -EFAULT;
+				page = grab_cache_page_write_begin(mapping, index, 0);
+				if (!page)
+					return -ENOMEM;
+				unlock_page(page);
+			}
+		}
+		int err = lock_page_uptodate(mapping, file, page);
+		if (err == -EAGAIN)
+			continue;
+		if (err)
+			return err;
+		*pagep = page;
+		return 0;
+	}
+}
+
+int
+read_mapping_page(struct address_space *mapping, pgoff_t index,
+                  struct file *file, struct page **pagep)
+{
+	struct page *page;
+	int err = pw__filemap_fault_page(mapping, file, index, &page);
+	if (err)
+		return err;
+	unlock_page(page);
+	*pagep = page;
+	return 0;
+}
+
+/* Readahead decision for a miss at index: sequential misses double the
+ * window, others start small. */
+static unsigned
+ra_window(struct file *file, pgoff_t index)
+{
+	if (!file)
+		return RA_MIN;
+	pgoff_t next = atomic_load_explicit(&file->f_ra.next, memory_order_relaxed);
+	unsigned size = atomic_load_explicit(&file->f_ra.size, memory_order_relaxed);
+	size = (index == next && size) ? PW_MIN(size * 2, RA_MAX) : RA_MIN;
+	atomic_store_explicit(&file->f_ra.size, size, memory_order_relaxed);
+	atomic_store_explicit(&file->f_ra.next, index + size, memory_order_relaxed);
+	return size;
+}
+
+/* A referenced, uptodate page at index for reading; NULL with *err set. */
+static struct page *
+filemap_get_read_page(struct file *file, pgoff_t index, int *err)
+{
+	struct address_space *mapping = file->f_mapping;
+	for (;;) {
+		struct page *page = find_get_page(mapping, index);
+		if (!page) {
+			PW_STAT_ADD(misses, 1);
+			page_cache_ra(mapping, file, index, ra_window(file, index));
+			page = find_get_page(mapping, index);
+			if (!page)
+				return NULL; /* past EOF after a race, or no memory */
+		} else if (PageUptodate(page)) {
+			PW_STAT_ADD(hits, 1);
+			/* Reaching the end of the last window reads the next. */
+			if (index + 1 == atomic_load_explicit(&file->f_ra.next,
+			                                      memory_order_relaxed))
+				page_cache_ra(mapping, file, index + 1, ra_window(file, index + 1));
+			return page;
+		}
+		if (PageUptodate(page))
+			return page;
+		int e = lock_page_uptodate(mapping, file, page);
+		if (e == -EAGAIN)
+			continue;
+		if (e) {
+			*err = e;
+			return NULL;
+		}
+		unlock_page(page);
+		return page;
+	}
+}
+
+/**
+ * generic_file_read_iter - read from the page cache into the iterator.
+ * Context: no locks; copies to user memory with faults enabled, holding
+ * only a page reference (the destination may map the same page).
+ * Return: bytes read, or -errno if none.
+ */
+ssize_t
+generic_file_read_iter(struct file *file, struct iov_iter *to, loff_t *ppos)
+{
+	struct inode *inode = file->f_inode;
+	loff_t pos = *ppos;
+	ssize_t done = 0;
+	int err = 0;
+	if (pos < 0)
+		return -EINVAL;
+	while (iov_iter_count(to) > 0) {
+		if (pos >= i_size_read(inode))
+			break;
+		pgoff_t index = (pgoff_t)pos >> PAGE_SHIFT;
+		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
+		struct page *page = filemap_get_read_page(file, index, &err);
+		if (!page)
+			break;
+		/* i_size is read after the page is uptodate (truncate race). */
+		loff_t isize = i_size_read(inode);
+		if (pos >= isize) {
+			put_page(page);
+			break;
+		}
+		size_t nr = PW_MIN(PAGE_SIZE - offset, (size_t)(isize - pos));
+		nr = PW_MIN(nr, iov_iter_count(to));
+		size_t copied = copy_page_to_iter(page, offset, nr, to);
+		put_page(page);
+		pos += (loff_t)copied;
+		done += (ssize_t)copied;
+		if (copied < nr) {
+			err = -EFAULT;
+			break;
+		}
+	}
+	*ppos = pos;
+	return done ? done : err;
+}
+
+/* --------------------------------------------------------- write side */
+
+/**
+ * generic_perform_write - copy user data into the page cache, one page
+ * step at a time (SPEC section 3).
+ *
+ * The source is prefaulted with no page locked, so that a source which is
+ * a mapping of the page being written is made present and uptodate
+ * before write_begin locks it.  The copy under the page lock is atomic:
+ * if the source was unmapped or reclaimed since the prefault it stops
+ * short, write_end keeps what the filesystem can, and a zero-progress
+ * step retries with the length cut to the rest of the current segment,
+ * which the prefault covered, so the loop cannot livelock on a later
+ * segment that is not present.
+ *
+ * Context: i_rwsem held.  Return: bytes written, or -errno if none.
+ */
+ssize_t
+generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos)
+{
+	struct address_space *mapping = file->f_mapping;
+	const struct address_space_operations *a_ops = mapping->a_ops;
+	unsigned flags = i->kernel ? AOP_FLAG_UNINTERRUPTIBLE : 0;
+	ssize_t written = 0;
+	long status = 0;
+
+	do {
+		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
+		size_t bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_count(i));
+		struct page *page;
+		void *fsdata = NULL;
+	again:
+		if (iov_iter_fault_in_readable(i, bytes)) {
+			status = -EFAULT;
+			break;
+		}
+		if (pw__hooks.after_prefault)
+			pw__hooks.after_prefault(file, pos, bytes);
+		status = a_ops->write_begin(file, mapping, pos, (unsigned)bytes, flags,
+		                            &page, &fsdata);
+		if (status) {
+			if (status > 0) {
+				pw_log("BUG: write_begin returned %ld", status);
+				status = -EIO;
+			}
+			break;
+		}
+		pagefault_disable();
+		size_t copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
+		pagefault_enable();
+		status = a_ops->write_end(file, mapping, pos, (unsigned)bytes,
+		                          (unsigned)copied, page, fsdata);
+		if (status < 0)
+			break;
+		if ((size_t)status > copied) {
+			pw_log("BUG: write_end accepted %ld of %zu bytes", status, copied);
+			status = (long)copied;
+		}
+		copied = (size_t)status;
+		if (copied == 0) {
+			PW_STAT_ADD(write_retries, 1);
+			bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_single_seg_count(i));
+			goto again;
+		}
+		iov_iter_advance(i, copied);
+		pos += (loff_t)copied;
+		written += (ssize_t)copied;
+		balance_dirty_pages_ratelimited(mapping);
+	} while (iov_iter_count(i));
+
+	return written ? written : status;
+}
+
+/* Trim what a failed legacy step may have instantiated past EOF. */
+static void
+legacy_trim(struct inode *inode, loff_t end)
+{
+	if (end > i_size_read(inode))
+		truncate_inode_pages(inode->i_mapping, i_size_read(inode));
+}
+
+/**
+ * pagecache_write_begin - write_begin for internal callers, adapting the
+ * legacy prepare_write for filesystems that lack write_begin (SPEC 4).
+ */
+int
+pagecache_write_begin(struct file *file, struct address_space *mapping,
+                      loff_t pos, unsigned len, unsigned flags,
+                      struct page **pagep, void **fsdata)
+{
+	const struct address_space_operations *a_ops = mapping->a_ops;
+	if (a_ops->write_begin)
+		return a_ops->write_begin(file, mapping, pos, len, flags, pagep, fsdata);
+
+	pgoff_t index = (pgoff_t)pos >> PAGE_SHIFT;
+	unsigned offset = (unsigned)(pos & (loff_t)(PAGE_SIZE - 1));
+	struct page *page;
+	for (int reads = 0;; reads++) {
+		page = grab_cache_page_write_begin(mapping, index, flags);
+		if (!page)
+			return -ENOMEM;
+		if (!(flags & AOP_FLAG_UNINTERRUPTIBLE) || PageUptodate(page))
+			break;
+		/* Our caller never copies short, but the legacy prepare_write
+		 * cannot know that: read the page first.  A read that keeps
+		 * failing must end the loop (the 2.6.24 pitfall). */
+		if (reads > 0) {
+			unlock_page(page);
+			put_page(page);
+			return -EIO;
+		}
+		int err = a_ops->readpage(file, page);
+		put_page(page);
+		if (err && err != AOP_TRUNCATED_PAGE)
+			return err;
+	}
+	int err = a_ops->prepare_write(file, page, offset, offset + len);
+	if (err) {
+		unlock_page(page);
+		put_page(page);
+		legacy_trim(mapping->host, pos + len);
+		return err;
+	}
+	*pagep = page;
+	*fsdata = NULL;
+	return 0;
+}
+
+int
+pagecache_write_end(struct file *file, struct address_space *mapping,
+                    loff_t pos, unsigned len, unsigned copied, struct page *page,
+                    void *fsdata)
+{
+	const struct address_space_operations *a_ops = mapping->a_ops;
+	if (a_ops->write_end) {
+		atomic_fetch_or(&page->flags, PG_referenced);
+		return a_ops->write_end(file, mapping, pos, len, copied, page, fsdata);
+	}
+	unsigned offset = (unsigned)(pos & (loff_t)(PAGE_SIZE - 1));
+	int ret = a_ops->commit_write(file, page, offset, offset + len);
+	unlock_page(page);
+	atomic_fetch_or(&page->flags, PG_referenced);
+	put_page(page);
+	if (ret < 0) {
+		legacy_trim(mapping->host, pos + len);
+		return ret;
+	}
+	return ret > 0 ? (int)PW_MIN(copied, (unsigned)ret) : (int)copied;
+}
+
+/* The 2copy bounce: copy the user data into a private page with faults
+ * allowed (no page locked), so it can be copied in under the lock
+ * without faulting.  Return: bytes bounced (0 = EFAULT). */
+static size_t
+bounce_copy(char *bounce, struct iov_iter *i, size_t bytes)
+{
+	size_t done = 0;
+	struct iov_iter tmp = *i;
+	while (done < bytes && iov_iter_count(&tmp)) {
+		size_t n = PW_MIN(bytes - done, iov_iter_single_seg_count(&tmp));
+		const char *src = (const char *)tmp.iov->iov_base + tmp.iov_offset;
+		size_t left = tmp.kernel ? (memcpy(bounce + done, src, n), 0)
+		                         : copy_from_user(bounce + done, src, n);
+		done += n - left;
+		if (left)
+			break;
+		iov_iter_advance(&tmp, n);
+	}
+	return done;
+}
+
+/* One page step of the legacy path.  Return: bytes accepted, 0 to redo
+ * the step, or -errno. */
+static long
+perform_write_2copy_step(struct file *file, struct iov_iter *i, loff_t pos,
+                         size_t bytes, char *bounce)
+{
+	struct address_space *mapping = file->f_mapping;
+	const struct address_space_operations *a_ops = mapping->a_ops;
+	pgoff_t index = (pgoff_t)pos >> PAGE_SHIFT;
+	unsigned offset = (unsigned)(pos & (loff_t)(PAGE_SIZE - 1));
+	size_t copied;
+	bool bounced = false;
+
+	struct page *page = grab_cache_page_write_begin(mapping, index, 0);
+	if (!page)
+		return -ENOMEM;
+	if (!PageUptodate(page) && !i->kernel) {
+		/* The deadlock-free way into a page that is not uptodate:
+		 * unlock it, copy with faults allowed, relock. */
+		unlock_page(page);
+		copied = bounce_copy(bounce, i, bytes);
+		if (copied == 0) {
+			put_page(page);
+			return -EFAULT;
+		}
+		bytes = copied;
+		lock_page(page);
+		if (page->mapping != mapping || PageUptodate(page)) {
+			/* Truncated, or made uptodate meanwhile: redo the page. */
+			unlock_page(page);
+			put_page(page);
+			return 0;
+		}
+		bounced = true;
+	}
+	int err = a_ops->prepare_write(file, page, offset, offset + (unsigned)bytes);
+	if (err)
+		goto fail;
+	if (bounced) {
+		memcpy((char *)page_address(page) + offset, bounce, bytes);
+		copied = bytes;
+	} else {
+		/* The page is uptodate, so a short atomic copy is harmless. */
+		pagefault_disable();
+		copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
+		pagefault_enable();
+	}
+	err = a_ops->commit_write(file, page, offset, offset + (unsigned)bytes);
+	if (err < 0)
+		goto fail;
+	if (err > 0)
+		copied = PW_MIN(copied, (size_t)err);
+	unlock_page(page);
+	atomic_fetch_or(&page->flags, PG_referenced);
+	put_page(page);
+	return (long)copied;
+fail:
+	unlock_page(page);
+	put_page(page);
+	legacy_trim(mapping->host, pos + (loff_t)bytes);
+	return err;
+}
+
+/**
+ * generic_perform_write_2copy - the write loop for filesystems with only
+ * prepare_write/commit_write (SPEC section 4).  The price of not having
+ * write_begin: a second copy through a bounce page whenever the target
+ * page is not uptodate.
+ * Context: i_rwsem held.  Return: bytes written, or -errno if none.
+ */
+ssize_t
+generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
+{
+	char *bounce = NULL;
+	struct page *bounce_page = pw__alloc_page(-1);
+	ssize_t written = 0;
+	long status = 0;
+	if (!bounce_page)
+		return -ENOMEM;
+	bounce = page_address(bounce_page);
+	do {
+		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
+		size_t bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_count(i));
+		if (iov_iter_fault_in_readable(i, bytes)) {
+			status = -EFAULT;
+			break;
+		}
+		if (pw__hooks.after_prefault)
+			pw__hooks.after_prefault(file, pos, bytes);
+		status = perform_write_2copy_step(file, i, pos, bytes, bounce);
+		if (status < 0)
+			break;
+		if (status == 0) {
+			PW_STAT_ADD(write_retries, 1);
+			continue;
+		}
+		iov_iter_advance(i, (size_t)status);
+		pos += status;
+		written += status;
+		balance_dirty_pages_ratelimited(file->f_mapping);
+	} while (iov_iter_count(i));
+	put_page(bounce_page);
+	return written ? written : status;
+}
+
+/* RLIMIT_FSIZE, re-read at most every 10 ms: a system call per write
+ * would cost more than a small cached write itself. */
+static rlim_t
+fsize_limit(void)
+{
+	static _Atomic rlim_t cached;
+	static _Atomic long stamp_ms = -1;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	long now = ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	long then = atomic_load_explicit(&stamp_ms, memory_order_relaxed);
+	if (then < 0 || now - then >= 10) {
+		struct rlimit rl;
+		getrlimit(RLIMIT_FSIZE, &rl);
+		atomic_store_explicit(&cached, rl.rlim_cur, memory_order_relaxed);
+		atomic_store_explicit(&stamp_ms, now, memory_order_relaxed);
+	}
+	return atomic_load_explicit(&cached, memory_order_relaxed);
+}
+
+/* The limits of SPEC section 5; may cut *count.  i_rwsem held. */
+static int
+generic_write_checks(struct file *file, loff_t pos, size_t *count)
+{
+	struct inode *inode = file->f_inode;
+	if (pos < 0)
+		return -EINVAL;
+	if (*count > (size_t)(LLONG_MAX - pos))
+		*count = (size_t)(LLONG_MAX - pos);
+	rlim_t limit = fsize_limit();
+	if (limit != RLIM_INFINITY) {
+		if ((rlim_t)pos >= limit) {
+			raise(SIGXFSZ);
+			return -EFBIG;
+		}
+		if (*count > limit - (rlim_t)pos)
+			*count = (size_t)(limit - (rlim_t)pos);
+	}
+	loff_t maxbytes = inode->i_sb->s_maxbytes;
+	if (pos >= maxbytes) {
+		if (*count || pos > maxbytes)
+			return -EFBIG;
+	}
+	if (*count > (size_t)(maxbytes - pos))
+		*count = (size_t)(maxbytes - pos);
+	return 0;
+}
+
+/* Bytes between the old EOF and the end of its page may hold stores made
+ * through a mapping past EOF; they must read as zeroes once the file
+ * grows over them.  i_rwsem held. */
+void
+pw__zero_eof_tail(struct inode *inode, loff_t newsize)
+{
+	loff_t old = i_size_read(inode);
+	if (newsize <= old || (old & (loff_t)(PAGE_SIZE - 1)) == 0)
+		return;
+	struct page *page = find_lock_page(inode->i_mapping, (pgoff_t)old >> PAGE_SHIFT);
+	if (!page)
+		return;
+	unsigned from = (unsigned)(old & (loff_t)(PAGE_SIZE - 1));
+	unsigned to = (unsigned)PW_MIN((loff_t)PAGE_SIZE,
+	                               newsize - (old & ~(loff_t)(PAGE_SIZE - 1)));
+	wait_on_page_writeback(page);
+	zero_user_segment(page, from, to);
+	unlock_page(page);
+	put_page(page);
+}
+
+/**
+ * generic_file_write_iter - the buffered write entry (SPEC section 8).
+ * Takes i_rwsem.  An O_SYNC/O_DSYNC write is synced after the lock is
+ * dropped, and a sync error replaces the byte count.
+ * Return: bytes written, or -errno.
+ */
+ssize_t
+generic_file_write_iter(struct file *file, struct iov_iter *from, loff_t *ppos)
+{
+	struct inode *inode = file->f_inode;
+	struct address_space *mapping = file->f_mapping;
+	ssize_t written;
+
+	pthread_rwlock_wrlock(&inode->i_rwsem);
+	loff_t pos = (file->f_flags & O_APPEND) ? i_size_read(inode) : *ppos;
+	size_t count = iov_iter_count(from);
+	int err = generic_write_checks(file, pos, &count);
+	if (err || count == 0) {
+		pthread_rwlock_unlock(&inode->i_rwsem);
+		return err;
+	}
+	from->count = count;
+	clock_gettime(CLOCK_REALTIME_COARSE, &inode->i_mtime);
+	inode->i_ctime = inode->i_mtime;
+	if (pos > i_size_read(inode))
+		pw__zero_eof_tail(inode, pos);
+	if (mapping->a_ops->write_begin)
+		written = generic_perform_write(file, from, pos);
+	else
+		written = generic_perform_write_2copy(file, from, pos);
+	if (written > 0)
+		*ppos = pos + written;
+	pthread_rwlock_unlock(&inode->i_rwsem);
+
+	if (written > 0 && (file->f_flags & (O_SYNC | O_DSYNC))) {
+		bool datasync = (file->f_flags & O_SYNC) != O_SYNC;
+		err = pw__vfs_fsync_range(file, pos, pos + written - 1, datasync);
+		if (err)
+			return err;
+	}
+	return written;
+}
+
+/**
+ * generic_cont_expand_simple - grow i_size to size through a zero-length
+ * write_begin/write_end pair at the new size (SPEC section 6).
+ * Context: i_rwsem held.
+ */
+int
+generic_cont_expand_simple(struct inode *inode, loff_t size)
+{
+	struct address_space *mapping = inode->i_mapping;
+	struct page *page;
+	void *fsdata = NULL;
+	if (size > inode->i_sb->s_maxbytes)
+		return -EFBIG;
+	int err = pagecache_write_begin(NULL, mapping, size, 0,
+	                                AOP_FLAG_UNINTERRUPTIBLE | AOP_FLAG_CONT_EXPAND,
+	                                &page, &fsdata);
+	if (err)
+		return err;
+	err = pagecache_write_end(NULL, mapping, size, 0, 0, page, fsdata);
+	if (err > 0) {
+		pw_log("BUG: write_end of a zero-length expand returned %d", err);
+		err = -EIO;
+	}
+	return err < 0 ? err : 0;
+}
+
+/* --------------------------------------------------------- truncation */
+
+/* Zero the part of the page that holds lstart past lstart, and let the
+ * filesystem drop its state there.  The page stays cached. */
+static void
+truncate_partial_page(struct address_space *mapping, loff_t lstart)
+{
+	struct page *page = find_lock_page(mapping, (pgoff_t)lstart >> PAGE_SHIFT);
+	if (!page)
+		return;
+	unsigned off = (unsigned)(lstart & (loff_t)(PAGE_SIZE - 1));
+	wait_on_page_writeback(page);
+	zero_user_segment(page, off, PAGE_SIZE);
+	if (mapping->a_ops->invalidatepage && page->private)
+		mapping->a_ops->invalidatepage(page, off);
+	unlock_page(page);
+	put_page(page);
+}
+
+/**
+ * truncate_inode_pages - drop the cached pages from byte lstart on.
+ * Context: i_rwsem held (or the inode is dying); may sleep on page locks.
+ */
+void
+truncate_inode_pages(struct address_space *mapping, loff_t lstart)
+{
+	pgoff_t start = (pgoff_t)(lstart + (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT;
+	if (lstart & (loff_t)(PAGE_SIZE - 1))
+		truncate_partial_page(mapping, lstart);
+	struct page *batch[16];
+	unsigned n;
+	while ((n = find_get_pages(mapping, start, PW_ARRAY_SIZE(batch), batch)) > 0) {
+		for (unsigned k = 0; k < n; k++) {
+			struct page *page = batch[k];
+			start = page->index + 1;
+			lock_page(page);
+			wait_on_page_writeback(page);
+			if (page->mapping == mapping) {
+				pw__page_unmap(page);
+				delete_from_page_cache(page);
+			}
+			unlock_page(page);
+			put_page(page);
+		}
+	}
+}
+
+/**
+ * truncate_setsize - set i_size and drop what lies past it.
+ * Mappings past the new EOF are unmapped before and after the pages go
+ * (a fault may map a page again while they are being dropped).
+ * Context: i_rwsem held.
+ */
+void
+truncate_setsize(struct inode *inode, loff_t newsize)
+{
+	loff_t old = i_size_read(inode);
+	if (newsize > old)
+		pw__zero_eof_tail(inode, newsize);
+	i_size_write(inode, newsize);
+	if (newsize >= old)
+		return;
+	loff_t hole = (newsize + (loff_t)PAGE_SIZE - 1) & ~(loff_t)(PAGE_SIZE - 1);
+	unmap_mapping_range(inode->i_mapping, hole, 0);
+	truncate_inode_pages(inode->i_mapping, newsize);
+	unmap_mapping_range(inode->i_mapping, hole, 0);
+}
+
+unsigned long
+invalidate_mapping_pages(struct address_space *mapping, pgoff_t start,
+                         pgoff_t end)
+{
+	struct page *batch[16];
+	unsigned long dropped = 0;
+	unsigned n;
+	if (mapping->unevictable)
+		return 0;
+	while (start <= end &&
+	       (n = find_get_pages(mapping, start, PW_ARRAY_SIZE(batch), batch)) > 0) {
+		for (unsigned k = 0; k < n; k++) {
+			struct page *page = batch[k];
+			start = page->index + 1;
+			if (page->index <= end && trylock_page(page)) {
+				if (page->mapping == mapping && !PageDirty(page) &&
+				    !PageWriteback(page) && atomic_load(&page->mapcount) == 0) {
+					delete_from_page_cache(page);
+					dropped++;
+				}
+				unlock_page(page);
+			}
+			put_page(page);
+		}
+		if (n && batch[n - 1]->index > end)
+			break;
+	}
+	return dropped;
+}
+
+/* ---------------------------------------------------------- writeback */
+
+/* Write back one locked page if it is dirty; unlocks it.  Return the
+ * writepage result (errors are also recorded on the mapping). */
+static int
+writeout_locked_page(struct page *page, struct writeback_control *wbc)
+{
+	struct address_space *mapping = page->mapping;
+	wait_on_page_writeback(page);
+	if (!mapping || !mapping->a_ops->writepage || !clear_page_dirty_for_io(page)) {
+		unlock_page(page);
+		return 0;
+	}
+	set_page_writeback(page);
+	int err = mapping->a_ops->writepage(page, wbc);
+	if (err == AOP_WRITEPAGE_ACTIVATE)
+		err = 0;
+	wbc->nr_written++;
+	return err;
+}
+
+static int
+write_range(struct address_space *mapping, loff_t start, loff_t end, bool sync)
+{
+	struct writeback_control wbc = {.range_start = start, .range_end = end,
+	                                .sync = sync};
+	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
+	pgoff_t last = (pgoff_t)end >> PAGE_SHIFT;
+	struct page *batch[16];
+	unsigned n;
+	int ret = 0;
+	if (!mapping->a_ops->writepage || atomic_load(&mapping->nrdirty) == 0)
+		return 0;
+	while (index <= last &&
+	       (n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
+		for (unsigned k = 0; k < n; k++) {
+			struct page *page = batch[k];
+			index = page->index + 1;
+			if (page->index <= last && PageDirty(page)) {
+				lock_page(page);
+				int err = page->mapping == mapping
+				              ? writeout_locked_page(page, &wbc)
+				              : (unlock_page(page), 0);
+				if (err && !ret)
+					ret = err;
+			}
+			put_page(page);
+		}
+		if (batch[n - 1]->index >= last)
+			break;
+	}
+	return ret;
+}
+
+int
+filemap_fdatawrite(struct address_space *mapping)
+{
+	return write_range(mapping, 0, LLONG_MAX, false);
+}
+
+/**
+ * filemap_write_and_wait_range - write back the dirty pages of a range
+ * and wait for them.  Writeback is synchronous here: writepage returns
+ * when the data is with the backing store.
+ * Return: 0, or the first error of this call.
+ */
+int
+filemap_write_and_wait_range(struct address_space *mapping, loff_t start,
+                             loff_t end)
+{
+	int err = write_range(mapping, start, end, true);
+	struct page *batch[16];
+	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
+	unsigned n;
+	/* Pages that were already under writeback by another thread. */
+	while ((n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
+		for (unsigned k = 0; k < n; k++) {
+			index = batch[k]->index + 1;
+			if (PageWriteback(batch[k]))
+				wait_on_page_writeback(batch[k]);
+			put_page(batch[k]);
+		}
+		if (index > ((pgoff_t)end >> PAGE_SHIFT))
+			break;
+	}
+	return err;
+}

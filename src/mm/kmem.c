@@ -1,0 +1,118 @@
+/*
+ * kmem.c - a small allocator that never calls malloc.
+ *
+ * The page-fault handler runs inside a SIGSEGV handler that may have
+ * interrupted the application in the middle of malloc (a realloc of a
+ * mapped buffer, say), so nothing it calls may use malloc.  It still needs
+ * memory: radix-tree nodes for the page-cache index, and later buffer
+ * heads.  This allocator carves power-of-two objects out of 64 KiB chunks
+ * obtained with mmap and keeps a free list per size class.
+ *
+ * Invariants:
+ *  (1) A freed object returns to the list of its size class; memory is
+ *      never returned to the kernel (the classes are small and few).
+ *  (2) The class lock is a spin lock held only for list operations, never
+ *      while touching user memory, so a fault cannot interrupt its holder
+ *      on the same thread.
+ */
+#include "internal.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#define KMEM_MIN_SHIFT 5  /* 32 bytes */
+#define KMEM_MAX_SHIFT 12 /* 4096 bytes */
+#define KMEM_CHUNK (64 * 1024)
+
+struct kmem_free {
+	struct kmem_free *next;
+};
+
+struct kmem_class {
+	atomic_flag lock;
+	struct kmem_free *free; /* (lock) */
+};
+
+static struct kmem_class classes[KMEM_MAX_SHIFT - KMEM_MIN_SHIFT + 1];
+
+static unsigned
+size_class(size_t size)
+{
+	unsigned shift = KMEM_MIN_SHIFT;
+	while (((size_t)1 << shift) < size)
+		shift++;
+	return shift - KMEM_MIN_SHIFT;
+}
+
+static void
+class_lock(struct kmem_class *c)
+{
+	while (atomic_flag_test_and_set_explicit(&c->lock, memory_order_acquire))
+		;
+}
+
+static void
+class_unlock(struct kmem_class *c)
+{
+	atomic_flag_clear_explicit(&c->lock, memory_order_release);
+}
+
+/* Refill a class from a fresh chunk; called with the class lock held. */
+static int
+class_refill(struct kmem_class *c, size_t objsize)
+{
+	char *chunk = mmap(NULL, KMEM_CHUNK, PROT_READ | PROT_WRITE,
+	                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (chunk == MAP_FAILED)
+		return -1;
+	for (size_t off = 0; off + objsize <= KMEM_CHUNK; off += objsize) {
+		struct kmem_free *f = (struct kmem_free *)(chunk + off);
+		f->next = c->free;
+		c->free = f;
+	}
+	return 0;
+}
+
+/**
+ * pw__kzalloc - allocate zeroed memory without malloc.
+ * Context: any, including the fault handler.  Return: NULL on ENOMEM.
+ */
+void *
+pw__kzalloc(size_t size)
+{
+	if (size > ((size_t)1 << KMEM_MAX_SHIFT)) {
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	unsigned k = size_class(size);
+	struct kmem_class *c = &classes[k];
+	size_t objsize = (size_t)1 << (k + KMEM_MIN_SHIFT);
+	class_lock(c);
+	if (c->free == NULL && class_refill(c, objsize) != 0) {
+		class_unlock(c);
+		return NULL;
+	}
+	struct kmem_free *f = c->free;
+	c->free = f->next;
+	class_unlock(c);
+	memset(f, 0, objsize);
+	return f;
+}
+
+void
+pw__kfree(void *p, size_t size)
+{
+	if (p == NULL)
+		return;
+	if (size > ((size_t)1 << KMEM_MAX_SHIFT)) {
+		munmap(p, size);
+		return;
+	}
+	struct kmem_class *c = &classes[size_class(size)];
+	struct kmem_free *f = p;
+	class_lock(c);
+	f->next = c->free;
+	c->free = f;
+	class_unlock(c);
+}

@@ -1,0 +1,709 @@
+/*
+ * mmap.c - user mappings of cached pages, the page-fault path, and the
+ * reverse map used to unmap or write-protect a page.
+ *
+ * A vma (struct vm_area_struct) is a range of user addresses that maps a
+ * range of a pagewright file.  pw_mmap reserves the range as PROT_NONE
+ * anonymous memory: every page starts "not present".  A fault on it comes
+ * to pw__handle_mm_fault, which brings the file page uptodate and maps
+ * the page's pool frame at the faulting address with mmap(MAP_FIXED):
+ *
+ *   read fault              frame mapped PROT_READ   (PTE_RO), plus up to
+ *                           FAULT_AROUND cached neighbours in one call
+ *                           per run of consecutive frames
+ *   write fault, shared     page dirtied, frame mapped read-write (PTE_RW)
+ *   write fault, private    a private anonymous copy of the page (PTE_COW)
+ *
+ * Clean pages are mapped read-only, so the first store to a shared
+ * mapping faults, dirties the page and upgrades the mapping: the kernel's
+ * dirty-bit tracking.  Writeback write-protects again (pw__page_mkclean).
+ *
+ * The reverse map is the kernel's i_mmap: each mapping keeps the list of
+ * vmas that map it, and each vma keeps a byte per page (vm_pte) saying
+ * what is mapped there.  page->mapcount counts PTE_RO/PTE_RW entries that
+ * map the frame, so reclaim and writeback can skip unmapped pages.
+ *
+ * Invariants:
+ *  (1) A PTE_RO or PTE_RW entry maps the frame of the page that is in the
+ *      page cache at that index.  Removing a page from the cache unmaps
+ *      it first, under the page lock.
+ *  (2) PTE_RW implies the page is dirty; clean pages are never writable.
+ *  (3) No page wholly past EOF is ever mapped; an access there raises
+ *      SIGBUS.
+ *
+ * Lock ordering:
+ *   mmap_lock (read: faults, msync; write: mmap, munmap)
+ *     -> page lock            (pw__handle_mm_fault)
+ *       -> i_mmap_lock        (pw__page_mkclean, pw__page_unmap)
+ *         -> vma lock         (map_pages, zap_range)
+ *   A fault never waits for a lock that a thread may hold while touching
+ *   user memory with faults enabled: mmap_lock is held for write only by
+ *   pw_mmap/pw_munmap, which touch no user memory; page locks are held
+ *   during copies only with faults disabled.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define FAULT_AROUND 16 /* pages mapped per read fault, as the kernel does */
+
+static pthread_rwlock_t mmap_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct vm_area_struct *vmas; /* (mmap_lock) sorted by vm_start */
+_Atomic bool pw__forked_child;
+
+static size_t
+vma_pages(const struct vm_area_struct *vma)
+{
+	return (vma->vm_end - vma->vm_start) >> PAGE_SHIFT;
+}
+
+static struct vm_area_struct *
+find_vma(uintptr_t addr)
+{
+	for (struct vm_area_struct *v = vmas; v; v = v->vm_next)
+		if (addr >= v->vm_start && addr < v->vm_end)
+			return v;
+	return NULL;
+}
+
+static pgoff_t
+pages_in_file(struct inode *inode)
+{
+	return (pgoff_t)((i_size_read(inode) + (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT);
+}
+
+/* Replace [addr, addr+len) with a PROT_NONE reservation. */
+static void
+zap_user(uintptr_t addr, size_t len)
+{
+	if (mmap((void *)addr, len, PROT_NONE,
+	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+	         0) == MAP_FAILED)
+		pw_log("zap of %#lx+%zu failed: %s", (unsigned long)addr, len,
+		       strerror(errno));
+}
+
+/* Map nr consecutive frames starting at first's at vma page idx; the pages
+ * are locked by the caller.  vm_lock held. */
+static int
+map_frames(struct vm_area_struct *vma, size_t idx, struct page *first, size_t nr,
+           int prot)
+{
+	int flags = (vma->vm_shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+	void *want = (void *)(vma->vm_start + idx * PAGE_SIZE);
+	void *got = mmap(want, nr * PAGE_SIZE, prot, flags, pw__pool_fd(),
+	                 (off_t)(page_to_pfn(first) * PAGE_SIZE));
+	return got == MAP_FAILED ? -errno : 0;
+}
+
+/* Point pte idx at page (RO or RW), keeping mapcount right.  vm_lock held. */
+static void
+set_pte(struct vm_area_struct *vma, size_t idx, struct page *page, uint8_t pte)
+{
+	uint8_t old = vma->vm_pte[idx];
+	bool had = old == PTE_RO || old == PTE_RW;
+	bool has = pte == PTE_RO || pte == PTE_RW;
+	vma->vm_pte[idx] = pte;
+	if (has && !had) {
+		if (atomic_fetch_add(&page->mapcount, 1) == 0)
+			PW_STAT_ADD(mapped, 1);
+	} else if (had && !has && page) {
+		if (atomic_fetch_sub(&page->mapcount, 1) == 1)
+			PW_STAT_SUB(mapped, 1);
+	}
+}
+
+/*
+ * Read fault: map the locked target page read-only, with the cached,
+ * uptodate neighbours in the fault-around window that we can trylock.
+ * Runs of consecutive frames at consecutive indices take one mmap each.
+ */
+static int
+map_read_around(struct vm_area_struct *vma, size_t idx, struct page *target)
+{
+	struct address_space *mapping = target->mapping;
+	size_t first = idx & ~(size_t)(FAULT_AROUND - 1);
+	size_t last = PW_MIN(first + FAULT_AROUND, vma_pages(vma));
+	pgoff_t eof = pages_in_file(mapping->host);
+	struct page *pages[FAULT_AROUND] = {0};
+
+	for (size_t k = first; k < last; k++) {
+		pgoff_t pg = vma->vm_pgoff + k;
+		if (k == idx) {
+			pages[k - first] = target;
+			continue;
+		}
+		if (pg >= eof || vma->vm_pte[k] != PTE_NONE)
+			continue;
+		struct page *p = find_get_page(mapping, pg);
+		if (!p)
+			continue;
+		if (!PageUptodate(p) || !trylock_page(p)) {
+			put_page(p);
+			continue;
+		}
+		if (p->mapping != mapping || p->index != pg || !PageUptodate(p)) {
+			unlock_page(p);
+			put_page(p);
+			continue;
+		}
+		pages[k - first] = p;
+	}
+	int err = 0;
+	pthread_mutex_lock(&vma->vm_lock);
+	for (size_t k = first; k < last;) {
+		struct page *p = pages[k - first];
+		if (!p || (p != target && vma->vm_pte[k] != PTE_NONE)) {
+			k++;
+			continue;
+		}
+		size_t n = 1;
+		while (k + n < last && pages[k + n - first] &&
+		       vma->vm_pte[k + n] == PTE_NONE &&
+		       page_to_pfn(pages[k + n - first]) == page_to_pfn(p) + n)
+			n++;
+		int e = map_frames(vma, k, p, n, PROT_READ);
+		if (e == 0) {
+			for (size_t j = k; j < k + n; j++)
+				set_pte(vma, j, pages[j - first], PTE_RO);
+			PW_STAT_ADD(fault_around, n - 1);
+		} else if (k <= idx && idx < k + n) {
+			err = e;
+		}
+		k += n;
+	}
+	pthread_mutex_unlock(&vma->vm_lock);
+	for (size_t k = first; k < last; k++) {
+		struct page *p = pages[k - first];
+		if (p && p != target) {
+			unlock_page(p);
+			put_page(p);
+		}
+	}
+	return err;
+}
+
+/* Private write fault: give this address its own copy of the page. */
+static int
+map_cow(struct vm_area_struct *vma, size_t idx, struct page *page)
+{
+	void *addr = (void *)(vma->vm_start + idx * PAGE_SIZE);
+	pthread_mutex_lock(&vma->vm_lock);
+	void *got = mmap(addr, PAGE_SIZE, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	int err = got == MAP_FAILED ? -errno : 0;
+	if (err == 0) {
+		memcpy(addr, page_address(page), PAGE_SIZE);
+		set_pte(vma, idx, page, PTE_COW);
+	}
+	pthread_mutex_unlock(&vma->vm_lock);
+	return err;
+}
+
+/* Shared write fault: the page becomes dirty and writable here. */
+static int
+map_write(struct vm_area_struct *vma, size_t idx, struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	if (mapping->a_ops->page_mkwrite) {
+		int err = mapping->a_ops->page_mkwrite(vma, page);
+		if (err)
+			return err;
+	}
+	set_page_dirty(page);
+	pthread_mutex_lock(&vma->vm_lock);
+	int err = map_frames(vma, idx, page, 1, PROT_READ | PROT_WRITE);
+	if (err == 0)
+		set_pte(vma, idx, page, PTE_RW);
+	pthread_mutex_unlock(&vma->vm_lock);
+	return err;
+}
+
+/* The fault proper; mmap_lock held for read. */
+static int
+do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
+{
+	size_t idx = (addr - vma->vm_start) >> PAGE_SHIFT;
+	pgoff_t pgoff = vma->vm_pgoff + idx;
+	struct file *file = vma->vm_file;
+	struct address_space *mapping = file->f_mapping;
+	struct page *page;
+
+	if (pgoff >= pages_in_file(mapping->host))
+		return SIGBUS;
+	if (pw__filemap_fault_page(mapping, file, pgoff, &page) != 0)
+		return SIGBUS;
+	/* Truncation may have raced with the read; i_size is stable now that
+	 * we hold the page lock of a page still in the cache. */
+	int err = 0;
+	if (pgoff >= pages_in_file(mapping->host))
+		err = SIGBUS;
+	else if (write && vma->vm_shared)
+		err = map_write(vma, idx, page) ? SIGBUS : 0;
+	else if (write)
+		err = map_cow(vma, idx, page) ? SIGBUS : 0;
+	else
+		err = map_read_around(vma, idx, page) ? SIGBUS : 0;
+	unlock_page(page);
+	put_page(page);
+	return err;
+}
+
+int
+pw__handle_mm_fault(uintptr_t addr, bool write)
+{
+	if (atomic_load_explicit(&pw__forked_child, memory_order_relaxed))
+		return SIGSEGV;
+	pthread_rwlock_rdlock(&mmap_lock);
+	struct vm_area_struct *vma = find_vma(addr);
+	int r = SIGSEGV;
+	if (vma && (vma->vm_prot & (write ? PROT_WRITE : PROT_READ))) {
+		r = do_fault(vma, addr, write);
+		if (r == 0)
+			PW_STAT_ADD(faults, 1);
+	}
+	pthread_rwlock_unlock(&mmap_lock);
+	return r;
+}
+
+/* ------------------------------------------------------------ rmap walks */
+
+/* vm_lock held: the vma page that maps mapping index pg, or -1. */
+static long
+vma_index_of(struct vm_area_struct *vma, pgoff_t pg)
+{
+	if (pg < vma->vm_pgoff || pg >= vma->vm_pgoff + vma_pages(vma))
+		return -1;
+	return (long)(pg - vma->vm_pgoff);
+}
+
+/**
+ * pw__page_mkclean - write-protect every shared mapping of a locked page.
+ * Context: page locked; takes i_mmap_lock and vma locks.
+ */
+void
+pw__page_mkclean(struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	if (!mapping)
+		return;
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	for (struct vm_area_struct *v = mapping->i_mmap; v; v = v->vm_i_next) {
+		long k = vma_index_of(v, page->index);
+		if (k < 0 || !v->vm_shared)
+			continue;
+		pthread_mutex_lock(&v->vm_lock);
+		if (v->vm_pte[k] == PTE_RW) {
+			if (mprotect((void *)(v->vm_start + (size_t)k * PAGE_SIZE), PAGE_SIZE,
+			             PROT_READ) == 0)
+				v->vm_pte[k] = PTE_RO;
+			else
+				pw_log("mkclean: mprotect failed: %s", strerror(errno));
+		}
+		pthread_mutex_unlock(&v->vm_lock);
+	}
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
+}
+
+/* Zap vma pages [from, to), private copies included.  vm_lock held. */
+static void
+zap_range(struct vm_area_struct *vma, size_t from, size_t to)
+{
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	size_t run = SIZE_MAX;
+	for (size_t k = from; k <= to; k++) {
+		bool present = k < to && vma->vm_pte[k] != PTE_NONE;
+		if (present && run == SIZE_MAX)
+			run = k;
+		if (!present && run != SIZE_MAX) {
+			zap_user(vma->vm_start + run * PAGE_SIZE, (k - run) * PAGE_SIZE);
+			run = SIZE_MAX;
+		}
+		if (!present)
+			continue;
+		struct page *page = NULL;
+		if (vma->vm_pte[k] != PTE_COW)
+			page = find_get_page(mapping, vma->vm_pgoff + k);
+		set_pte(vma, k, page, PTE_NONE);
+		if (page)
+			put_page(page);
+	}
+}
+
+/**
+ * pw__page_unmap - remove every user mapping of a locked page, before it
+ * leaves the page cache.  Private copies are not touched.
+ */
+void
+pw__page_unmap(struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	if (!mapping || atomic_load(&page->mapcount) == 0)
+		return;
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	for (struct vm_area_struct *v = mapping->i_mmap; v; v = v->vm_i_next) {
+		long k = vma_index_of(v, page->index);
+		if (k < 0)
+			continue;
+		pthread_mutex_lock(&v->vm_lock);
+		if (v->vm_pte[k] == PTE_RO || v->vm_pte[k] == PTE_RW) {
+			zap_user(v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE);
+			set_pte(v, (size_t)k, page, PTE_NONE);
+		}
+		pthread_mutex_unlock(&v->vm_lock);
+	}
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
+}
+
+/**
+ * unmap_mapping_range - unmap [start, start+len) of the file (len 0: to
+ * the end) from every vma, private copies included, as truncation needs.
+ */
+void
+unmap_mapping_range(struct address_space *mapping, loff_t start, loff_t len)
+{
+	pgoff_t first = (pgoff_t)start >> PAGE_SHIFT;
+	pgoff_t end = len ? (pgoff_t)(start + len + (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT
+	                  : ~(pgoff_t)0;
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	for (struct vm_area_struct *v = mapping->i_mmap; v; v = v->vm_i_next) {
+		pgoff_t vfirst = v->vm_pgoff, vend = v->vm_pgoff + vma_pages(v);
+		if (vend <= first || vfirst >= end)
+			continue;
+		size_t from = first > vfirst ? first - vfirst : 0;
+		size_t to = (end < vend ? end : vend) - vfirst;
+		pthread_mutex_lock(&v->vm_lock);
+		zap_range(v, from, to);
+		pthread_mutex_unlock(&v->vm_lock);
+	}
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
+}
+
+/* ------------------------------------------------------------ the API */
+
+static void
+vma_link(struct vm_area_struct *vma)
+{
+	struct vm_area_struct **pp = &vmas;
+	while (*pp && (*pp)->vm_start < vma->vm_start)
+		pp = &(*pp)->vm_next;
+	vma->vm_next = *pp;
+	*pp = vma;
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	vma->vm_i_next = mapping->i_mmap;
+	mapping->i_mmap = vma;
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
+}
+
+static void
+vma_unlink(struct vm_area_struct *vma)
+{
+	struct vm_area_struct **pp = &vmas;
+	while (*pp != vma)
+		pp = &(*pp)->vm_next;
+	*pp = vma->vm_next;
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	pp = &mapping->i_mmap;
+	while (*pp != vma)
+		pp = &(*pp)->vm_i_next;
+	*pp = vma->vm_i_next;
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
+}
+
+static struct vm_area_struct *
+vma_alloc(uintptr_t start, uintptr_t end, pgoff_t pgoff, int prot, bool shared,
+          struct file *file)
+{
+	struct vm_area_struct *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v->vm_pte = calloc((end - start) >> PAGE_SHIFT, 1);
+	if (!v->vm_pte) {
+		free(v);
+		return NULL;
+	}
+	v->vm_start = start;
+	v->vm_end = end;
+	v->vm_pgoff = pgoff;
+	v->vm_prot = prot;
+	v->vm_shared = shared;
+	v->vm_file = file;
+	atomic_fetch_add(&file->f_count, 1);
+	pthread_mutex_init(&v->vm_lock, NULL);
+	return v;
+}
+
+static void
+vma_free(struct vm_area_struct *v)
+{
+	pw__fput(v->vm_file);
+	pthread_mutex_destroy(&v->vm_lock);
+	free(v->vm_pte);
+	free(v);
+}
+
+/* Remove [start, end) from every vma; mmap_lock held for write.  A vma cut
+ * in the middle becomes two. */
+static int
+do_munmap(uintptr_t start, uintptr_t end)
+{
+	struct vm_area_struct *v = vmas, *next;
+	for (; v; v = next) {
+		next = v->vm_next;
+		if (v->vm_end <= start || v->vm_start >= end)
+			continue;
+		uintptr_t cut0 = PW_MAX(start, v->vm_start), cut1 = PW_MIN(end, v->vm_end);
+		struct vm_area_struct *head = NULL, *tail = NULL;
+		if (v->vm_start < cut0) {
+			head = vma_alloc(v->vm_start, cut0, v->vm_pgoff, v->vm_prot,
+			                 v->vm_shared, v->vm_file);
+			if (!head)
+				return -ENOMEM;
+		}
+		if (cut1 < v->vm_end) {
+			tail = vma_alloc(cut1, v->vm_end,
+			                 v->vm_pgoff + ((cut1 - v->vm_start) >> PAGE_SHIFT),
+			                 v->vm_prot, v->vm_shared, v->vm_file);
+			if (!tail) {
+				if (head)
+					vma_free(head);
+				return -ENOMEM;
+			}
+		}
+		/* The pieces inherit the PTE state of their pages. */
+		pthread_mutex_lock(&v->vm_lock);
+		if (head)
+			memcpy(head->vm_pte, v->vm_pte, vma_pages(head));
+		if (tail)
+			memcpy(tail->vm_pte, v->vm_pte + ((cut1 - v->vm_start) >> PAGE_SHIFT),
+			       vma_pages(tail));
+		size_t from = (cut0 - v->vm_start) >> PAGE_SHIFT;
+		size_t to = (cut1 - v->vm_start) >> PAGE_SHIFT;
+		zap_range(v, from, to);
+		pthread_mutex_unlock(&v->vm_lock);
+		vma_unlink(v);
+		if (munmap((void *)cut0, cut1 - cut0) != 0)
+			pw_log("munmap: %s", strerror(errno));
+		if (head)
+			vma_link(head);
+		if (tail)
+			vma_link(tail);
+		vma_free(v);
+	}
+	return 0;
+}
+
+void *
+pw__do_mmap(void *addr, size_t length, int prot, int flags, struct file *file,
+            off_t offset, int *errp)
+{
+	size_t len = (length + PAGE_SIZE - 1) & PAGE_MASK;
+	bool fixed = flags & MAP_FIXED;
+	bool shared = (flags & MAP_TYPE) != MAP_PRIVATE;
+	int reserve = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	void *base = MAP_FAILED;
+	struct vm_area_struct *v = NULL;
+
+	pthread_rwlock_wrlock(&mmap_lock);
+	if (fixed) {
+		/* MAP_FIXED replaces what was there, our own vmas included. */
+		int err = do_munmap((uintptr_t)addr, (uintptr_t)addr + len);
+		if (err) {
+			*errp = -err;
+			goto out;
+		}
+		base = mmap(addr, len, PROT_NONE, reserve | MAP_FIXED, -1, 0);
+	} else {
+		base = mmap(NULL, len, PROT_NONE, reserve, -1, 0);
+	}
+	if (base == MAP_FAILED) {
+		*errp = errno;
+		goto out;
+	}
+	v = vma_alloc((uintptr_t)base, (uintptr_t)base + len,
+	              (pgoff_t)offset >> PAGE_SHIFT, prot, shared, file);
+	if (!v) {
+		munmap(base, len);
+		base = MAP_FAILED;
+		*errp = ENOMEM;
+		goto out;
+	}
+	vma_link(v);
+out:
+	pthread_rwlock_unlock(&mmap_lock);
+	if (base != MAP_FAILED && (flags & MAP_POPULATE)) {
+		for (size_t off = 0; off < len; off += PAGE_SIZE) {
+			char c;
+			if (copy_from_user(&c, (char *)base + off, 1))
+				break;
+		}
+	}
+	return base;
+}
+
+int
+pw__do_munmap(void *addr, size_t length)
+{
+	uintptr_t start = (uintptr_t)addr;
+	if (start & (PAGE_SIZE - 1) || length == 0)
+		return -EINVAL;
+	uintptr_t end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK);
+	pthread_rwlock_wrlock(&mmap_lock);
+	int err = do_munmap(start, end);
+	pthread_rwlock_unlock(&mmap_lock);
+	return err;
+}
+
+/* Visit each vma piece overlapping [start, end) with mmap_lock held for
+ * read; fn returns non-zero to stop.  -ENOMEM if part of the range is not
+ * a pagewright mapping (as msync and madvise report). */
+static int
+walk_range(uintptr_t start, uintptr_t end,
+           int (*fn)(struct vm_area_struct *, uintptr_t, uintptr_t, void *),
+           void *arg)
+{
+	pthread_rwlock_rdlock(&mmap_lock);
+	int err = 0;
+	uintptr_t at = start;
+	for (struct vm_area_struct *v = vmas; v && at < end && !err; v = v->vm_next) {
+		if (v->vm_end <= at)
+			continue;
+		if (v->vm_start > at) {
+			err = -ENOMEM;
+			break;
+		}
+		uintptr_t e = PW_MIN(end, v->vm_end);
+		err = fn(v, at, e, arg);
+		at = e;
+	}
+	if (!err && at < end)
+		err = -ENOMEM;
+	pthread_rwlock_unlock(&mmap_lock);
+	return err;
+}
+
+static int
+msync_one(struct vm_area_struct *v, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	if (!v->vm_shared)
+		return 0;
+	loff_t off = (loff_t)((v->vm_pgoff << PAGE_SHIFT) + (s - v->vm_start));
+	return pw__vfs_fsync_range(v->vm_file, off, off + (loff_t)(e - s) - 1, false);
+}
+
+static int
+nop_one(struct vm_area_struct *v, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)v, (void)s, (void)e, (void)arg;
+	return 0;
+}
+
+static int
+dontneed_one(struct vm_area_struct *v, uintptr_t s, uintptr_t e, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&v->vm_lock);
+	zap_range(v, (s - v->vm_start) >> PAGE_SHIFT, (e - v->vm_start) >> PAGE_SHIFT);
+	pthread_mutex_unlock(&v->vm_lock);
+	return 0;
+}
+
+int
+pw__do_msync(void *addr, size_t length, int flags)
+{
+	uintptr_t start = (uintptr_t)addr;
+	if (start & (PAGE_SIZE - 1) || (flags & ~(MS_ASYNC | MS_SYNC | MS_INVALIDATE)) ||
+	    ((flags & MS_ASYNC) && (flags & MS_SYNC)))
+		return -EINVAL;
+	uintptr_t end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK);
+	/* MS_ASYNC: the kernel only schedules writeback; dirty pages are
+	 * already tracked, so there is nothing to do now. */
+	if (!(flags & MS_SYNC))
+		return walk_range(start, end, nop_one, NULL);
+	return walk_range(start, end, msync_one, NULL);
+}
+
+int
+pw__do_madvise(void *addr, size_t length, int advice)
+{
+	uintptr_t start = (uintptr_t)addr;
+	if (start & (PAGE_SIZE - 1))
+		return -EINVAL;
+	uintptr_t end = start + ((length + PAGE_SIZE - 1) & PAGE_MASK);
+	switch (advice) {
+	case MADV_DONTNEED:
+		return walk_range(start, end, dontneed_one, NULL);
+	case MADV_NORMAL:
+	case MADV_RANDOM:
+	case MADV_SEQUENTIAL:
+	case MADV_WILLNEED:
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ------------------------------------------------------------ fork */
+
+void
+pw__mm_atfork_prepare(void)
+{
+	pthread_rwlock_wrlock(&mmap_lock);
+}
+
+void
+pw__mm_atfork_parent(void)
+{
+	pthread_rwlock_unlock(&mmap_lock);
+}
+
+/*
+ * In the child, the pool is still the parent's memory (MAP_SHARED): a
+ * store through a mapping would land in the parent's cache.  Each run of
+ * mapped pool frames is replaced by a private anonymous copy, so the
+ * child keeps seeing its data and its stores stay its own.  Pages that
+ * were not mapped stay PROT_NONE: touching them in the child is a
+ * SIGSEGV, since the child has no cache to serve them from.  The child is
+ * single-threaded here and holds mmap_lock (taken in prepare).
+ */
+void
+pw__mm_atfork_child(void)
+{
+	atomic_store(&pw__forked_child, true);
+	for (struct vm_area_struct *v = vmas; v; v = v->vm_next) {
+		size_t n = vma_pages(v);
+		for (size_t k = 0; k < n;) {
+			if (v->vm_pte[k] != PTE_RO && v->vm_pte[k] != PTE_RW) {
+				k++;
+				continue;
+			}
+			size_t run = 1;
+			while (k + run < n &&
+			       (v->vm_pte[k + run] == PTE_RO || v->vm_pte[k + run] == PTE_RW))
+				run++;
+			void *addr = (void *)(v->vm_start + k * PAGE_SIZE);
+			size_t len = run * PAGE_SIZE;
+			void *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (tmp != MAP_FAILED) {
+				memcpy(tmp, addr, len);
+				if (v->vm_pte[k] == PTE_RO)
+					mprotect(tmp, len, PROT_READ);
+				if (mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr) ==
+				    MAP_FAILED)
+					zap_user((uintptr_t)addr, len);
+			} else {
+				zap_user((uintptr_t)addr, len);
+			}
+			k += run;
+		}
+	}
+	pthread_rwlock_unlock(&mmap_lock);
+}

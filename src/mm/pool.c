@@ -1,0 +1,350 @@
+/*
+ * pool.c - physical memory: the page pool, page metadata, and the page
+ * primitives (references, the page lock, dirty and writeback state).
+ *
+ * The pool is one memfd.  Frame n is the 4 KiB at offset n * PAGE_SIZE of
+ * that file.  The library maps the whole pool once, read-write, at
+ * pool_base (the "direct map": page_address()), inside a virtual range
+ * reserved up front so that growing the pool never moves it.  User
+ * mappings map the same frames again with mmap(MAP_SHARED|MAP_FIXED), so a
+ * store through a user mapping and a copy through the direct map meet in
+ * the same physical page, as in the kernel.
+ *
+ * Page metadata lives in an array indexed by frame number (pool_pages),
+ * also in a reserved range, so pfn <-> struct page is arithmetic.
+ *
+ * The pool grows in chunks of POOL_CHUNK frames.  Free frames are a bitmap
+ * (pool_free, 1 = free); pw__alloc_page() prefers the frame after a hint
+ * so that consecutive pages of a file sit in consecutive frames, which lets
+ * one mmap() call map a run of them and lets the kernel merge the
+ * resulting mappings.
+ *
+ * The page lock is the PG_locked bit of page->flags; sleepers set
+ * PG_waiters and wait on the flags word as a futex.  Unlock and
+ * end-of-writeback clear PG_waiters and wake every sleeper, who re-check
+ * their own condition.  All of it is async-signal-safe, so the fault
+ * handler may lock pages.
+ *
+ * Invariants:
+ *  (1) refcount == 0 <=> the frame's bit in pool_free is set.
+ *  (2) A page in a page-cache index holds one reference for the index.
+ *  (3) A page is freed with no mapping, no PG_dirty and no user PTEs.
+ *
+ * Lock ordering: pool_lock is a leaf.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define POOL_MAX_FRAMES (1UL << 24) /* 64 GiB of address space */
+#define POOL_CHUNK 4096UL           /* frames per growth step: 16 MiB */
+
+static int pool_fd = -1;
+static char *pool_base;           /* (C) the direct map */
+static struct page *pool_pages;   /* (C) metadata, by frame number */
+static uint64_t *pool_free;       /* (pool_lock) 1 bit per frame */
+static unsigned long pool_nr;     /* (pool_lock) frames in the pool */
+static unsigned long pool_cursor; /* (pool_lock) where the last scan ended */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct pw__counters pw__stat;
+
+_Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
+
+static void *
+reserve(size_t len, int prot)
+{
+	void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	               -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int
+pw__pool_init(void)
+{
+	pool_fd = memfd_create("pagewright-pool", MFD_CLOEXEC);
+	if (pool_fd < 0)
+		return -errno;
+	pool_base = reserve(POOL_MAX_FRAMES * PAGE_SIZE, PROT_NONE);
+	pool_pages = reserve(POOL_MAX_FRAMES * sizeof(struct page),
+	                     PROT_READ | PROT_WRITE);
+	pool_free = reserve(POOL_MAX_FRAMES / 8, PROT_READ | PROT_WRITE);
+	if (!pool_base || !pool_pages || !pool_free)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+pw__pool_fd(void)
+{
+	return pool_fd;
+}
+
+/* Grow the pool by one chunk; pool_lock held. */
+static int
+pool_grow(void)
+{
+	unsigned long n = pool_nr + POOL_CHUNK;
+	if (n > POOL_MAX_FRAMES)
+		return -ENOMEM;
+	if (ftruncate(pool_fd, (off_t)(n * PAGE_SIZE)) != 0)
+		return -errno;
+	void *p = mmap(pool_base + pool_nr * PAGE_SIZE, POOL_CHUNK * PAGE_SIZE,
+	               PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, pool_fd,
+	               (off_t)(pool_nr * PAGE_SIZE));
+	if (p == MAP_FAILED)
+		return -errno;
+	for (unsigned long f = pool_nr; f < n; f++)
+		pool_free[f / 64] |= 1ULL << (f % 64);
+	pool_nr = n;
+	PW_STAT_ADD(pool_pages, POOL_CHUNK);
+	return 0;
+}
+
+static bool
+frame_free(unsigned long f)
+{
+	return f < pool_nr && (pool_free[f / 64] >> (f % 64)) & 1;
+}
+
+/* Find a free frame scanning from pool_cursor; ULONG_MAX if none. */
+static unsigned long
+frame_scan(void)
+{
+	unsigned long words = pool_nr / 64;
+	for (unsigned long k = 0; k < words; k++) {
+		unsigned long w = (pool_cursor / 64 + k) % words;
+		if (pool_free[w])
+			return w * 64 + (unsigned long)__builtin_ctzll(pool_free[w]);
+	}
+	return ULONG_MAX;
+}
+
+struct page *
+pw__alloc_page(long hint_pfn)
+{
+	pthread_mutex_lock(&pool_lock);
+	unsigned long f = ULONG_MAX;
+	if (hint_pfn >= 0 && frame_free((unsigned long)hint_pfn + 1))
+		f = (unsigned long)hint_pfn + 1;
+	if (f == ULONG_MAX)
+		f = frame_scan();
+	if (f == ULONG_MAX) {
+		if (pool_grow() != 0) {
+			pthread_mutex_unlock(&pool_lock);
+			return NULL;
+		}
+		f = frame_scan();
+	}
+	pool_free[f / 64] &= ~(1ULL << (f % 64));
+	/* Leave room after a new file's first page for its next pages. */
+	pool_cursor = f + 64;
+	pthread_mutex_unlock(&pool_lock);
+
+	struct page *page = &pool_pages[f];
+	atomic_store(&page->flags, 0);
+	atomic_store(&page->mapcount, 0);
+	page->mapping = NULL;
+	page->private = NULL;
+	page->index = 0;
+	atomic_store_explicit(&page->refcount, 1, memory_order_release);
+	return page;
+}
+
+void
+pw__free_page(struct page *page)
+{
+	unsigned long f = page_to_pfn(page);
+	pthread_mutex_lock(&pool_lock);
+	pool_free[f / 64] |= 1ULL << (f % 64);
+	pthread_mutex_unlock(&pool_lock);
+}
+
+struct page *
+pw__pfn_to_page(unsigned long pfn)
+{
+	return &pool_pages[pfn];
+}
+
+unsigned long
+page_to_pfn(const struct page *page)
+{
+	return (unsigned long)(page - pool_pages);
+}
+
+void *
+page_address(const struct page *page)
+{
+	return pool_base + page_to_pfn(page) * PAGE_SIZE;
+}
+
+/* ----------------------------------------------------------- references */
+
+void
+get_page(struct page *page)
+{
+	atomic_fetch_add_explicit(&page->refcount, 1, memory_order_relaxed);
+}
+
+void
+put_page(struct page *page)
+{
+	int old = atomic_fetch_sub_explicit(&page->refcount, 1, memory_order_acq_rel);
+	if (old == 1) {
+		if (page->mapping != NULL || PageDirty(page) ||
+		    atomic_load(&page->mapcount) != 0)
+			pw_log("BUG: freeing page %lu still in use (flags %#x)",
+			       page_to_pfn(page), atomic_load(&page->flags));
+		pw__free_page(page);
+	} else if (old <= 0) {
+		pw_log("BUG: put_page on free page %lu", page_to_pfn(page));
+	}
+}
+
+/* ------------------------------------------------------------- the lock */
+
+static void
+futex_wait(_Atomic uint32_t *word, uint32_t val)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void
+futex_wake_all(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+bool
+trylock_page(struct page *page)
+{
+	uint32_t old = atomic_fetch_or_explicit(&page->flags, PG_locked,
+	                                        memory_order_acquire);
+	return !(old & PG_locked);
+}
+
+/* Sleep until (flags & bit) is clear; if take, set it atomically. */
+static void
+wait_on_bit(struct page *page, uint32_t bit, bool take)
+{
+	uint32_t v = atomic_load_explicit(&page->flags, memory_order_acquire);
+	for (;;) {
+		if (!(v & bit)) {
+			if (!take)
+				return;
+			if (atomic_compare_exchange_weak_explicit(
+			        &page->flags, &v, v | bit, memory_order_acquire,
+			        memory_order_acquire))
+				return;
+			continue;
+		}
+		if (!(v & PG_waiters)) {
+			if (!atomic_compare_exchange_weak(&page->flags, &v, v | PG_waiters))
+				continue;
+			v |= PG_waiters;
+		}
+		futex_wait(&page->flags, v);
+		v = atomic_load_explicit(&page->flags, memory_order_acquire);
+	}
+}
+
+/* Clear bit (with release semantics) and wake sleepers if any. */
+static void
+clear_bit_wake(struct page *page, uint32_t bit)
+{
+	uint32_t old = atomic_fetch_and_explicit(&page->flags, ~(bit | PG_waiters),
+	                                         memory_order_release);
+	if (old & PG_waiters)
+		futex_wake_all(&page->flags);
+}
+
+/**
+ * lock_page - take the page lock, sleeping while another thread holds it.
+ * Context: may sleep; see the lock order in fs.h.  Never call it while
+ * this thread may fault on user memory that maps this page.
+ */
+void
+lock_page(struct page *page)
+{
+	if (!trylock_page(page))
+		wait_on_bit(page, PG_locked, true);
+}
+
+void
+unlock_page(struct page *page)
+{
+	clear_bit_wake(page, PG_locked);
+}
+
+void
+wait_on_page_locked(struct page *page)
+{
+	wait_on_bit(page, PG_locked, false);
+}
+
+void
+wait_on_page_writeback(struct page *page)
+{
+	wait_on_bit(page, PG_writeback, false);
+}
+
+/* ------------------------------------------------------ dirty, writeback */
+
+bool
+set_page_dirty(struct page *page)
+{
+	uint32_t old = atomic_fetch_or(&page->flags, PG_dirty);
+	if (old & PG_dirty)
+		return false;
+	if (page->mapping)
+		pw__account_page_dirtied(page->mapping);
+	return true;
+}
+
+/**
+ * clear_page_dirty_for_io - prepare a locked page for writeback.
+ * Write-protects every user mapping first, so that a store made after the
+ * data is copied out faults and dirties the page again.
+ * Return: true if the page was dirty.
+ */
+bool
+clear_page_dirty_for_io(struct page *page)
+{
+	if (!PageDirty(page))
+		return false;
+	if (atomic_load(&page->mapcount) > 0)
+		pw__page_mkclean(page);
+	uint32_t old = atomic_fetch_and(&page->flags, ~(uint32_t)PG_dirty);
+	if (!(old & PG_dirty))
+		return false;
+	if (page->mapping)
+		pw__account_page_cleaned(page->mapping);
+	return true;
+}
+
+void
+set_page_writeback(struct page *page)
+{
+	atomic_fetch_or(&page->flags, PG_writeback);
+	PW_STAT_ADD(writeback, 1);
+}
+
+void
+end_page_writeback(struct page *page)
+{
+	PW_STAT_SUB(writeback, 1);
+	clear_bit_wake(page, PG_writeback);
+}
+
+void
+zero_user_segment(struct page *page, unsigned start, unsigned end)
+{
+	if (end > start)
+		memset((char *)page_address(page) + start, 0, end - start);
+}

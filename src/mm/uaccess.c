@@ -1,0 +1,226 @@
+/*
+ * uaccess.c - touching user memory: copies that may fault, atomic copies,
+ * pagefault_disable(), prefaulting, and the SIGSEGV handler that serves
+ * page faults on pagewright mappings.
+ *
+ * Every copy between library memory and user memory goes through one
+ * routine, pw__copy_user, a "rep movsb".  The instruction is restartable:
+ * when it faults, RCX holds the bytes not yet copied and RSI/RDI point at
+ * the faulting position.  That gives the kernel's exception-table fixup
+ * for free: the SIGSEGV handler either serves the fault (and the
+ * instruction resumes where it stopped) or moves RIP to pw__copy_fixup,
+ * which returns RCX, the bytes left.  No setjmp, no per-byte loop.
+ *
+ * The handler's decision:
+ *
+ *   fault at pw__copy_insn, faults disabled   -> fixup (short copy)
+ *   address in a pagewright mapping           -> serve it; if it cannot be
+ *                                                served: fixup if in a copy,
+ *                                                else SIGBUS/SIGSEGV to the app
+ *   fault at pw__copy_insn, foreign address   -> fixup (EFAULT, short count)
+ *   anything else                             -> the previous handler
+ *
+ * Rules for the handler (DESIGN.md): it never calls malloc; it never waits
+ * for a lock that a thread may hold while touching user memory with faults
+ * enabled; it passes faults that are not ours to the handler installed
+ * before it, so sanitizers and runtimes keep working.
+ *
+ * pagefault_disable() is a thread-local counter.  The deadlocks it
+ * prevents (SPEC section 1), as call chains:
+ *
+ *   same page:  pw_write -> generic_perform_write -> write_begin
+ *               [lock_page(P)] -> copy from a mapping of P -> SIGSEGV ->
+ *               pw__handle_mm_fault -> lock_page(P)          (self-deadlock)
+ *   ABBA:       T1: write_begin [lock A] -> copy from map of B -> fault ->
+ *                   lock_page(B)
+ *               T2: write_begin [lock B] -> copy from map of A -> fault ->
+ *                   lock_page(A)
+ *
+ * With faults disabled the copy returns short instead, write_end accepts
+ * what it can, and generic_perform_write prefaults again with no page
+ * locked.  The test-only build PW_TEST_FAULTING_COPY ignores
+ * pagefault_disable(), and the deadlock tests must hang in it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#if !defined(__x86_64__)
+#error "pagewright's user-copy fixups are written for x86-64"
+#endif
+
+/* size_t pw__copy_user(void *dst, const void *src, size_t n): bytes NOT copied */
+size_t pw__copy_user(void *dst, const void *src, size_t n);
+extern const char pw__copy_insn[], pw__copy_fixup[];
+__asm__(".text\n"
+        ".globl pw__copy_user\n"
+        ".type pw__copy_user, @function\n"
+        "pw__copy_user:\n"
+        "	movq %rdx, %rcx\n"
+        ".globl pw__copy_insn\n"
+        "pw__copy_insn:\n"
+        "	rep movsb\n"
+        ".globl pw__copy_fixup\n"
+        "pw__copy_fixup:\n"
+        "	movq %rcx, %rax\n"
+        "	ret\n"
+        ".size pw__copy_user, .-pw__copy_user\n");
+
+static _Thread_local int pagefault_disabled_count;
+static struct sigaction old_segv;
+
+void
+pagefault_disable(void)
+{
+	pagefault_disabled_count++;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+void
+pagefault_enable(void)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	pagefault_disabled_count--;
+}
+
+bool
+pagefault_disabled(void)
+{
+	return pagefault_disabled_count > 0;
+}
+
+int
+pw__test_faulting_copy_build(void)
+{
+#ifdef PW_TEST_FAULTING_COPY
+	return 1;
+#else
+	return 0;
+#endif
+}
+
+size_t
+copy_from_user(void *to, const void *from, size_t n)
+{
+	return n ? pw__copy_user(to, from, n) : 0;
+}
+
+size_t
+copy_to_user(void *to, const void *from, size_t n)
+{
+	return n ? pw__copy_user(to, from, n) : 0;
+}
+
+/**
+ * fault_in_pages_readable - prefault a user range of at most two pages by
+ * touching its first byte and, if on another page, its last byte.
+ * Context: faults enabled; no page lock held.  Return: 0 or -EFAULT.
+ */
+int
+fault_in_pages_readable(const void *uaddr, size_t size)
+{
+	char c;
+	const char *p = uaddr;
+	if (size == 0)
+		return 0;
+	if (copy_from_user(&c, p, 1))
+		return -EFAULT;
+	const char *last = p + size - 1;
+	if (((uintptr_t)p & PAGE_MASK) != ((uintptr_t)last & PAGE_MASK) &&
+	    copy_from_user(&c, last, 1))
+		return -EFAULT;
+	return 0;
+}
+
+/* For a read's destination, which is about to be overwritten: load a
+ * byte and store it back, each through the copy routine, so that the page
+ * is present and writable. */
+int
+fault_in_pages_writeable(void *uaddr, size_t size)
+{
+	char *p = uaddr;
+	if (size == 0)
+		return 0;
+	char *ends[2] = {p, p + size - 1};
+	for (int k = 0; k < 2; k++) {
+		char c;
+		if (k == 1 && ((uintptr_t)p & PAGE_MASK) == ((uintptr_t)ends[1] & PAGE_MASK))
+			break;
+		if (copy_from_user(&c, ends[k], 1) || copy_to_user(ends[k], &c, 1))
+			return -EFAULT;
+	}
+	return 0;
+}
+
+/* Deliver SIGBUS for addr to this thread, as the kernel would. */
+static void
+send_sigbus(void *addr)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGBUS;
+	si.si_code = BUS_ADRERR;
+	si.si_addr = addr;
+	syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), SIGBUS, &si);
+}
+
+static void
+chain_segv(int sig, siginfo_t *si, void *ctx)
+{
+	if (old_segv.sa_flags & SA_SIGINFO) {
+		old_segv.sa_sigaction(sig, si, ctx);
+	} else if (old_segv.sa_handler == SIG_DFL || old_segv.sa_handler == SIG_IGN) {
+		/* Returning re-executes the access, which now kills us with the
+		 * default action and a core dump at the right place. */
+		signal(SIGSEGV, SIG_DFL);
+	} else {
+		old_segv.sa_handler(sig);
+	}
+}
+
+static void
+segv_handler(int sig, siginfo_t *si, void *ctx)
+{
+	ucontext_t *uc = ctx;
+	int saved_errno = errno;
+	greg_t *regs = uc->uc_mcontext.gregs;
+	bool in_copy = regs[REG_RIP] == (greg_t)(uintptr_t)pw__copy_insn;
+	bool write = regs[REG_ERR] & 2;
+	int r = SIGSEGV;
+	bool may_serve = !(in_copy && pagefault_disabled());
+#ifdef PW_TEST_FAULTING_COPY
+	may_serve = true;
+#endif
+	if (si->si_code > 0 && may_serve)
+		r = pw__handle_mm_fault((uintptr_t)si->si_addr, write);
+	if (r == 0)
+		goto out;
+	if (in_copy) {
+		regs[REG_RIP] = (greg_t)(uintptr_t)pw__copy_fixup;
+		goto out;
+	}
+	if (r == SIGBUS)
+		send_sigbus(si->si_addr);
+	else
+		chain_segv(sig, si, ctx);
+out:
+	errno = saved_errno;
+}
+
+int
+pw__uaccess_init(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = segv_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &old_segv) != 0)
+		return -errno;
+	return 0;
+}
