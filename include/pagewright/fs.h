@@ -217,7 +217,9 @@ void iov_iter_init(struct iov_iter *i, const struct iovec *iov,
 static inline size_t iov_iter_count(const struct iov_iter *i) { return i->count; }
 void iov_iter_advance(struct iov_iter *i, size_t bytes);
 size_t iov_iter_single_seg_count(const struct iov_iter *i);
-int iov_iter_fault_in_readable(struct iov_iter *i, size_t bytes);
+/* Prefault the first min(bytes, rest of the current segment) bytes.
+ * Return: the length of the prefix that is readable (0: none is). */
+size_t iov_iter_fault_in_readable(struct iov_iter *i, size_t bytes);
 /* Faults must be disabled; never advances the iterator. */
 size_t iov_iter_copy_from_user_atomic(struct page *page, struct iov_iter *i,
                                       unsigned long offset, size_t bytes);
@@ -238,6 +240,8 @@ bool pagefault_disabled(void);
 size_t copy_from_user(void *to, const void *from, size_t n);
 size_t copy_to_user(void *to, const void *from, size_t n);
 int fault_in_pages_readable(const void *uaddr, size_t size);
+/* Prefault up to two pages; return the readable prefix (0: none). */
+size_t fault_in_readable_prefix(const void *uaddr, size_t size);
 int fault_in_pages_writeable(void *uaddr, size_t size);
 
 /* ---------------------------------------------------- inodes and files */

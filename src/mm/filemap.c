@@ -330,11 +330,18 @@ generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos)
 		size_t bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_count(i));
 		struct page *page;
 		void *fsdata = NULL;
+		size_t readable;
 	again:
-		if (iov_iter_fault_in_readable(i, bytes)) {
+		/* Prefault with no page locked.  If only a prefix of the current
+		 * segment is readable, write that much: the next step's prefault
+		 * then fails at the bad address, after the progress is made. */
+		readable = iov_iter_fault_in_readable(i, bytes);
+		if (readable == 0) {
 			status = -EFAULT;
 			break;
 		}
+		if (readable < PW_MIN(bytes, iov_iter_single_seg_count(i)))
+			bytes = readable;
 		if (pw__hooks.after_prefault)
 			pw__hooks.after_prefault(file, pos, bytes);
 		status = a_ops->write_begin(file, mapping, pos, (unsigned)bytes, flags,
@@ -553,10 +560,13 @@ generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
 	do {
 		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
 		size_t bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_count(i));
-		if (iov_iter_fault_in_readable(i, bytes)) {
+		size_t readable = iov_iter_fault_in_readable(i, bytes);
+		if (readable == 0) {
 			status = -EFAULT;
 			break;
 		}
+		if (readable < PW_MIN(bytes, iov_iter_single_seg_count(i)))
+			bytes = readable;
 		if (pw__hooks.after_prefault)
 			pw__hooks.after_prefault(file, pos, bytes);
 		status = perform_write_2copy_step(file, i, pos, bytes, bounce);

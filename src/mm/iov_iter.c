@@ -68,16 +68,18 @@ iov_iter_single_seg_count(const struct iov_iter *i)
 /**
  * iov_iter_fault_in_readable - prefault up to bytes of the current
  * segment (only that segment: callers must not depend on more).
- * Context: faults enabled, no page lock held.  Return: 0 or -EFAULT.
+ * Context: faults enabled, no page lock held.
+ * Return: the readable prefix of min(bytes, rest of the segment); 0 if
+ * not even the first byte is readable.
  */
-int
+size_t
 iov_iter_fault_in_readable(struct iov_iter *i, size_t bytes)
 {
-	if (i->kernel || i->count == 0)
-		return 0;
+	size_t n = PW_MIN(bytes, iov_iter_single_seg_count(i));
+	if (i->kernel || n == 0)
+		return n;
 	const char *base = (const char *)i->iov->iov_base + i->iov_offset;
-	size_t n = PW_MIN(bytes, i->iov->iov_len - i->iov_offset);
-	return fault_in_pages_readable(base, n);
+	return fault_in_readable_prefix(base, n);
 }
 
 /* Copy up to bytes from the iterator's position without advancing it;

@@ -124,17 +124,29 @@ copy_to_user(void *to, const void *from, size_t n)
 int
 fault_in_pages_readable(const void *uaddr, size_t size)
 {
+	return fault_in_readable_prefix(uaddr, size) == size ? 0 : -EFAULT;
+}
+
+/**
+ * fault_in_readable_prefix - like fault_in_pages_readable, but when the
+ * range spans two pages and only the first is readable, say so: return
+ * the length up to the end of the first page, so that a write can make
+ * progress up to the bad address (modern Linux; 2.6.24 failed the step).
+ */
+size_t
+fault_in_readable_prefix(const void *uaddr, size_t size)
+{
 	char c;
 	const char *p = uaddr;
 	if (size == 0)
 		return 0;
 	if (copy_from_user(&c, p, 1))
-		return -EFAULT;
+		return 0;
 	const char *last = p + size - 1;
-	if (((uintptr_t)p & PAGE_MASK) != ((uintptr_t)last & PAGE_MASK) &&
-	    copy_from_user(&c, last, 1))
-		return -EFAULT;
-	return 0;
+	uintptr_t page_end = ((uintptr_t)p & PAGE_MASK) + PAGE_SIZE;
+	if ((uintptr_t)last >= page_end && copy_from_user(&c, last, 1))
+		return page_end - (uintptr_t)p;
+	return size;
 }
 
 /* For a read's destination, which is about to be overwritten: load a
