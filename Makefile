@@ -10,7 +10,7 @@
 
 CC      ?= cc
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc -pthread -MMD -MP -g
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc -Itests -pthread -MMD -MP -g
 LDLIBS  := -pthread
 
 SRC       := $(sort $(wildcard src/mm/*.c src/fs/*.c src/block/*.c src/fs/ext2/*.c))

@@ -308,7 +308,8 @@ struct inode {
 	                                      * the page lock of the EOF page */
 	struct timespec i_atime, i_mtime, i_ctime; /* (W) */
 	uint64_t i_blocks;                   /* (W) 512-byte units */
-	pthread_rwlock_t i_rwsem;            /* the inode's write lock */
+	pthread_mutex_t i_rwsem;             /* the inode's write lock: only ever
+	                                      * taken exclusive, so a mutex */
 	_Atomic int i_count;                 /* (A) references */
 	_Atomic bool i_dirty;                /* (A) metadata to write back */
 	struct super_block *i_sb;            /* (C) */
@@ -351,6 +352,7 @@ struct file {
 	loff_t f_pos;                 /* (f_pos_lock) */
 	_Atomic uint32_t f_wb_err_seq; /* (A) wb_err_seq already reported */
 	bool f_readable, f_writable;  /* (C) from the access mode */
+	bool f_pos_lock_ready;        /* f_pos_lock initialised (files are reused) */
 	struct file_ra_state {
 		_Atomic pgoff_t next;  /* index after the last readahead window */
 		_Atomic unsigned size; /* current window, pages */
@@ -367,6 +369,8 @@ void insert_inode_hash(struct inode *inode);
 void ihold(struct inode *inode);
 void iput(struct inode *inode);
 void mark_inode_dirty(struct inode *inode);
+static inline void inode_lock(struct inode *i) { pthread_mutex_lock(&i->i_rwsem); }
+static inline void inode_unlock(struct inode *i) { pthread_mutex_unlock(&i->i_rwsem); }
 static inline loff_t i_size_read(struct inode *i) { return atomic_load(&i->i_size); }
 static inline void i_size_write(struct inode *i, loff_t s) { atomic_store(&i->i_size, s); }
 

@@ -77,7 +77,7 @@ new_inode(struct super_block *sb, uint64_t ino,
 	inode->i_sb = sb;
 	atomic_store(&inode->i_count, 1);
 	atomic_store(&inode->i_nlink, 1);
-	pthread_rwlock_init(&inode->i_rwsem, NULL);
+	pthread_mutex_init(&inode->i_rwsem, NULL);
 	struct address_space *m = &inode->i_data;
 	m->host = inode;
 	m->a_ops = aops;
@@ -136,7 +136,7 @@ evict(struct inode *inode)
 	truncate_inode_pages(inode->i_mapping, 0);
 	if (inode->i_sb->s_op && inode->i_sb->s_op->evict_inode)
 		inode->i_sb->s_op->evict_inode(inode);
-	pthread_rwlock_destroy(&inode->i_rwsem);
+	pthread_mutex_destroy(&inode->i_rwsem);
 	pthread_mutex_destroy(&inode->i_data.i_pages_lock);
 	pthread_mutex_destroy(&inode->i_data.i_mmap_lock);
 	free(inode);

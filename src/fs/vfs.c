@@ -52,8 +52,6 @@ static pthread_rwlock_t ns_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct mount *mounts;        /* (ns_lock) the root mount is last */
 static struct mount *root_mount;    /* (C) */
 static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct file **fd_table;      /* (fd_lock) */
-static int fd_cap;                  /* (fd_lock) */
 static pthread_mutex_t rename_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic dev_t next_dev = 1;
 
@@ -361,17 +359,52 @@ is_mountpoint(struct inode *inode)
 
 /* ---------------------------------------------------------- descriptors */
 
+/*
+ * The descriptor table is read without a lock: a read or write of a
+ * small cached buffer costs less than an uncontended mutex pair.  It is a
+ * two-level array whose chunks are never freed, and struct file memory is
+ * type-stable (freed files go to a free list, never back to malloc), so a
+ * reader may increment f_count of a file that is being closed: it uses
+ * increment-if-not-zero, then re-checks that the slot still holds that
+ * file, and drops it if not.
+ */
+#define FD_CHUNK 256
+#define FD_CHUNKS 1024
+static _Atomic(struct file *) *fd_chunks[FD_CHUNKS]; /* (fd_lock to add) */
+static struct file *file_free_list;                  /* (fd_lock) */
+
+static _Atomic(struct file *) *
+fd_slot(int fd)
+{
+	if (fd < 0 || fd >= FD_CHUNK * FD_CHUNKS)
+		return NULL;
+	_Atomic(struct file *) *chunk =
+	    __atomic_load_n(&fd_chunks[fd / FD_CHUNK], __ATOMIC_ACQUIRE);
+	return chunk ? &chunk[fd % FD_CHUNK] : NULL;
+}
+
 struct file *
 pw__fget(int fd)
 {
-	struct file *f = NULL;
-	pthread_mutex_lock(&fd_lock);
-	if (fd >= 0 && fd < fd_cap && fd_table[fd]) {
-		f = fd_table[fd];
-		atomic_fetch_add(&f->f_count, 1);
+	_Atomic(struct file *) *slot = fd_slot(fd);
+	if (!slot)
+		return NULL;
+	for (;;) {
+		struct file *f = atomic_load_explicit(slot, memory_order_acquire);
+		if (!f)
+			return NULL;
+		int c = atomic_load_explicit(&f->f_count, memory_order_relaxed);
+		bool got = false;
+		while (c > 0 && !(got = atomic_compare_exchange_weak_explicit(
+		                      &f->f_count, &c, c + 1, memory_order_acquire,
+		                      memory_order_relaxed)))
+			;
+		if (!got)
+			continue;
+		if (atomic_load_explicit(slot, memory_order_acquire) == f)
+			return f;
+		pw__fput(f);
 	}
-	pthread_mutex_unlock(&fd_lock);
-	return f;
 }
 
 static struct mount *
@@ -388,53 +421,78 @@ mount_of(struct super_block *sb)
 void
 pw__fput(struct file *file)
 {
-	if (atomic_fetch_sub(&file->f_count, 1) != 1)
+	if (atomic_fetch_sub_explicit(&file->f_count, 1, memory_order_acq_rel) != 1)
 		return;
 	struct mount *m = mount_of(file->f_inode->i_sb);
 	iput(file->f_inode);
 	if (m)
 		atomic_fetch_sub(&m->users, 1);
-	pthread_mutex_destroy(&file->f_pos_lock);
-	free(file);
+	pthread_mutex_lock(&fd_lock);
+	file->f_inode = (struct inode *)file_free_list;
+	file_free_list = file;
+	pthread_mutex_unlock(&fd_lock);
 }
 
 static int
 fd_install(struct file *file)
 {
 	pthread_mutex_lock(&fd_lock);
-	int fd = 0;
-	while (fd < fd_cap && fd_table[fd])
-		fd++;
-	if (fd == fd_cap) {
-		int cap = fd_cap ? fd_cap * 2 : 64;
-		struct file **t = realloc(fd_table, (size_t)cap * sizeof(*t));
-		if (!t) {
-			pthread_mutex_unlock(&fd_lock);
-			return -EMFILE;
+	for (int c = 0; c < FD_CHUNKS; c++) {
+		if (!fd_chunks[c]) {
+			_Atomic(struct file *) *chunk = calloc(FD_CHUNK, sizeof(*chunk));
+			if (!chunk)
+				break;
+			__atomic_store_n(&fd_chunks[c], chunk, __ATOMIC_RELEASE);
 		}
-		memset(t + fd_cap, 0, (size_t)(cap - fd_cap) * sizeof(*t));
-		fd_table = t;
-		fd_cap = cap;
+		for (int k = 0; k < FD_CHUNK; k++) {
+			if (atomic_load(&fd_chunks[c][k]) == NULL) {
+				atomic_store_explicit(&fd_chunks[c][k], file, memory_order_release);
+				pthread_mutex_unlock(&fd_lock);
+				return c * FD_CHUNK + k;
+			}
+		}
 	}
-	fd_table[fd] = file;
 	pthread_mutex_unlock(&fd_lock);
-	return fd;
+	return -EMFILE;
+}
+
+/* Take the descriptor out of the table; the caller drops the file. */
+static struct file *
+fd_remove(int fd)
+{
+	_Atomic(struct file *) *slot = fd_slot(fd);
+	if (!slot)
+		return NULL;
+	pthread_mutex_lock(&fd_lock);
+	struct file *f = atomic_exchange(slot, NULL);
+	pthread_mutex_unlock(&fd_lock);
+	return f;
 }
 
 static struct file *
 file_alloc(struct walk *w, int flags)
 {
-	struct file *f = calloc(1, sizeof(*f));
-	if (!f)
+	pthread_mutex_lock(&fd_lock);
+	struct file *f = file_free_list;
+	if (f)
+		file_free_list = (struct file *)f->f_inode;
+	pthread_mutex_unlock(&fd_lock);
+	if (!f && !(f = calloc(1, sizeof(*f))))
 		return NULL;
+	if (!f->f_pos_lock_ready) {
+		pthread_mutex_init(&f->f_pos_lock, NULL);
+		f->f_pos_lock_ready = true;
+	}
+	f->f_pos = 0;
+	atomic_store(&f->f_ra.next, 0);
+	atomic_store(&f->f_ra.size, 0);
 	f->f_inode = w->inode;
 	f->f_mapping = w->inode->i_mapping;
 	f->f_flags = flags;
 	int acc = flags & O_ACCMODE;
 	f->f_readable = acc == O_RDONLY || acc == O_RDWR;
 	f->f_writable = acc == O_WRONLY || acc == O_RDWR;
-	atomic_store(&f->f_count, 1);
-	pthread_mutex_init(&f->f_pos_lock, NULL);
+	atomic_store_explicit(&f->f_count, 1, memory_order_release);
 	atomic_store(&f->f_wb_err_seq, atomic_load(&f->f_mapping->wb_err_seq));
 	atomic_fetch_add(&w->mnt->users, 1);
 	return f;
@@ -449,7 +507,7 @@ do_truncate(struct inode *inode, loff_t length)
 		return -EINVAL;
 	if (length > inode->i_sb->s_maxbytes)
 		return -EFBIG;
-	pthread_rwlock_wrlock(&inode->i_rwsem);
+	inode_lock(inode);
 	struct pw_iattr attr = {.valid = ATTR_SIZE | ATTR_MTIME, .size = length};
 	clock_gettime(CLOCK_REALTIME, &attr.mtime);
 	int err = inode->i_op->setattr ? inode->i_op->setattr(inode, &attr) : -EPERM;
@@ -457,7 +515,7 @@ do_truncate(struct inode *inode, loff_t length)
 		inode->i_mtime = inode->i_ctime = attr.mtime;
 		mark_inode_dirty(inode);
 	}
-	pthread_rwlock_unlock(&inode->i_rwsem);
+	inode_unlock(inode);
 	return err;
 }
 
@@ -497,7 +555,7 @@ do_open(const char *path, int flags, mode_t mode)
 			if (dir.mnt->sb->s_flags & SB_RDONLY)
 				err = -EROFS;
 			else if ((err = may_access(dir.inode, 3)) == 0) {
-				pthread_rwlock_wrlock(&dir.inode->i_rwsem);
+				inode_lock(dir.inode);
 				err = lookup_child(&dir, name, len, &w);
 				if (err == -ENOENT) {
 					err = dir.inode->i_op->create(dir.inode, name, len, mode,
@@ -510,7 +568,7 @@ do_open(const char *path, int flags, mode_t mode)
 					iput(w.inode);
 					err = -EEXIST;
 				}
-				pthread_rwlock_unlock(&dir.inode->i_rwsem);
+				inode_unlock(dir.inode);
 			}
 		} else if (!err && (flags & O_CREAT) && (flags & O_EXCL)) {
 			iput(w.inode);
@@ -562,13 +620,7 @@ pw_close(int fd)
 	int err = enter();
 	if (err)
 		return (int)ret(err);
-	struct file *f = NULL;
-	pthread_mutex_lock(&fd_lock);
-	if (fd >= 0 && fd < fd_cap) {
-		f = fd_table[fd];
-		fd_table[fd] = NULL;
-	}
-	pthread_mutex_unlock(&fd_lock);
+	struct file *f = fd_remove(fd);
 	if (!f)
 		return (int)ret(-EBADF);
 	pw__fput(f);
@@ -833,8 +885,11 @@ fill_stat(struct inode *inode, struct stat *st)
 	st->st_gid = inode->i_gid;
 	st->st_size = i_size_read(inode);
 	st->st_blksize = PAGE_SIZE;
+	pthread_mutex_lock(&inode->i_data.i_pages_lock);
+	unsigned long nrpages = inode->i_data.nrpages;
+	pthread_mutex_unlock(&inode->i_data.i_pages_lock);
 	st->st_blocks = inode->i_blocks ? (blkcnt_t)inode->i_blocks
-	                                : (blkcnt_t)(inode->i_data.nrpages * (PAGE_SIZE / 512));
+	                                : (blkcnt_t)(nrpages * (PAGE_SIZE / 512));
 	st->st_atim = inode->i_atime;
 	st->st_mtim = inode->i_mtime;
 	st->st_ctim = inode->i_ctime;
@@ -907,7 +962,7 @@ do_remove(const char *path, bool rmdir)
 	int err = ns_parent(path, &pp, &dir, &name, &len);
 	if (err)
 		return err;
-	pthread_rwlock_wrlock(&dir.inode->i_rwsem);
+	inode_lock(dir.inode);
 	err = lookup_child(&dir, name, len, &v);
 	if (!err) {
 		if (is_mountpoint(v.inode))
@@ -922,7 +977,7 @@ do_remove(const char *path, bool rmdir)
 			err = dir.inode->i_op->unlink(dir.inode, name, len, v.inode);
 		iput(v.inode);
 	}
-	pthread_rwlock_unlock(&dir.inode->i_rwsem);
+	inode_unlock(dir.inode);
 	iput(dir.inode);
 	return err;
 }
@@ -951,7 +1006,7 @@ pw_mkdir(const char *path, mode_t mode)
 		err = -EEXIST;
 	if (err)
 		return (int)ret(err);
-	pthread_rwlock_wrlock(&dir.inode->i_rwsem);
+	inode_lock(dir.inode);
 	err = lookup_child(&dir, name, len, &v);
 	if (!err) {
 		iput(v.inode);
@@ -962,7 +1017,7 @@ pw_mkdir(const char *path, mode_t mode)
 		if (!err)
 			iput(inode);
 	}
-	pthread_rwlock_unlock(&dir.inode->i_rwsem);
+	inode_unlock(dir.inode);
 	iput(dir.inode);
 	return (int)ret(err);
 }
@@ -1028,9 +1083,9 @@ pw_rename(const char *oldpath, const char *newpath)
 		a = b;
 		b = t;
 	}
-	pthread_rwlock_wrlock(&a->i_rwsem);
+	inode_lock(a);
 	if (b != a)
-		pthread_rwlock_wrlock(&b->i_rwsem);
+		inode_lock(b);
 	err = lookup_child(&od, on, ol, &src);
 	if (!err) {
 		if (S_ISDIR(src.inode->i_mode) && path_is_ancestor(&opp, &npp))
@@ -1042,8 +1097,8 @@ pw_rename(const char *oldpath, const char *newpath)
 		iput(src.inode);
 	}
 	if (b != a)
-		pthread_rwlock_unlock(&b->i_rwsem);
-	pthread_rwlock_unlock(&a->i_rwsem);
+		inode_unlock(b);
+	inode_unlock(a);
 	pthread_mutex_unlock(&rename_lock);
 out:
 	iput(od.inode);

@@ -524,7 +524,10 @@ perform_write_2copy_step(struct file *file, struct iov_iter *i, loff_t pos,
 		copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
 		pagefault_enable();
 	}
-	err = a_ops->commit_write(file, page, offset, offset + (unsigned)bytes);
+	/* 2.6.24 committed offset+bytes even after a short atomic copy, so
+	 * i_size could cover bytes the caller was never told were written.
+	 * Commit what was copied. */
+	err = a_ops->commit_write(file, page, offset, offset + (unsigned)copied);
 	if (err < 0)
 		goto fail;
 	if (err > 0)
@@ -588,13 +591,11 @@ generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
 /* RLIMIT_FSIZE, re-read at most every 10 ms: a system call per write
  * would cost more than a small cached write itself. */
 static rlim_t
-fsize_limit(void)
+fsize_limit(const struct timespec *ts)
 {
 	static _Atomic rlim_t cached;
 	static _Atomic long stamp_ms = -1;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	long now = ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	long now = ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
 	long then = atomic_load_explicit(&stamp_ms, memory_order_relaxed);
 	if (then < 0 || now - then >= 10) {
 		struct rlimit rl;
@@ -607,14 +608,15 @@ fsize_limit(void)
 
 /* The limits of SPEC section 5; may cut *count.  i_rwsem held. */
 static int
-generic_write_checks(struct file *file, loff_t pos, size_t *count)
+generic_write_checks(struct file *file, loff_t pos, size_t *count,
+                     const struct timespec *now)
 {
 	struct inode *inode = file->f_inode;
 	if (pos < 0)
 		return -EINVAL;
 	if (*count > (size_t)(LLONG_MAX - pos))
 		*count = (size_t)(LLONG_MAX - pos);
-	rlim_t limit = fsize_limit();
+	rlim_t limit = fsize_limit(now);
 	if (limit != RLIM_INFINITY) {
 		if ((rlim_t)pos >= limit) {
 			raise(SIGXFSZ);
@@ -667,17 +669,18 @@ generic_file_write_iter(struct file *file, struct iov_iter *from, loff_t *ppos)
 	struct address_space *mapping = file->f_mapping;
 	ssize_t written;
 
-	pthread_rwlock_wrlock(&inode->i_rwsem);
+	inode_lock(inode);
 	loff_t pos = (file->f_flags & O_APPEND) ? i_size_read(inode) : *ppos;
 	size_t count = iov_iter_count(from);
-	int err = generic_write_checks(file, pos, &count);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME_COARSE, &now);
+	int err = generic_write_checks(file, pos, &count, &now);
 	if (err || count == 0) {
-		pthread_rwlock_unlock(&inode->i_rwsem);
+		inode_unlock(inode);
 		return err;
 	}
 	from->count = count;
-	clock_gettime(CLOCK_REALTIME_COARSE, &inode->i_mtime);
-	inode->i_ctime = inode->i_mtime;
+	inode->i_mtime = inode->i_ctime = now;
 	if (pos > i_size_read(inode))
 		pw__zero_eof_tail(inode, pos);
 	if (mapping->a_ops->write_begin)
@@ -686,7 +689,7 @@ generic_file_write_iter(struct file *file, struct iov_iter *from, loff_t *ppos)
 		written = generic_perform_write_2copy(file, from, pos);
 	if (written > 0)
 		*ppos = pos + written;
-	pthread_rwlock_unlock(&inode->i_rwsem);
+	inode_unlock(inode);
 
 	if (written > 0 && (file->f_flags & (O_SYNC | O_DSYNC))) {
 		bool datasync = (file->f_flags & O_SYNC) != O_SYNC;

@@ -45,14 +45,15 @@ iov_iter_advance(struct iov_iter *i, size_t bytes)
 	i->count -= bytes;
 	while (bytes > 0 && i->nr_segs > 0) {
 		size_t left = i->iov->iov_len - i->iov_offset;
-		size_t step = PW_MIN(left, bytes);
-		i->iov_offset += step;
-		bytes -= step;
-		if (i->iov_offset == i->iov->iov_len && i->count > 0) {
+		if (left == 0) {
 			i->iov++;
 			i->nr_segs--;
 			i->iov_offset = 0;
+			continue;
 		}
+		size_t step = PW_MIN(left, bytes);
+		i->iov_offset += step;
+		bytes -= step;
 	}
 	skip_empty(i);
 }

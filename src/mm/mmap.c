@@ -121,6 +121,8 @@ set_pte(struct vm_area_struct *vma, size_t idx, struct page *page, uint8_t pte)
  * Read fault: map the locked target page read-only, with the cached,
  * uptodate neighbours in the fault-around window that we can trylock.
  * Runs of consecutive frames at consecutive indices take one mmap each.
+ * Neighbours are only trylocked (never waited for) under vm_lock, and the
+ * index lock taken by find_get_page is a leaf.
  */
 static int
 map_read_around(struct vm_area_struct *vma, size_t idx, struct page *target)
@@ -131,6 +133,8 @@ map_read_around(struct vm_area_struct *vma, size_t idx, struct page *target)
 	pgoff_t eof = pages_in_file(mapping->host);
 	struct page *pages[FAULT_AROUND] = {0};
 
+	/* vm_lock across the whole decision: only trylocks happen under it. */
+	pthread_mutex_lock(&vma->vm_lock);
 	for (size_t k = first; k < last; k++) {
 		pgoff_t pg = vma->vm_pgoff + k;
 		if (k == idx) {
@@ -154,7 +158,6 @@ map_read_around(struct vm_area_struct *vma, size_t idx, struct page *target)
 		pages[k - first] = p;
 	}
 	int err = 0;
-	pthread_mutex_lock(&vma->vm_lock);
 	for (size_t k = first; k < last;) {
 		struct page *p = pages[k - first];
 		if (!p || (p != target && vma->vm_pte[k] != PTE_NONE)) {

@@ -299,6 +299,9 @@ wait_on_page_writeback(struct page *page)
 bool
 set_page_dirty(struct page *page)
 {
+	/* Most calls find the page dirty already: skip the locked op. */
+	if (atomic_load_explicit(&page->flags, memory_order_relaxed) & PG_dirty)
+		return false;
 	uint32_t old = atomic_fetch_or(&page->flags, PG_dirty);
 	if (old & PG_dirty)
 		return false;
