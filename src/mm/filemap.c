@@ -231,8 +231,19 @@ filemap_get_read_page(struct file *file, pgoff_t index, int *err)
 			PW_STAT_ADD(misses, 1);
 			page_cache_ra(mapping, file, index, ra_window(file, index));
 			page = find_get_page(mapping, index);
-			if (!page)
-				return NULL; /* past EOF after a race, or no memory */
+			if (!page) {
+				/* Evicted again before we got it, truncated, or no
+				 * memory: only the last two end the read. */
+				loff_t isize = i_size_read(mapping->host);
+				if ((loff_t)index << PAGE_SHIFT >= isize)
+					return NULL;
+				page = grab_cache_page_write_begin(mapping, index, 0);
+				if (!page) {
+					*err = -ENOMEM;
+					return NULL;
+				}
+				unlock_page(page);
+			}
 		} else if (PageUptodate(page)) {
 			PW_STAT_ADD(hits, 1);
 			/* Reaching the end of the last window reads the next. */
@@ -523,6 +534,14 @@ perform_write_2copy_step(struct file *file, struct iov_iter *i, loff_t pos,
 		pagefault_disable();
 		copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
 		pagefault_enable();
+		if (copied == 0) {
+			/* An empty commit would look like a zero-length expand to
+			 * a legacy commit_write, which raises i_size to pos.
+			 * Redo the step: the next prefault decides. */
+			unlock_page(page);
+			put_page(page);
+			return 0;
+		}
 	}
 	/* 2.6.24 committed offset+bytes even after a short atomic copy, so
 	 * i_size could cover bytes the caller was never told were written.
@@ -805,6 +824,7 @@ invalidate_mapping_pages(struct address_space *mapping, pgoff_t start,
 		return 0;
 	while (start <= end &&
 	       (n = find_get_pages(mapping, start, PW_ARRAY_SIZE(batch), batch)) > 0) {
+		pgoff_t last_seen = batch[n - 1]->index;
 		for (unsigned k = 0; k < n; k++) {
 			struct page *page = batch[k];
 			start = page->index + 1;
@@ -818,7 +838,8 @@ invalidate_mapping_pages(struct address_space *mapping, pgoff_t start,
 			}
 			put_page(page);
 		}
-		if (n && batch[n - 1]->index > end)
+		/* Not batch[n - 1]->index: those pages are released now. */
+		if (last_seen > end)
 			break;
 	}
 	return dropped;
@@ -859,6 +880,7 @@ write_range(struct address_space *mapping, loff_t start, loff_t end, bool sync)
 		return 0;
 	while (index <= last &&
 	       (n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
+		pgoff_t last_seen = batch[n - 1]->index;
 		for (unsigned k = 0; k < n; k++) {
 			struct page *page = batch[k];
 			index = page->index + 1;
@@ -872,7 +894,7 @@ write_range(struct address_space *mapping, loff_t start, loff_t end, bool sync)
 			}
 			put_page(page);
 		}
-		if (batch[n - 1]->index >= last)
+		if (last_seen >= last)
 			break;
 	}
 	return ret;
