@@ -38,7 +38,7 @@ void pw__free_page(struct page *page);
 /* ---- statistics (atomic counters) */
 struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
-	    fault_around, short_copies, write_retries, pool_pages;
+	    fault_around, short_copies, write_retries, pool_pages, allocated;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)

@@ -78,6 +78,7 @@ int pw_sync(void);
 /* Cache statistics, for tools and tests. */
 struct pw_stats {
 	uint64_t pool_pages;      /* frames the pool holds (free or used) */
+	uint64_t allocated_pages; /* frames in use: cached or referenced */
 	uint64_t cached_pages;    /* pages in some file's page cache */
 	uint64_t dirty_pages;     /* of those, dirty */
 	uint64_t writeback_pages; /* of those, under writeback */

@@ -1432,6 +1432,7 @@ pw_get_stats(struct pw_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->pool_pages = atomic_load(&pw__stat.pool_pages);
+	st->allocated_pages = atomic_load(&pw__stat.allocated);
 	st->cached_pages = atomic_load(&pw__stat.cached);
 	st->dirty_pages = atomic_load(&pw__stat.dirty);
 	st->writeback_pages = atomic_load(&pw__stat.writeback);

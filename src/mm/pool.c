@@ -143,6 +143,7 @@ pw__alloc_page(long hint_pfn)
 		f = frame_scan();
 	}
 	pool_free[f / 64] &= ~(1ULL << (f % 64));
+	PW_STAT_ADD(allocated, 1);
 	/* Leave room after a new file's first page for its next pages. */
 	pool_cursor = f + 64;
 	pthread_mutex_unlock(&pool_lock);
@@ -163,6 +164,7 @@ pw__free_page(struct page *page)
 	unsigned long f = page_to_pfn(page);
 	pthread_mutex_lock(&pool_lock);
 	pool_free[f / 64] |= 1ULL << (f % 64);
+	PW_STAT_SUB(allocated, 1);
 	pthread_mutex_unlock(&pool_lock);
 }
 
