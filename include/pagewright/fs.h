@@ -318,6 +318,8 @@ struct inode {
 	const struct inode_operations *i_op; /* (C) */
 	void *i_private;                     /* fs-private */
 	struct inode *i_hash_next;           /* (S) superblock inode table */
+	struct inode *i_lru_prev, *i_lru_next; /* (S) unused-inode LRU */
+	bool i_on_lru;                       /* (S) */
 };
 
 struct file_system_type {
@@ -339,6 +341,12 @@ struct super_block {
 	dev_t s_dev;                           /* (C) st_dev of our files */
 	void *s_fs_info;                       /* fs-private */
 	_Atomic bool s_dying;                  /* (A) unmount is evicting all */
+	/* Unreferenced inodes stay cached (with their pages) on an LRU; past
+	 * s_max_unused the oldest are written back and evicted.  0: keep all
+	 * (ramfs, whose inodes are their only copy). */
+	unsigned long s_max_unused;            /* (C) */
+	unsigned long s_nr_unused;             /* (S) */
+	struct inode *s_lru_head, *s_lru_tail; /* (S) oldest at the head */
 	pthread_mutex_t s_inode_lock;          /* guards the inode table */
 	struct inode *s_inodes[256];           /* (S) hash by i_ino */
 };

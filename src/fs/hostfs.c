@@ -46,6 +46,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define HOST_RD 0x1 /* the descriptor can pread */
@@ -967,6 +968,14 @@ hostfs_fill_super(struct super_block *sb, const char *source,
 	sb->s_op = &hostfs_sops;
 	sb->s_maxbytes = INT64_MAX & ~(loff_t)(PAGE_SIZE - 1);
 	sb->s_blocksize = PAGE_SIZE;
+	/* Every cached inode holds a host descriptor: keep at most half the
+	 * descriptor limit in inodes nobody uses, so a walk over many files
+	 * does not run the process out of descriptors. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+		sb->s_max_unused = PW_MAX(64, nofile.rlim_cur / 2);
+	else
+		sb->s_max_unused = 4096;
 	int err = hostfs_make_root(sb);
 	if (err)
 		hostfs_put_super(sb);

@@ -100,6 +100,35 @@ insert_inode_hash(struct inode *inode)
 	pthread_mutex_unlock(&sb->s_inode_lock);
 }
 
+/* s_inode_lock held */
+static void
+lru_del(struct inode *inode)
+{
+	struct super_block *sb = inode->i_sb;
+	if (!inode->i_on_lru)
+		return;
+	*(inode->i_lru_prev ? &inode->i_lru_prev->i_lru_next : &sb->s_lru_head) =
+	    inode->i_lru_next;
+	*(inode->i_lru_next ? &inode->i_lru_next->i_lru_prev : &sb->s_lru_tail) =
+	    inode->i_lru_prev;
+	inode->i_lru_prev = inode->i_lru_next = NULL;
+	inode->i_on_lru = false;
+	sb->s_nr_unused--;
+}
+
+/* s_inode_lock held */
+static void
+lru_add(struct inode *inode)
+{
+	struct super_block *sb = inode->i_sb;
+	inode->i_lru_prev = sb->s_lru_tail;
+	inode->i_lru_next = NULL;
+	*(sb->s_lru_tail ? &sb->s_lru_tail->i_lru_next : &sb->s_lru_head) = inode;
+	sb->s_lru_tail = inode;
+	inode->i_on_lru = true;
+	sb->s_nr_unused++;
+}
+
 struct inode *
 ilookup(struct super_block *sb, uint64_t ino)
 {
@@ -107,8 +136,8 @@ ilookup(struct super_block *sb, uint64_t ino)
 	struct inode *i = sb->s_inodes[ihash(ino)];
 	while (i && i->i_ino != ino)
 		i = i->i_hash_next;
-	if (i)
-		atomic_fetch_add(&i->i_count, 1);
+	if (i && atomic_fetch_add(&i->i_count, 1) == 0)
+		lru_del(i);
 	pthread_mutex_unlock(&sb->s_inode_lock);
 	return i;
 }
@@ -142,6 +171,39 @@ evict(struct inode *inode)
 	free(inode);
 }
 
+/*
+ * Evict the oldest unused inode if the LRU is over its limit.  It is
+ * written back while still hashed and held by us, so a lookup that races
+ * with the eviction either gets it back (and we leave it) or, once it is
+ * unhashed, finds the backing store already up to date.
+ */
+static void
+prune_one(struct super_block *sb)
+{
+	pthread_mutex_lock(&sb->s_inode_lock);
+	struct inode *victim = sb->s_nr_unused > sb->s_max_unused ? sb->s_lru_head : NULL;
+	if (victim) {
+		lru_del(victim);
+		atomic_store(&victim->i_count, 1);
+	}
+	pthread_mutex_unlock(&sb->s_inode_lock);
+	if (!victim)
+		return;
+	filemap_write_and_wait_range(victim->i_mapping, 0, INT64_MAX);
+	if (sb->s_op->write_inode && atomic_exchange(&victim->i_dirty, false))
+		sb->s_op->write_inode(victim, true);
+	pthread_mutex_lock(&sb->s_inode_lock);
+	bool evictable = atomic_fetch_sub(&victim->i_count, 1) == 1 &&
+	                 atomic_load(&victim->i_data.nrdirty) == 0;
+	if (evictable)
+		unhash_locked(victim);
+	else if (atomic_load(&victim->i_count) == 0)
+		lru_add(victim);
+	pthread_mutex_unlock(&sb->s_inode_lock);
+	if (evictable)
+		evict(victim);
+}
+
 void
 iput(struct inode *inode)
 {
@@ -155,11 +217,19 @@ iput(struct inode *inode)
 	pthread_mutex_lock(&sb->s_inode_lock);
 	int left = atomic_fetch_sub(&inode->i_count, 1) - 1;
 	bool dying = left == 0 && atomic_load(&inode->i_nlink) == 0;
-	if (dying)
+	bool prune = false;
+	if (dying) {
+		lru_del(inode);
 		unhash_locked(inode);
+	} else if (left == 0 && sb->s_max_unused) {
+		lru_add(inode);
+		prune = sb->s_nr_unused > sb->s_max_unused;
+	}
 	pthread_mutex_unlock(&sb->s_inode_lock);
 	if (dying)
 		evict(inode);
+	else if (prune)
+		prune_one(sb);
 }
 
 void
@@ -182,7 +252,8 @@ pw__for_each_inode(struct super_block *sb, void (*fn)(struct inode *, void *),
 		struct inode **list = n ? malloc(n * sizeof(*list)) : NULL;
 		n = 0;
 		for (struct inode *i = list ? sb->s_inodes[h] : NULL; i; i = i->i_hash_next) {
-			atomic_fetch_add(&i->i_count, 1);
+			if (atomic_fetch_add(&i->i_count, 1) == 0)
+				lru_del(i);
 			list[n++] = i;
 		}
 		pthread_mutex_unlock(&sb->s_inode_lock);

@@ -687,3 +687,50 @@ TEST(hostfs_vanished_source_does_not_grow_file)
 		munmap(buf, 2 * PG);
 	}
 }
+
+/* More files than descriptors: unused inodes (each holding a host
+ * descriptor) are written back and evicted, so the walk never hits
+ * EMFILE and no data is lost. */
+TEST(hostfs_many_files_few_descriptors)
+{
+	struct rlimit old, rl;
+	ASSERT_OK(getrlimit(RLIMIT_NOFILE, &old));
+	rl = old;
+	rl.rlim_cur = 256;
+	ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+	char host[300];
+	snprintf(host, sizeof(host), "%s/many", test_tmpdir());
+	ASSERT_OK(mkdir(host, 0755));
+	ASSERT_OK(pw_mkdir("/many", 0755));
+	ASSERT_OK(pw_mount("hostfs", host, "/many", NULL));
+	char path[64], buf[32];
+	for (int k = 0; k < 1000; k++) {
+		snprintf(path, sizeof(path), "/many/f%d", k);
+		int fd = pw_open(path, O_CREAT | O_RDWR, 0644);
+		ASSERT_GE(fd, 0);
+		int n = snprintf(buf, sizeof(buf), "file %d", k);
+		ASSERT_EQ(pw_write(fd, buf, (size_t)n), n);
+		ASSERT_OK(pw_close(fd)); /* dirty, unreferenced */
+	}
+	for (int k = 0; k < 1000; k++) {
+		snprintf(path, sizeof(path), "/many/f%d", k);
+		int fd = pw_open(path, O_RDONLY);
+		ASSERT_GE(fd, 0);
+		char got[32] = {0};
+		int n = snprintf(buf, sizeof(buf), "file %d", k);
+		ASSERT_EQ(pw_read(fd, got, sizeof(got)), n);
+		ASSERT_MEM_EQ(got, buf, (size_t)n);
+		ASSERT_OK(pw_close(fd));
+	}
+	ASSERT_OK(pw_umount("/many"));
+	/* every file reached the host */
+	char hpath[400];
+	snprintf(hpath, sizeof(hpath), "%s/f999", host);
+	FILE *f = fopen(hpath, "r");
+	ASSERT(f != NULL);
+	char got[32] = {0};
+	ASSERT_EQ(fread(got, 1, sizeof(got), f), 8);
+	fclose(f);
+	ASSERT_MEM_EQ(got, "file 999", 8);
+	ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
+}
