@@ -1,0 +1,33 @@
+#!/bin/sh
+# bench/run.sh - build the benchmark programs and run them all, in order,
+# printing every table.  This is the run the README cites.
+#
+#   bench/run.sh                 build (make bench) and run everything
+#   bench/run.sh write mmap      run only bench_write and bench_mmap
+#
+# Environment:
+#   BENCH_BATCH_MS   batch length for bench_write / bench_read (default 40)
+#   TMPDIR           where bench_legacy makes its host directory (/tmp)
+#
+# Each program measures its own references (memcpy, the kernel) in the same
+# run and prints ratios against them; there are no pass/fail thresholds.
+# Run it on an otherwise idle machine: the banner of each program prints the
+# load average so a reader can tell.
+set -eu
+cd "$(dirname "$0")/.."
+
+make bench >/dev/null
+
+progs=${*:-"write read mmap legacy meta"}
+start=$(date +%s)
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	rev="$rev + uncommitted changes"
+fi
+echo "pagewright benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $rev"
+echo
+for p in $progs; do
+	"build/bench/bench_$p"
+	echo
+done
+echo "total: $(( $(date +%s) - start )) s; load at the end: $(cat /proc/loadavg)"
