@@ -169,7 +169,8 @@ pw__filemap_fault_page(struct address_space *mapping, struct file *file,
 		struct page *page = find_get_page(mapping, index);
 		if (!page) {
 			PW_STAT_ADD(misses, 1);
-			page_cache_ra(mapping, file, index & ~(pgoff_t)15, 16);
+			page_cache_ra(mapping, file, index & ~(pgoff_t)(PW_FAULT_AROUND - 1),
+			              PW_FAULT_AROUND);
 			page = find_get_page(mapping, index);
 			if (!page) {
 				/* Raced with truncation, or out of memory. */

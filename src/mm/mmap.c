@@ -11,7 +11,8 @@
  *   read fault              frame mapped PROT_READ   (PTE_RO), plus up to
  *                           FAULT_AROUND cached neighbours in one call
  *                           per run of consecutive frames
- *   write fault, shared     page dirtied, frame mapped read-write (PTE_RW)
+ *   write fault, shared     page dirtied, frame mapped read-write (PTE_RW),
+ *                           plus neighbours that are dirty already
  *   write fault, private    a private anonymous copy of the page (PTE_COW)
  *
  * Clean pages are mapped read-only, so the first store to a shared
@@ -49,7 +50,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define FAULT_AROUND 16 /* pages mapped per read fault, as the kernel does */
+#define FAULT_AROUND PW_FAULT_AROUND
 
 static pthread_rwlock_t mmap_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct vm_area_struct *vmas; /* (mmap_lock) sorted by vm_start */
@@ -93,7 +94,7 @@ static int
 map_frames(struct vm_area_struct *vma, size_t idx, struct page *first, size_t nr,
            int prot)
 {
-	int flags = (vma->vm_shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+	int flags = (vma->vm_shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED | MAP_POPULATE;
 	void *want = (void *)(vma->vm_start + idx * PAGE_SIZE);
 	void *got = mmap(want, nr * PAGE_SIZE, prot, flags, pw__pool_fd(),
 	                 (off_t)(page_to_pfn(first) * PAGE_SIZE));
@@ -118,39 +119,42 @@ set_pte(struct vm_area_struct *vma, size_t idx, struct page *page, uint8_t pte)
 }
 
 /*
- * Read fault: map the locked target page read-only, with the cached,
- * uptodate neighbours in the fault-around window that we can trylock.
- * Runs of consecutive frames at consecutive indices take one mmap each.
+ * Map the locked target page, and the cached, uptodate neighbours in its
+ * fault-around window that we can trylock, with one mmap per run of
+ * consecutive frames at consecutive indices.  A read fault maps them
+ * read-only.  A write fault (shared mapping, the target already dirtied)
+ * maps read-write only neighbours that are dirty already, so that clean
+ * pages stay write-protected (invariant 2); and only when the filesystem
+ * has no page_mkwrite, which must see every page made writable.
  * Neighbours are only trylocked (never waited for) under vm_lock, and the
  * index lock taken by find_get_page is a leaf.
  */
 static int
-map_read_around(struct vm_area_struct *vma, size_t idx, struct page *target)
+map_around(struct vm_area_struct *vma, size_t idx, struct page *target, bool write)
 {
 	struct address_space *mapping = target->mapping;
 	size_t first = idx & ~(size_t)(FAULT_AROUND - 1);
 	size_t last = PW_MIN(first + FAULT_AROUND, vma_pages(vma));
 	pgoff_t eof = pages_in_file(mapping->host);
 	struct page *pages[FAULT_AROUND] = {0};
+	bool around = !write || !mapping->a_ops->page_mkwrite;
+	uint8_t pte = write ? PTE_RW : PTE_RO;
 
-	/* vm_lock across the whole decision: only trylocks happen under it. */
 	pthread_mutex_lock(&vma->vm_lock);
-	for (size_t k = first; k < last; k++) {
+	pages[idx - first] = target;
+	for (size_t k = first; around && k < last; k++) {
 		pgoff_t pg = vma->vm_pgoff + k;
-		if (k == idx) {
-			pages[k - first] = target;
-			continue;
-		}
-		if (pg >= eof || vma->vm_pte[k] != PTE_NONE)
+		if (k == idx || pg >= eof || vma->vm_pte[k] != PTE_NONE)
 			continue;
 		struct page *p = find_get_page(mapping, pg);
 		if (!p)
 			continue;
-		if (!PageUptodate(p) || !trylock_page(p)) {
+		if (!PageUptodate(p) || (write && !PageDirty(p)) || !trylock_page(p)) {
 			put_page(p);
 			continue;
 		}
-		if (p->mapping != mapping || p->index != pg || !PageUptodate(p)) {
+		if (p->mapping != mapping || p->index != pg || !PageUptodate(p) ||
+		    (write && !PageDirty(p))) {
 			unlock_page(p);
 			put_page(p);
 			continue;
@@ -169,10 +173,10 @@ map_read_around(struct vm_area_struct *vma, size_t idx, struct page *target)
 		       vma->vm_pte[k + n] == PTE_NONE &&
 		       page_to_pfn(pages[k + n - first]) == page_to_pfn(p) + n)
 			n++;
-		int e = map_frames(vma, k, p, n, PROT_READ);
+		int e = map_frames(vma, k, p, n, write ? PROT_READ | PROT_WRITE : PROT_READ);
 		if (e == 0) {
 			for (size_t j = k; j < k + n; j++)
-				set_pte(vma, j, pages[j - first], PTE_RO);
+				set_pte(vma, j, pages[j - first], pte);
 			PW_STAT_ADD(fault_around, n - 1);
 		} else if (k <= idx && idx < k + n) {
 			err = e;
@@ -218,12 +222,7 @@ map_write(struct vm_area_struct *vma, size_t idx, struct page *page)
 			return err;
 	}
 	set_page_dirty(page);
-	pthread_mutex_lock(&vma->vm_lock);
-	int err = map_frames(vma, idx, page, 1, PROT_READ | PROT_WRITE);
-	if (err == 0)
-		set_pte(vma, idx, page, PTE_RW);
-	pthread_mutex_unlock(&vma->vm_lock);
-	return err;
+	return map_around(vma, idx, page, true);
 }
 
 /* The fault proper; mmap_lock held for read. */
@@ -250,7 +249,7 @@ do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
 	else if (write)
 		err = map_cow(vma, idx, page) ? SIGBUS : 0;
 	else
-		err = map_read_around(vma, idx, page) ? SIGBUS : 0;
+		err = map_around(vma, idx, page, false) ? SIGBUS : 0;
 	unlock_page(page);
 	put_page(page);
 	return err;

@@ -52,6 +52,12 @@ static uint64_t *pool_free;       /* (pool_lock) 1 bit per frame */
 static unsigned long pool_nr;     /* (pool_lock) frames in the pool */
 static unsigned long pool_cursor; /* (pool_lock) where the last scan ended */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The most recently freed frames, newest last: reusing them keeps the
+ * data cache warm (a truncate-and-append loop would otherwise walk the
+ * whole pool).  Entries may have been allocated since; pop checks. */
+#define RECENT_MAX 256
+static unsigned long recent[RECENT_MAX]; /* (pool_lock) */
+static unsigned recent_nr;               /* (pool_lock) */
 
 struct pw__counters pw__stat;
 
@@ -133,6 +139,11 @@ pw__alloc_page(long hint_pfn)
 	unsigned long f = ULONG_MAX;
 	if (hint_pfn >= 0 && frame_free((unsigned long)hint_pfn + 1))
 		f = (unsigned long)hint_pfn + 1;
+	while (f == ULONG_MAX && recent_nr > 0) {
+		unsigned long r = recent[--recent_nr];
+		if (frame_free(r))
+			f = r;
+	}
 	if (f == ULONG_MAX)
 		f = frame_scan();
 	if (f == ULONG_MAX) {
@@ -145,7 +156,8 @@ pw__alloc_page(long hint_pfn)
 	pool_free[f / 64] &= ~(1ULL << (f % 64));
 	PW_STAT_ADD(allocated, 1);
 	/* Leave room after a new file's first page for its next pages. */
-	pool_cursor = f + 64;
+	if (hint_pfn < 0 || (unsigned long)hint_pfn + 1 != f)
+		pool_cursor = f + 64;
 	pthread_mutex_unlock(&pool_lock);
 
 	struct page *page = &pool_pages[f];
@@ -164,6 +176,11 @@ pw__free_page(struct page *page)
 	unsigned long f = page_to_pfn(page);
 	pthread_mutex_lock(&pool_lock);
 	pool_free[f / 64] |= 1ULL << (f % 64);
+	if (recent_nr == RECENT_MAX) {
+		memmove(recent, recent + RECENT_MAX / 2, sizeof(recent) / 2);
+		recent_nr = RECENT_MAX / 2;
+	}
+	recent[recent_nr++] = f;
 	PW_STAT_SUB(allocated, 1);
 	pthread_mutex_unlock(&pool_lock);
 }

@@ -54,14 +54,44 @@
 #error "pagewright's user-copy fixups are written for x86-64"
 #endif
 
-/* size_t pw__copy_user(void *dst, const void *src, size_t n): bytes NOT copied */
+/*
+ * size_t pw__copy_user(void *dst, const void *src, size_t n): bytes NOT
+ * copied.  A loop of 64-byte SSE2 moves does the bulk (measurably faster
+ * than "rep movsb" for page-sized copies on the development machines),
+ * "rep movsb" the tail.  The loop advances RSI/RDI/RCX only after all
+ * four stores of a block, so a fault anywhere inside it can resume at
+ * pw__copy_insn with the registers as they are: the rep movsb redoes the
+ * block byte by byte and stops exactly at the faulting byte.
+ */
 size_t pw__copy_user(void *dst, const void *src, size_t n);
+extern const char pw__copy_vec_start[], pw__copy_vec_end[];
 extern const char pw__copy_insn[], pw__copy_fixup[];
 __asm__(".text\n"
         ".globl pw__copy_user\n"
         ".type pw__copy_user, @function\n"
         "pw__copy_user:\n"
         "	movq %rdx, %rcx\n"
+        "	cmpq $64, %rcx\n"
+        "	jb pw__copy_insn\n"
+        ".globl pw__copy_vec_start\n"
+        "pw__copy_vec_start:\n"
+        "	movdqu (%rsi), %xmm0\n"
+        "	movdqu 16(%rsi), %xmm1\n"
+        "	movdqu 32(%rsi), %xmm2\n"
+        "	movdqu 48(%rsi), %xmm3\n"
+        "	movdqu %xmm0, (%rdi)\n"
+        "	movdqu %xmm1, 16(%rdi)\n"
+        "	movdqu %xmm2, 32(%rdi)\n"
+        "	movdqu %xmm3, 48(%rdi)\n"
+        "	addq $64, %rsi\n"
+        "	addq $64, %rdi\n"
+        "	subq $64, %rcx\n"
+        "	cmpq $64, %rcx\n"
+        "	jae pw__copy_vec_start\n"
+        ".globl pw__copy_vec_end\n"
+        "pw__copy_vec_end:\n"
+        "	testq %rcx, %rcx\n"
+        "	jz pw__copy_fixup\n"
         ".globl pw__copy_insn\n"
         "pw__copy_insn:\n"
         "	rep movsb\n"
@@ -70,6 +100,25 @@ __asm__(".text\n"
         "	movq %rcx, %rax\n"
         "	ret\n"
         ".size pw__copy_user, .-pw__copy_user\n");
+
+/* int pw__probe_read(const void *addr): 0 if the byte is readable (the
+ * fault, if any, was served), 1 if not.  The prefault's one-byte touch. */
+int pw__probe_read(const void *addr);
+extern const char pw__probe_insn[], pw__probe_fixup[];
+__asm__(".text\n"
+        ".globl pw__probe_read\n"
+        ".type pw__probe_read, @function\n"
+        "pw__probe_read:\n"
+        "	xorl %eax, %eax\n"
+        ".globl pw__probe_insn\n"
+        "pw__probe_insn:\n"
+        "	movb (%rdi), %cl\n"
+        "	ret\n"
+        ".globl pw__probe_fixup\n"
+        "pw__probe_fixup:\n"
+        "	movl $1, %eax\n"
+        "	ret\n"
+        ".size pw__probe_read, .-pw__probe_read\n");
 
 static _Thread_local int pagefault_disabled_count;
 static struct sigaction old_segv;
@@ -136,15 +185,14 @@ fault_in_pages_readable(const void *uaddr, size_t size)
 size_t
 fault_in_readable_prefix(const void *uaddr, size_t size)
 {
-	char c;
 	const char *p = uaddr;
 	if (size == 0)
 		return 0;
-	if (copy_from_user(&c, p, 1))
+	if (pw__probe_read(p))
 		return 0;
 	const char *last = p + size - 1;
 	uintptr_t page_end = ((uintptr_t)p & PAGE_MASK) + PAGE_SIZE;
-	if ((uintptr_t)last >= page_end && copy_from_user(&c, last, 1))
+	if ((uintptr_t)last >= page_end && pw__probe_read(last))
 		return page_end - (uintptr_t)p;
 	return size;
 }
@@ -201,7 +249,10 @@ segv_handler(int sig, siginfo_t *si, void *ctx)
 	ucontext_t *uc = ctx;
 	int saved_errno = errno;
 	greg_t *regs = uc->uc_mcontext.gregs;
-	bool in_copy = regs[REG_RIP] == (greg_t)(uintptr_t)pw__copy_insn;
+	uintptr_t rip = (uintptr_t)regs[REG_RIP];
+	bool in_vec = rip >= (uintptr_t)pw__copy_vec_start && rip < (uintptr_t)pw__copy_vec_end;
+	bool in_probe = rip == (uintptr_t)pw__probe_insn;
+	bool in_copy = in_vec || in_probe || rip == (uintptr_t)pw__copy_insn;
 	bool write = regs[REG_ERR] & 2;
 	int r = SIGSEGV;
 	bool may_serve = !(in_copy && pagefault_disabled());
@@ -212,8 +263,14 @@ segv_handler(int sig, siginfo_t *si, void *ctx)
 		r = pw__handle_mm_fault((uintptr_t)si->si_addr, write);
 	if (r == 0)
 		goto out;
+	if (in_vec) {
+		/* Redo the block byte by byte: it faults again at the exact
+		 * byte and then takes the fixup below. */
+		regs[REG_RIP] = (greg_t)(uintptr_t)pw__copy_insn;
+		goto out;
+	}
 	if (in_copy) {
-		regs[REG_RIP] = (greg_t)(uintptr_t)pw__copy_fixup;
+		regs[REG_RIP] = (greg_t)(uintptr_t)(in_probe ? pw__probe_fixup : pw__copy_fixup);
 		goto out;
 	}
 	if (r == SIGBUS)

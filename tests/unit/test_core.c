@@ -42,6 +42,22 @@ TEST(core_copy_user_fixup)
 	ASSERT_EQ(copy_from_user(buf, m + 4000, 200), 104);
 	ASSERT_EQ(copy_from_user(buf, (void *)16, 200), 200);
 	ASSERT_EQ(copy_to_user(m + 4090, buf, 10), 4);
+	/* Every length and start around the bad page: the bulk loop must hand
+	 * over to the exact byte-wise copy, both directions. */
+	for (size_t start = 4096 - 300; start < 4096; start += 7) {
+		for (size_t n = 1; n < 400; n += 13) {
+			size_t good = 4096 - start < n ? 4096 - start : n;
+			memset(buf, 0, sizeof(buf));
+			ASSERT_EQ(copy_from_user(buf, m + start, n), n - good);
+			for (size_t k = 0; k < good; k++)
+				ASSERT_EQ(buf[k], 'x');
+			ASSERT_EQ(buf[good], 0);
+			memset(buf, 'y', sizeof(buf));
+			ASSERT_EQ(copy_to_user(m + start, buf, n), n - good);
+			ASSERT_EQ(m[start + good - 1], 'y');
+			memset(m, 'x', 4096);
+		}
+	}
 }
 
 TEST(core_mmap_store_seen_by_pread)
