@@ -34,6 +34,10 @@ struct page *pw__pfn_to_page(unsigned long pfn);
  * contiguous.  Returns a page with refcount 1, or NULL. */
 struct page *pw__alloc_page(long hint_pfn);
 void pw__free_page(struct page *page);
+/* Futex bit locks (pool.c): the page lock, writeback, the buffer lock. */
+void pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,
+                     bool take);
+void pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit);
 
 /* ---- statistics (atomic counters) */
 struct pw__counters {

@@ -43,6 +43,7 @@ struct file;
 struct page;
 struct vm_area_struct;
 struct writeback_control;
+struct block_device;
 
 /* ---------------------------------------------------------------- pages */
 
@@ -340,6 +341,7 @@ struct super_block {
 	unsigned s_flags;                      /* (C) SB_* */
 	dev_t s_dev;                           /* (C) st_dev of our files */
 	void *s_fs_info;                       /* fs-private */
+	struct block_device *s_bdev;           /* (C) block filesystems */
 	_Atomic bool s_dying;                  /* (A) unmount is evicting all */
 	/* Unreferenced inodes stay cached (with their pages) on an LRU; past
 	 * s_max_unused the oldest are written back and evicted.  0: keep all

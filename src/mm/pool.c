@@ -248,39 +248,45 @@ trylock_page(struct page *page)
 	return !(old & PG_locked);
 }
 
-/* Sleep until (flags & bit) is clear; if take, set it atomically. */
-static void
-wait_on_bit(struct page *page, uint32_t bit, bool take)
+/**
+ * pw__wait_on_bit - sleep until (*word & bit) is clear; if take, set it.
+ * Sleepers set waiters_bit and wait on the word as a futex; the clearing
+ * side (pw__clear_bit_wake) wakes them all.  Used for the page lock,
+ * writeback and the buffer lock.  Async-signal-safe.
+ */
+void
+pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,
+                bool take)
 {
-	uint32_t v = atomic_load_explicit(&page->flags, memory_order_acquire);
+	uint32_t v = atomic_load_explicit(word, memory_order_acquire);
 	for (;;) {
 		if (!(v & bit)) {
 			if (!take)
 				return;
-			if (atomic_compare_exchange_weak_explicit(
-			        &page->flags, &v, v | bit, memory_order_acquire,
-			        memory_order_acquire))
+			if (atomic_compare_exchange_weak_explicit(word, &v, v | bit,
+			                                          memory_order_acquire,
+			                                          memory_order_acquire))
 				return;
 			continue;
 		}
-		if (!(v & PG_waiters)) {
-			if (!atomic_compare_exchange_weak(&page->flags, &v, v | PG_waiters))
+		if (!(v & waiters_bit)) {
+			if (!atomic_compare_exchange_weak(word, &v, v | waiters_bit))
 				continue;
-			v |= PG_waiters;
+			v |= waiters_bit;
 		}
-		futex_wait(&page->flags, v);
-		v = atomic_load_explicit(&page->flags, memory_order_acquire);
+		futex_wait(word, v);
+		v = atomic_load_explicit(word, memory_order_acquire);
 	}
 }
 
 /* Clear bit (with release semantics) and wake sleepers if any. */
-static void
-clear_bit_wake(struct page *page, uint32_t bit)
+void
+pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit)
 {
-	uint32_t old = atomic_fetch_and_explicit(&page->flags, ~(bit | PG_waiters),
+	uint32_t old = atomic_fetch_and_explicit(word, ~(bit | waiters_bit),
 	                                         memory_order_release);
-	if (old & PG_waiters)
-		futex_wake_all(&page->flags);
+	if (old & waiters_bit)
+		futex_wake_all(word);
 }
 
 /**
@@ -292,25 +298,25 @@ void
 lock_page(struct page *page)
 {
 	if (!trylock_page(page))
-		wait_on_bit(page, PG_locked, true);
+		pw__wait_on_bit(&page->flags, PG_locked, PG_waiters, true);
 }
 
 void
 unlock_page(struct page *page)
 {
-	clear_bit_wake(page, PG_locked);
+	pw__clear_bit_wake(&page->flags, PG_locked, PG_waiters);
 }
 
 void
 wait_on_page_locked(struct page *page)
 {
-	wait_on_bit(page, PG_locked, false);
+	pw__wait_on_bit(&page->flags, PG_locked, PG_waiters, false);
 }
 
 void
 wait_on_page_writeback(struct page *page)
 {
-	wait_on_bit(page, PG_writeback, false);
+	pw__wait_on_bit(&page->flags, PG_writeback, PG_waiters, false);
 }
 
 /* ------------------------------------------------------ dirty, writeback */
@@ -361,7 +367,7 @@ void
 end_page_writeback(struct page *page)
 {
 	PW_STAT_SUB(writeback, 1);
-	clear_bit_wake(page, PG_writeback);
+	pw__clear_bit_wake(&page->flags, PG_writeback, PG_waiters);
 }
 
 void

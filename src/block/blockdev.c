@@ -1,0 +1,193 @@
+/*
+ * blockdev.c - block devices: an image file or a device, read and written
+ * with pread/pwrite, with its own page cache for metadata.
+ *
+ * Each open device gets a private inode (on a private superblock) whose
+ * address_space caches device blocks: a page at index n holds bytes
+ * [n * PAGE_SIZE, (n + 1) * PAGE_SIZE) of the device, split into buffers
+ * of bd_block_size.  Filesystems read metadata through sb_bread() on that
+ * cache (buffer.c); file data never passes through it.
+ *
+ * Error injection (tests): bd_fail_read_nth / bd_fail_write_nth fail one
+ * I/O with EIO; bd_writes_left makes every write fail once it reaches 0,
+ * as a disk that died would.  Counters are atomics; I/O itself needs no
+ * lock (pread/pwrite are positional).
+ */
+#include "internal.h"
+
+#include <pagewright/buffer_head.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static int
+blkdev_get_block(struct inode *inode, uint64_t iblock, struct buffer_head *bh,
+                 int create)
+{
+	(void)create;
+	struct block_device *bdev = inode->i_private;
+	if ((iblock + 1) * bh->b_size > bdev->bd_size)
+		return -EIO;
+	map_bh(bh, bdev, iblock);
+	return 0;
+}
+
+static int
+blkdev_readpage(struct file *file, struct page *page)
+{
+	(void)file;
+	return block_read_full_page(page, blkdev_get_block);
+}
+
+static int
+blkdev_writepage(struct page *page, struct writeback_control *wbc)
+{
+	return block_write_full_page(page, blkdev_get_block, wbc);
+}
+
+static const struct address_space_operations blkdev_aops = {
+	.readpage = blkdev_readpage,
+	.writepage = blkdev_writepage,
+	.invalidatepage = block_invalidatepage,
+};
+
+static const struct super_operations blkdev_sops;
+
+int
+blkdev_open(const char *path, bool rdonly, struct block_device **out)
+{
+	if (!path)
+		return -EFAULT;
+	int fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	uint64_t size = 0;
+	int err = 0;
+	if (fstat(fd, &st) != 0)
+		err = -errno;
+	else if (S_ISREG(st.st_mode))
+		size = (uint64_t)st.st_size;
+	else if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &size) != 0)
+			err = -errno;
+	} else
+		err = -ENOTBLK;
+	struct block_device *bdev = err ? NULL : calloc(1, sizeof(*bdev));
+	struct super_block *sb = err ? NULL : calloc(1, sizeof(*sb));
+	if (!err && (!bdev || !sb))
+		err = -ENOMEM;
+	if (err) {
+		free(bdev);
+		free(sb);
+		close(fd);
+		return err;
+	}
+	pthread_mutex_init(&sb->s_inode_lock, NULL);
+	sb->s_op = &blkdev_sops;
+	sb->s_maxbytes = (loff_t)size;
+	sb->s_blocksize = PAGE_SIZE;
+	sb->s_bdev = bdev;
+	bdev->bd_inode = new_inode(sb, 0, &blkdev_aops);
+	if (!bdev->bd_inode) {
+		free(bdev);
+		free(sb);
+		close(fd);
+		return -ENOMEM;
+	}
+	bdev->bd_inode->i_private = bdev;
+	bdev->bd_inode->i_mode = S_IFBLK | 0600;
+	i_size_write(bdev->bd_inode, (loff_t)size);
+	bdev->bd_mapping = bdev->bd_inode->i_mapping;
+	bdev->bd_fd = fd;
+	bdev->bd_size = size;
+	bdev->bd_rdonly = rdonly;
+	bdev->bd_block_size = 1024;
+	atomic_store(&bdev->bd_writes_left, -1);
+	*out = bdev;
+	return 0;
+}
+
+void
+blkdev_close(struct block_device *bdev)
+{
+	if (!bdev)
+		return;
+	struct inode *inode = bdev->bd_inode;
+	struct super_block *sb = inode->i_sb;
+	atomic_store(&inode->i_nlink, 0);
+	iput(inode); /* drops the cached pages and their buffers */
+	pthread_mutex_destroy(&sb->s_inode_lock);
+	free(sb);
+	close(bdev->bd_fd);
+	free(bdev);
+}
+
+/* Should this I/O fail by injection?  n is the 1-based I/O number. */
+static bool
+injected(_Atomic long *nth, long n)
+{
+	long want = atomic_load(nth);
+	return want > 0 && want == n;
+}
+
+int
+blkdev_read(struct block_device *bdev, uint64_t off, void *buf, size_t len)
+{
+	long n = atomic_fetch_add(&bdev->bd_reads, 1) + 1;
+	if (injected(&bdev->bd_fail_read_nth, n))
+		return -EIO;
+	if (off > bdev->bd_size || len > bdev->bd_size - off)
+		return -EIO;
+	for (size_t done = 0; done < len;) {
+		ssize_t r = pread(bdev->bd_fd, (char *)buf + done, len - done,
+		                  (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -EIO;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+int
+blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t len)
+{
+	long n = atomic_fetch_add(&bdev->bd_writes, 1) + 1;
+	if (bdev->bd_rdonly)
+		return -EROFS;
+	if (injected(&bdev->bd_fail_write_nth, n))
+		return -EIO;
+	long left = atomic_load(&bdev->bd_writes_left);
+	if (left == 0)
+		return -EIO;
+	if (left > 0)
+		atomic_fetch_sub(&bdev->bd_writes_left, 1);
+	if (off > bdev->bd_size || len > bdev->bd_size - off)
+		return -EIO;
+	for (size_t done = 0; done < len;) {
+		ssize_t r = pwrite(bdev->bd_fd, (const char *)buf + done, len - done,
+		                   (off_t)(off + done));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 && errno == ENOSPC ? -ENOSPC : -EIO;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+int
+blkdev_flush(struct block_device *bdev)
+{
+	if (bdev->bd_rdonly)
+		return 0;
+	if (atomic_load(&bdev->bd_writes_left) == 0)
+		return -EIO;
+	return fdatasync(bdev->bd_fd) == 0 ? 0 : -EIO;
+}

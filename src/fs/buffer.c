@@ -1,0 +1,724 @@
+/*
+ * buffer.c - buffer heads: the block layer under block filesystems, after
+ * SPEC section 6.
+ *
+ * A page of a block-backed file is split into buffers, one per block, that
+ * record where each block lives on the device (BH_Mapped, b_blocknr),
+ * whether its bytes are valid (BH_Uptodate), newer than the device
+ * (BH_Dirty), or freshly allocated and not yet written (BH_New).  The
+ * write path works per block: block_write_begin reads only the blocks a
+ * write covers partly, and zeroes new blocks outside the write, so that
+ * stale disk contents never become visible; block_write_end refuses a
+ * short copy into a page that is not uptodate (a partly written block
+ * cannot be marked uptodate, and a later read would wipe it).
+ *
+ * Metadata lives in the device's own page cache (blockdev.c): sb_bread()
+ * finds or reads the block there and returns its buffer, referenced.
+ *
+ * Invariants:
+ *  (1) A page is uptodate iff all its buffers are (set in commit and read).
+ *  (2) BH_Dirty implies the page is dirty.
+ *  (3) A BH_New buffer is never left with stale bytes: it is zeroed
+ *      (page_zero_new_buffers) or fully overwritten before BH_New clears.
+ *  (4) On a write_begin error the page keeps its uptodate state: 2.6.24
+ *      cleared it, so a retry zeroed valid data (not copied here).
+ *
+ * Buffer heads are allocated with pw__kzalloc, never malloc: readpage
+ * runs inside the page-fault handler.
+ *
+ * Lock ordering: page lock -> buffer lock (metadata I/O).
+ */
+#include "internal.h"
+
+#include <pagewright/buffer_head.h>
+
+#include <errno.h>
+#include <string.h>
+
+#define MAX_BUF_PER_PAGE (PAGE_SIZE / 512)
+
+/* ------------------------------------------------------------ basics */
+
+void
+map_bh(struct buffer_head *bh, struct block_device *bdev, uint64_t block)
+{
+	bh->b_bdev = bdev;
+	bh->b_blocknr = block;
+	set_buffer_Mapped(bh);
+}
+
+void
+lock_buffer(struct buffer_head *bh)
+{
+	pw__wait_on_bit(&bh->b_state, BH_Lock, BH_Waiters, true);
+}
+
+void
+unlock_buffer(struct buffer_head *bh)
+{
+	pw__clear_bit_wake(&bh->b_state, BH_Lock, BH_Waiters);
+}
+
+void
+get_bh(struct buffer_head *bh)
+{
+	atomic_fetch_add(&bh->b_count, 1);
+	get_page(bh->b_page);
+}
+
+void
+brelse(struct buffer_head *bh)
+{
+	if (!bh)
+		return;
+	atomic_fetch_sub(&bh->b_count, 1);
+	put_page(bh->b_page);
+}
+
+void
+mark_buffer_dirty(struct buffer_head *bh)
+{
+	if (!buffer_Dirty(bh)) {
+		set_buffer_Dirty(bh);
+		set_page_dirty(bh->b_page);
+	}
+}
+
+int
+create_empty_buffers(struct page *page, struct block_device *bdev,
+                     unsigned blocksize)
+{
+	unsigned n = PAGE_SIZE / blocksize;
+	struct buffer_head *bhs[MAX_BUF_PER_PAGE];
+	for (unsigned k = 0; k < n; k++) {
+		bhs[k] = pw__kzalloc(sizeof(struct buffer_head));
+		if (!bhs[k]) {
+			while (k--)
+				pw__kfree(bhs[k], sizeof(struct buffer_head));
+			return -ENOMEM;
+		}
+	}
+	bool uptodate = PageUptodate(page);
+	for (unsigned k = 0; k < n; k++) {
+		struct buffer_head *bh = bhs[k];
+		bh->b_page = page;
+		bh->b_size = blocksize;
+		bh->b_data = (char *)page_address(page) + k * blocksize;
+		bh->b_bdev = bdev;
+		bh->b_this_page = bhs[(k + 1) % n];
+		if (uptodate)
+			set_buffer_Uptodate(bh);
+	}
+	page->private = bhs[0];
+	atomic_fetch_or(&page->flags, PG_private);
+	return 0;
+}
+
+/* Free the buffers of a page whose buffers are all clean and unused. */
+bool
+try_to_free_buffers(struct page *page)
+{
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	if (!head)
+		return true;
+	do {
+		if (buffer_Dirty(bh) || atomic_load(&bh->b_count) ||
+		    (atomic_load(&bh->b_state) & BH_Lock))
+			return false;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	bh = head;
+	do {
+		struct buffer_head *next = bh->b_this_page;
+		pw__kfree(bh, sizeof(*bh));
+		bh = next;
+	} while (bh != head);
+	page->private = NULL;
+	atomic_fetch_and(&page->flags, ~(uint32_t)PG_private);
+	return true;
+}
+
+/**
+ * block_invalidatepage - bytes from offset on are leaving the file
+ * (truncation) or the whole page the cache (offset 0).  Buffers that lie
+ * wholly past offset forget their data and mapping.  Page locked.
+ */
+void
+block_invalidatepage(struct page *page, unsigned offset)
+{
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	unsigned start = 0;
+	if (!head)
+		return;
+	do {
+		if (start >= offset) {
+			clear_buffer_Dirty(bh);
+			clear_buffer_Uptodate(bh);
+			clear_buffer_Mapped(bh);
+			clear_buffer_New(bh);
+		}
+		start += (unsigned)bh->b_size;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	if (offset == 0 && !try_to_free_buffers(page))
+		pw_log("invalidatepage: buffers of page %lu still in use",
+		       (unsigned long)page->index);
+}
+
+/* ---------------------------------------------------------- buffer I/O */
+
+static int
+bh_submit(struct buffer_head *bh, bool write)
+{
+	uint64_t off = bh->b_blocknr * bh->b_size;
+	return write ? blkdev_write(bh->b_bdev, off, bh->b_data, bh->b_size)
+	             : blkdev_read(bh->b_bdev, off, bh->b_data, bh->b_size);
+}
+
+int
+bh_read(struct buffer_head *bh)
+{
+	int err = bh_submit(bh, false);
+	if (err == 0)
+		set_buffer_Uptodate(bh);
+	return err;
+}
+
+int
+sync_dirty_buffer(struct buffer_head *bh)
+{
+	lock_buffer(bh);
+	int err = 0;
+	if (buffer_Dirty(bh)) {
+		clear_buffer_Dirty(bh);
+		err = bh_submit(bh, true);
+		if (err) {
+			set_buffer_Write_EIO(bh);
+			set_buffer_Dirty(bh);
+		}
+	}
+	unlock_buffer(bh);
+	return err;
+}
+
+/* Read the mapped, not-uptodate buffers of a page, merging neighbours on
+ * the device into one pread.  Buffers already uptodate are skipped. */
+static int
+read_buffers(struct buffer_head **bhs, unsigned n)
+{
+	int err = 0;
+	for (unsigned k = 0; k < n;) {
+		unsigned run = 1;
+		while (k + run < n && bhs[k + run]->b_blocknr == bhs[k]->b_blocknr + run &&
+		       bhs[k + run]->b_data == bhs[k]->b_data + run * bhs[k]->b_size)
+			run++;
+		int e = blkdev_read(bhs[k]->b_bdev, bhs[k]->b_blocknr * bhs[k]->b_size,
+		                    bhs[k]->b_data, run * bhs[k]->b_size);
+		for (unsigned j = k; j < k + run && !e; j++)
+			set_buffer_Uptodate(bhs[j]);
+		if (e && !err)
+			err = e;
+		k += run;
+	}
+	return err;
+}
+
+static unsigned
+blkbits(unsigned size)
+{
+	return (unsigned)__builtin_ctz(size);
+}
+
+/* -------------------------------------------------- data pages: reads */
+
+/**
+ * block_read_full_page - readpage for block filesystems.
+ * Holes read as zeroes; mapped blocks are read from the device.
+ * Context: page locked, not uptodate; unlocks it.  Runs in the fault
+ * handler too: no malloc.
+ */
+int
+block_read_full_page(struct page *page, get_block_t *get_block)
+{
+	struct inode *inode = page->mapping->host;
+	unsigned bsize = (unsigned)inode->i_sb->s_blocksize;
+	int err = 0;
+	if (!page_has_buffers(page) &&
+	    (err = create_empty_buffers(page, inode->i_sb->s_bdev, bsize)))
+		goto out;
+	uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+	uint64_t lblock = (uint64_t)(i_size_read(inode) + bsize - 1) >> blkbits(bsize);
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	struct buffer_head *toread[MAX_BUF_PER_PAGE];
+	unsigned nr = 0;
+	do {
+		if (!buffer_Uptodate(bh)) {
+			if (!buffer_Mapped(bh) && iblock < lblock &&
+			    (err = get_block(inode, iblock, bh, 0)))
+				break;
+			if (!buffer_Mapped(bh)) {
+				memset(bh->b_data, 0, bh->b_size);
+				set_buffer_Uptodate(bh);
+			} else {
+				toread[nr++] = bh;
+			}
+		}
+		iblock++;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	if (!err)
+		err = read_buffers(toread, nr);
+out:
+	if (err) {
+		SetPageError(page);
+	} else {
+		SetPageUptodate(page);
+	}
+	unlock_page(page);
+	return err ? -EIO : 0;
+}
+
+/* ------------------------------------------------- data pages: writes */
+
+/**
+ * block_write_full_page - writepage for block filesystems.
+ * Writes the dirty buffers that lie inside i_size; the part of the page
+ * past i_size is zeroed first (it may hold stores made through a mapping
+ * past EOF).  A dirty page without buffers (or with none dirty: dirtied
+ * through a mapping) has all its in-size blocks written, allocating them
+ * if needed.
+ * Context: page locked, dirty cleared, writeback set; unlocks, ends
+ * writeback.
+ */
+int
+block_write_full_page(struct page *page, get_block_t *get_block,
+                      struct writeback_control *wbc)
+{
+	(void)wbc;
+	struct address_space *mapping = page->mapping;
+	struct inode *inode = mapping->host;
+	unsigned bsize = page_has_buffers(page) ? (unsigned)page_buffers(page)->b_size
+	                                        : (unsigned)inode->i_sb->s_blocksize;
+	struct block_device *bdev = inode->i_sb->s_bdev;
+	loff_t isize = i_size_read(inode);
+	loff_t pstart = (loff_t)page->index << PAGE_SHIFT;
+	int err = 0;
+
+	if (pstart >= isize)
+		goto done; /* wholly past EOF (truncated meanwhile) */
+	if (isize - pstart < (loff_t)PAGE_SIZE)
+		zero_user_segment(page, (unsigned)(isize - pstart), PAGE_SIZE);
+	if (!page_has_buffers(page) && (err = create_empty_buffers(page, bdev, bsize)))
+		goto done;
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	bool any_dirty = false;
+	do {
+		any_dirty |= buffer_Dirty(bh);
+		bh = bh->b_this_page;
+	} while (bh != head);
+	uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+	loff_t off = pstart;
+	/* A page dirtied through a mapping has no dirty buffers: write every
+	 * uptodate block of it.  Never on the device's own cache, whose
+	 * pages hold independent metadata blocks. */
+	bool whole = !any_dirty && !S_ISBLK(inode->i_mode);
+	do {
+		if (off >= isize) {
+			clear_buffer_Dirty(bh);
+		} else if (buffer_Dirty(bh) || (whole && (buffer_Uptodate(bh) || PageUptodate(page)))) {
+			if (!buffer_Mapped(bh) && (err = get_block(inode, iblock, bh, 1)))
+				break;
+			if (buffer_New(bh)) {
+				clean_bdev_alias(bdev, bh->b_blocknr);
+				clear_buffer_New(bh);
+			}
+			set_buffer_Uptodate(bh);
+			clear_buffer_Dirty(bh);
+			int e = bh_submit(bh, true);
+			if (e) {
+				set_buffer_Write_EIO(bh);
+				if (!err)
+					err = e;
+			}
+		}
+		iblock++;
+		off += (loff_t)bsize;
+		bh = bh->b_this_page;
+	} while (bh != head);
+done:
+	if (err) {
+		mapping_set_error(mapping, err);
+		SetPageError(page);
+	}
+	unlock_page(page);
+	end_page_writeback(page);
+	return err;
+}
+
+/**
+ * page_zero_new_buffers - zero the new buffers of [from, to) in a locked
+ * page that is not uptodate, so that a short copy never exposes stale
+ * disk bytes; they become uptodate, lose BH_New and are dirtied.
+ */
+void
+page_zero_new_buffers(struct page *page, unsigned from, unsigned to)
+{
+	if (!page_has_buffers(page))
+		return;
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	unsigned start = 0;
+	do {
+		unsigned end = start + (unsigned)bh->b_size;
+		if (end > from && start < to && buffer_New(bh)) {
+			if (!PageUptodate(page)) {
+				zero_user_segment(page, PW_MAX(start, from), PW_MIN(end, to));
+				set_buffer_Uptodate(bh);
+			}
+			clear_buffer_New(bh);
+			mark_buffer_dirty(bh);
+		}
+		start = end;
+		bh = bh->b_this_page;
+	} while (bh != head);
+}
+
+/* The prepare step of SPEC section 6, shared by block_write_begin and the
+ * legacy block_prepare_write.  Page locked. */
+static int
+prepare_buffers(struct inode *inode, struct page *page, unsigned from,
+                unsigned to, get_block_t *get_block)
+{
+	unsigned bsize = (unsigned)inode->i_sb->s_blocksize;
+	struct block_device *bdev = inode->i_sb->s_bdev;
+	int err = 0;
+	if (!page_has_buffers(page) && (err = create_empty_buffers(page, bdev, bsize)))
+		return err;
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	struct buffer_head *toread[MAX_BUF_PER_PAGE];
+	unsigned nr = 0, start = 0;
+	uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+	bool uptodate = PageUptodate(page);
+	do {
+		unsigned end = start + bsize;
+		if (end <= from || start >= to) {
+			if (uptodate)
+				set_buffer_Uptodate(bh);
+			goto next;
+		}
+		clear_buffer_New(bh);
+		if (!buffer_Mapped(bh)) {
+			if ((err = get_block(inode, iblock, bh, 1)))
+				break;
+			if (buffer_New(bh)) {
+				clean_bdev_alias(bdev, bh->b_blocknr);
+				if (uptodate) {
+					clear_buffer_New(bh);
+					set_buffer_Uptodate(bh);
+					mark_buffer_dirty(bh);
+				} else {
+					if (start < from)
+						zero_user_segment(page, start, from);
+					if (end > to)
+						zero_user_segment(page, to, end);
+				}
+				goto next;
+			}
+		}
+		if (uptodate)
+			set_buffer_Uptodate(bh);
+		else if (!buffer_Uptodate(bh) && (start < from || end > to))
+			toread[nr++] = bh;
+	next:
+		start = end;
+		iblock++;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	if (!err && nr)
+		err = read_buffers(toread, nr);
+	if (err)
+		page_zero_new_buffers(page, from, to);
+	return err;
+}
+
+/**
+ * block_write_begin - write_begin for block filesystems (SPEC 6).
+ * Grabs the page unless *pagep is set (a caller-supplied locked page is
+ * never unlocked or released here), maps or allocates the blocks of
+ * [pos, pos+len) and reads the partly covered ones.  On failure an owned
+ * page is unlocked and released; trimming blocks allocated past i_size is
+ * the filesystem's job, as in modern Linux.
+ */
+int
+block_write_begin(struct address_space *mapping, loff_t pos, unsigned len,
+                  unsigned flags, struct page **pagep, get_block_t *get_block)
+{
+	struct page *page = *pagep;
+	bool owned = page == NULL;
+	unsigned from = (unsigned)(pos & (loff_t)(PAGE_SIZE - 1));
+	if (owned) {
+		page = grab_cache_page_write_begin(mapping, (pgoff_t)pos >> PAGE_SHIFT,
+		                                   flags);
+		if (!page)
+			return -ENOMEM;
+	}
+	int err = prepare_buffers(mapping->host, page, from, from + len, get_block);
+	if (err) {
+		if (owned) {
+			unlock_page(page);
+			put_page(page);
+			*pagep = NULL;
+		}
+		return err;
+	}
+	*pagep = page;
+	return 0;
+}
+
+/* Commit [from, to): uptodate and dirty; the page is uptodate if every
+ * buffer now is. */
+static void
+commit_buffers(struct page *page, unsigned from, unsigned to)
+{
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	unsigned start = 0;
+	bool partial = false;
+	do {
+		unsigned end = start + (unsigned)bh->b_size;
+		if (end <= from || start >= to) {
+			if (!buffer_Uptodate(bh))
+				partial = true;
+		} else {
+			set_buffer_Uptodate(bh);
+			mark_buffer_dirty(bh);
+		}
+		clear_buffer_New(bh);
+		start = end;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	if (!partial)
+		SetPageUptodate(page);
+}
+
+int
+block_write_end(struct file *file, struct address_space *mapping, loff_t pos,
+                unsigned len, unsigned copied, struct page *page, void *fsdata)
+{
+	(void)file, (void)mapping, (void)fsdata;
+	unsigned start = (unsigned)(pos & (loff_t)(PAGE_SIZE - 1));
+	if (copied < len) {
+		/* A partly copied block of a page that is not uptodate cannot
+		 * become uptodate: accept nothing and let the caller retry. */
+		if (!PageUptodate(page))
+			copied = 0;
+		page_zero_new_buffers(page, start + copied, start + len);
+	}
+	commit_buffers(page, start, start + copied);
+	return (int)copied;
+}
+
+/**
+ * generic_write_end - block_write_end, then raise i_size under the page
+ * lock, then unlock and release.  Return: bytes accepted.
+ */
+int
+generic_write_end(struct file *file, struct address_space *mapping, loff_t pos,
+                  unsigned len, unsigned copied, struct page *page, void *fsdata)
+{
+	struct inode *inode = mapping->host;
+	copied = (unsigned)block_write_end(file, mapping, pos, len, copied, page, fsdata);
+	/* A step that accepted nothing must not move EOF (Linux raises it to
+	 * pos, so a write that fails with EFAULT could still grow the file);
+	 * a zero-length step does: that is generic_cont_expand_simple. */
+	bool grew = (copied > 0 || len == 0) && pos + copied > i_size_read(inode);
+	if (grew)
+		i_size_write(inode, pos + copied);
+	unlock_page(page);
+	put_page(page);
+	/* After unlocking, as modern kernels do (journal lock order). */
+	if (grew)
+		mark_inode_dirty(inode);
+	return (int)copied;
+}
+
+int
+block_prepare_write(struct page *page, unsigned from, unsigned to,
+                    get_block_t *get_block)
+{
+	return prepare_buffers(page->mapping->host, page, from, to, get_block);
+}
+
+int
+block_commit_write(struct page *page, unsigned from, unsigned to)
+{
+	commit_buffers(page, from, to);
+	return 0;
+}
+
+int
+generic_commit_write(struct file *file, struct page *page, unsigned from,
+                     unsigned to)
+{
+	(void)file;
+	struct inode *inode = page->mapping->host;
+	block_commit_write(page, from, to);
+	loff_t pos = ((loff_t)page->index << PAGE_SHIFT) + to;
+	if (pos > i_size_read(inode)) {
+		i_size_write(inode, pos);
+		mark_inode_dirty(inode);
+	}
+	return 0;
+}
+
+/**
+ * block_truncate_page - zero the rest of the block that holds `from`, on
+ * the page and (through the dirty buffer) on disk, so that growing the
+ * file later shows zeroes there.  Context: i_rwsem held.
+ */
+int
+block_truncate_page(struct address_space *mapping, loff_t from,
+                    get_block_t *get_block)
+{
+	struct inode *inode = mapping->host;
+	unsigned bsize = (unsigned)inode->i_sb->s_blocksize;
+	unsigned offset = (unsigned)(from & (loff_t)(bsize - 1));
+	if (offset == 0)
+		return 0;
+	struct page *page = grab_cache_page_write_begin(mapping, (pgoff_t)from >> PAGE_SHIFT, 0);
+	if (!page)
+		return -ENOMEM;
+	int err = 0;
+	if (!page_has_buffers(page) &&
+	    (err = create_empty_buffers(page, inode->i_sb->s_bdev, bsize)))
+		goto out;
+	unsigned pos = (unsigned)(from & (loff_t)(PAGE_SIZE - 1));
+	struct buffer_head *bh = page_buffers(page);
+	uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+	for (unsigned start = bsize; start <= pos; start += bsize) {
+		bh = bh->b_this_page;
+		iblock++;
+	}
+	if (!buffer_Mapped(bh) && (err = get_block(inode, iblock, bh, 0)))
+		goto out;
+	if (!buffer_Mapped(bh))
+		goto out; /* a hole: it reads as zeroes already */
+	if (PageUptodate(page))
+		set_buffer_Uptodate(bh);
+	if (!buffer_Uptodate(bh) && (err = bh_read(bh)))
+		goto out;
+	zero_user_segment(page, pos, pos - offset + bsize);
+	mark_buffer_dirty(bh);
+out:
+	unlock_page(page);
+	put_page(page);
+	return err;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+/* The locked-free lookup of the buffer for block in the device cache,
+ * creating the page and its buffers if needed.  Returns it referenced. */
+static int
+bdev_getblk(struct block_device *bdev, unsigned bsize, uint64_t block,
+            struct buffer_head **bhp)
+{
+	if ((block + 1) * bsize > bdev->bd_size || block + 1 == 0) {
+		pw_log("block %llu is past the end of the device",
+		       (unsigned long long)block);
+		return -EUCLEAN;
+	}
+	unsigned per_page = PAGE_SIZE / bsize;
+	pgoff_t index = block / per_page;
+	struct address_space *mapping = bdev->bd_mapping;
+	struct page *page = find_get_page(mapping, index);
+	if (!page || !page_has_buffers(page)) {
+		if (page)
+			put_page(page);
+		page = grab_cache_page_write_begin(mapping, index, 0);
+		if (!page)
+			return -ENOMEM;
+		int err = 0;
+		if (!page_has_buffers(page))
+			err = create_empty_buffers(page, bdev, bsize);
+		unlock_page(page);
+		if (err) {
+			put_page(page);
+			return err;
+		}
+	}
+	struct buffer_head *bh = page_buffers(page);
+	if (bh->b_size != bsize) {
+		put_page(page);
+		pw_log("block size changed under a cached device page");
+		return -EIO;
+	}
+	for (unsigned k = 0; k < block % per_page; k++)
+		bh = bh->b_this_page;
+	if (!buffer_Mapped(bh))
+		map_bh(bh, bdev, block);
+	atomic_fetch_add(&bh->b_count, 1); /* the page reference is the bh's */
+	*bhp = bh;
+	return 0;
+}
+
+int
+sb_getblk(struct super_block *sb, uint64_t block, struct buffer_head **bhp)
+{
+	return bdev_getblk(sb->s_bdev, (unsigned)sb->s_blocksize, block, bhp);
+}
+
+int
+sb_bread(struct super_block *sb, uint64_t block, struct buffer_head **bhp)
+{
+	struct buffer_head *bh;
+	int err = sb_getblk(sb, block, &bh);
+	if (err)
+		return err;
+	if (!buffer_Uptodate(bh)) {
+		lock_buffer(bh);
+		if (!buffer_Uptodate(bh))
+			err = bh_read(bh);
+		unlock_buffer(bh);
+	}
+	if (err) {
+		brelse(bh);
+		return err;
+	}
+	*bhp = bh;
+	return 0;
+}
+
+void
+clean_bdev_alias(struct block_device *bdev, uint64_t block)
+{
+	unsigned bsize = bdev->bd_block_size;
+	struct page *page = find_get_page(bdev->bd_mapping, block / (PAGE_SIZE / bsize));
+	if (!page)
+		return;
+	lock_page(page);
+	if (page_has_buffers(page) && page_buffers(page)->b_size == bsize) {
+		struct buffer_head *bh = page_buffers(page);
+		for (unsigned k = 0; k < block % (PAGE_SIZE / bsize); k++)
+			bh = bh->b_this_page;
+		lock_buffer(bh);
+		clear_buffer_Dirty(bh);
+		clear_buffer_Uptodate(bh);
+		unlock_buffer(bh);
+		ClearPageUptodate(page);
+	}
+	unlock_page(page);
+	put_page(page);
+}
+
+int
+sync_blockdev(struct block_device *bdev)
+{
+	int err = filemap_write_and_wait_range(bdev->bd_mapping, 0, INT64_MAX);
+	int e2 = blkdev_flush(bdev);
+	return err ? err : e2;
+}
+
+void
+invalidate_bdev(struct block_device *bdev)
+{
+	truncate_inode_pages(bdev->bd_mapping, 0);
+}
