@@ -34,6 +34,16 @@ TEST(vfs_errors)
 	ASSERT_ERR(pw_lseek(fd, -5, SEEK_SET), EINVAL);
 	ASSERT_ERR(pw_ftruncate(fd, -1), EINVAL);
 	ASSERT_ERR(pw_write(fd, (void *)8, 10), EFAULT);
+	/* A read into memory the process may not write: EFAULT, no crash. */
+	ASSERT_EQ(pw_pwrite(fd, "0123456789", 10, 0), 10);
+	int rfd = pw_open("/d/f", O_RDONLY);
+	ASSERT_GE(rfd, 0);
+	char *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT(ro != MAP_FAILED);
+	ASSERT_ERR(pw_pread(rfd, ro, 10, 0), EFAULT);
+	ASSERT_ERR(pw_pread(rfd, (void *)8, 10, 0), EFAULT);
+	munmap(ro, 4096);
+	ASSERT_OK(pw_close(rfd));
 	struct iovec bad = {(void *)"x", (size_t)-1};
 	ASSERT_ERR(pw_writev(fd, &bad, 1), EINVAL);
 	ASSERT_ERR(pw_writev(fd, &bad, -1), EINVAL);
