@@ -313,6 +313,25 @@ generic_file_read_iter(struct file *file, struct iov_iter *to, loff_t *ppos)
 
 /* --------------------------------------------------------- write side */
 
+/*
+ * Prefault the source of one step with no page locked (SPEC section 3,
+ * step 2).  If only a prefix of the current segment is readable, the step
+ * is cut to it, so a write makes progress up to a bad address and the
+ * next step's prefault reports it.  Return: 0 or -EFAULT.
+ */
+static long
+prefault_step(struct file *file, struct iov_iter *i, loff_t pos, size_t *bytes)
+{
+	size_t readable = iov_iter_fault_in_readable(i, *bytes);
+	if (readable == 0)
+		return -EFAULT;
+	if (readable < PW_MIN(*bytes, iov_iter_single_seg_count(i)))
+		*bytes = readable;
+	if (pw__hooks.after_prefault)
+		pw__hooks.after_prefault(file, pos, *bytes);
+	return 0;
+}
+
 /**
  * generic_perform_write - copy user data into the page cache, one page
  * step at a time (SPEC section 3).
@@ -342,20 +361,9 @@ generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos)
 		size_t bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_count(i));
 		struct page *page;
 		void *fsdata = NULL;
-		size_t readable;
 	again:
-		/* Prefault with no page locked.  If only a prefix of the current
-		 * segment is readable, write that much: the next step's prefault
-		 * then fails at the bad address, after the progress is made. */
-		readable = iov_iter_fault_in_readable(i, bytes);
-		if (readable == 0) {
-			status = -EFAULT;
+		if ((status = prefault_step(file, i, pos, &bytes)))
 			break;
-		}
-		if (readable < PW_MIN(bytes, iov_iter_single_seg_count(i)))
-			bytes = readable;
-		if (pw__hooks.after_prefault)
-			pw__hooks.after_prefault(file, pos, bytes);
 		status = a_ops->write_begin(file, mapping, pos, (unsigned)bytes, flags,
 		                            &page, &fsdata);
 		if (status) {
@@ -583,15 +591,8 @@ generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
 	do {
 		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
 		size_t bytes = PW_MIN(PAGE_SIZE - offset, iov_iter_count(i));
-		size_t readable = iov_iter_fault_in_readable(i, bytes);
-		if (readable == 0) {
-			status = -EFAULT;
+		if ((status = prefault_step(file, i, pos, &bytes)))
 			break;
-		}
-		if (readable < PW_MIN(bytes, iov_iter_single_seg_count(i)))
-			bytes = readable;
-		if (pw__hooks.after_prefault)
-			pw__hooks.after_prefault(file, pos, bytes);
 		status = perform_write_2copy_step(file, i, pos, bytes, bounce);
 		if (status < 0)
 			break;
