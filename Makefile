@@ -5,6 +5,7 @@
 #                     tests), and the faulting-copy build that must hang
 #   make bench        the benchmark programs (build/bench/*)
 #   make demo         the narrated same-page write demo
+#   make fuzz         fuzz ext2 mount and lookup (FUZZ_SECONDS, default 600)
 #
 # Variants build into build/<variant>/ so they never mix objects.
 
@@ -49,7 +50,20 @@ build/bench/%: build/rel/obj/bench/%.o build/rel/libpagewright.a
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDLIBS)
 
-test: $(foreach v,$(VARIANTS),build/$(v)/test-runner)
+# The ext2 fuzz harness: a corpus replayer in the ASan build (make test),
+# and a libFuzzer binary built with clang (make fuzz, bounded in make test).
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc -pthread -g -O1 \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+build/asan/fuzz_ext2_replay: tests/fuzz/fuzz_ext2.c build/asan/libpagewright.a
+	$(CC) $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+build/fuzz/fuzz_ext2: tests/fuzz/fuzz_ext2.c $(SRC)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -DPW_LIBFUZZER -o $@ $^ $(LDLIBS)
+FUZZ_SECONDS ?= 600
+fuzz: build/fuzz/fuzz_ext2
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay
 	tests/run-all.sh
 
 bench: $(BENCH_SRC:bench/%.c=build/bench/%)
@@ -60,5 +74,5 @@ demo: build/pagewright
 clean:
 	rm -rf build
 
-.PHONY: all test bench demo clean
+.PHONY: all test bench demo clean fuzz
 .SECONDARY:

@@ -30,6 +30,11 @@ run "plain" build/rel/test-runner
 run "asan+ubsan" build/asan/test-runner
 run "tsan (threaded tests)" build/tsan/test-runner --threaded-only
 run "faulting-copy build (deadlock tests must hang)" build/fault/test-runner --expect-hang --timeout 10
+replay_corpus() {
+	build/asan/fuzz_ext2_replay tests/fuzz/corpus/* && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
+}
+run "ext2 fuzz corpus replay (asan)" replay_corpus
+run "ext2 fuzzing, bounded (libFuzzer)" tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 echo
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
