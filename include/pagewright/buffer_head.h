@@ -145,6 +145,13 @@ int block_prepare_write(struct page *page, unsigned from, unsigned to,
 int block_commit_write(struct page *page, unsigned from, unsigned to);
 int generic_commit_write(struct file *file, struct page *page, unsigned from,
                          unsigned to);
+/* page_mkwrite for block filesystems: allocate the blocks of a locked,
+ * uptodate page about to be made writable through a shared mapping, so
+ * that writeback never meets ENOSPC; its buffers become dirty.  Called
+ * without i_rwsem: get_block must do its own locking.  0 or -errno (the
+ * fault then raises SIGBUS, as ENOSPC does on Linux). */
+int block_page_mkwrite(struct vm_area_struct *vma, struct page *page,
+                       get_block_t *get_block);
 /* invalidatepage for buffer-backed mappings. */
 void block_invalidatepage(struct page *page, unsigned offset);
 /* Zero the tail of the block holding `from` on a partial last page (for

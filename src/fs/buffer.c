@@ -569,6 +569,25 @@ generic_commit_write(struct file *file, struct page *page, unsigned from,
 	return 0;
 }
 
+int
+block_page_mkwrite(struct vm_area_struct *vma, struct page *page,
+                   get_block_t *get_block)
+{
+	(void)vma;
+	struct inode *inode = page->mapping->host;
+	loff_t size = i_size_read(inode);
+	loff_t start = (loff_t)page->index << PAGE_SHIFT;
+	if (start >= size)
+		return -EFAULT;
+	unsigned end = size - start < (loff_t)PAGE_SIZE ? (unsigned)(size - start)
+	                                                  : (unsigned)PAGE_SIZE;
+	int err = prepare_buffers(inode, page, 0, end, get_block);
+	if (err)
+		return err;
+	commit_buffers(page, 0, end);
+	return 0;
+}
+
 /**
  * block_truncate_page - zero the rest of the block that holds `from`, on
  * the page and (through the dirty buffer) on disk, so that growing the
