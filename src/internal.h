@@ -39,6 +39,13 @@ void pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,
                      bool take);
 void pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit);
 
+/* ---- reclaim (src/mm/reclaim.c) */
+void pw__reclaim_init(void);
+void pw__lru_add(struct page *page);
+void pw__lru_del(struct page *page);
+void pw__reclaim_for_alloc(void);
+uint64_t pw__mem_limit_pages(void);
+
 /* ---- statistics (atomic counters) */
 struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,

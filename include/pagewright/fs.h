@@ -88,6 +88,12 @@ static inline void SetPageUptodate(struct page *p) { atomic_fetch_or_explicit(&p
 static inline void ClearPageUptodate(struct page *p) { atomic_fetch_and(&p->flags, ~(uint32_t)PG_uptodate); }
 static inline void SetPageError(struct page *p) { atomic_fetch_or(&p->flags, PG_error); }
 static inline void ClearPageError(struct page *p) { atomic_fetch_and(&p->flags, ~(uint32_t)PG_error); }
+/* Reclaim's second chance; a plain load first keeps hot paths cheap. */
+static inline void mark_page_accessed(struct page *p)
+{
+	if (!(atomic_load_explicit(&p->flags, memory_order_relaxed) & PG_referenced))
+		atomic_fetch_or(&p->flags, PG_referenced);
+}
 
 void get_page(struct page *page);
 void put_page(struct page *page);

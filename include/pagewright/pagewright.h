@@ -75,6 +75,12 @@ int pw_posix_fadvise(int fd, off_t offset, off_t len, int advice);
 /* Write back every dirty page of every mount, like sync(2). */
 int pw_sync(void);
 
+/* Cap the memory of the page pool (bytes; 0 = no cap).  The environment
+ * variable PAGEWRIGHT_MEM_LIMIT (K/M/G suffixes) sets it at start-up.
+ * Clean pages are evicted to stay under it; dirty pages are kept under a
+ * quarter of it by making writers write back.  -1/EINVAL below 1 MiB. */
+int pw_set_mem_limit(uint64_t bytes);
+
 /* Cache statistics, for tools and tests. */
 struct pw_stats {
 	uint64_t pool_pages;      /* frames the pool holds (free or used) */

@@ -103,6 +103,7 @@ do_init(void)
 {
 	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
 		return;
+	pw__reclaim_init();
 	register_filesystem(&pw__ramfs_type);
 	register_filesystem(&pw__hostfs_type);
 	struct super_block *sb = sb_alloc(&pw__ramfs_type);

@@ -77,8 +77,11 @@ balance_dirty_pages_ratelimited(struct address_space *mapping)
 {
 	if (mapping->unevictable || !mapping->a_ops->writepage)
 		return;
-	if (atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed) <
-	    DIRTY_LIMIT_PAGES)
+	/* With a memory cap, dirty pages may fill a quarter of it: reclaim
+	 * can only evict clean ones. */
+	uint64_t cap = pw__mem_limit_pages();
+	uint64_t limit = cap ? PW_MIN(cap / 4, DIRTY_LIMIT_PAGES) : DIRTY_LIMIT_PAGES;
+	if (atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed) < limit)
 		return;
 	filemap_fdatawrite(mapping);
 }
@@ -247,6 +250,7 @@ filemap_get_read_page(struct file *file, pgoff_t index, int *err)
 			}
 		} else if (PageUptodate(page)) {
 			PW_STAT_ADD(hits, 1);
+			mark_page_accessed(page);
 			/* Reaching the end of the last window reads the next. */
 			if (index + 1 == atomic_load_explicit(&file->f_ra.next,
 			                                      memory_order_relaxed))
@@ -376,6 +380,7 @@ generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos)
 		pagefault_disable();
 		size_t copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
 		pagefault_enable();
+		mark_page_accessed(page);
 		status = a_ops->write_end(file, mapping, pos, (unsigned)bytes,
 		                          (unsigned)copied, page, fsdata);
 		if (status < 0)
@@ -461,13 +466,13 @@ pagecache_write_end(struct file *file, struct address_space *mapping,
 {
 	const struct address_space_operations *a_ops = mapping->a_ops;
 	if (a_ops->write_end) {
-		atomic_fetch_or(&page->flags, PG_referenced);
+		mark_page_accessed(page);
 		return a_ops->write_end(file, mapping, pos, len, copied, page, fsdata);
 	}
 	unsigned offset = (unsigned)(pos & (loff_t)(PAGE_SIZE - 1));
 	int ret = a_ops->commit_write(file, page, offset, offset + len);
 	unlock_page(page);
-	atomic_fetch_or(&page->flags, PG_referenced);
+	mark_page_accessed(page);
 	put_page(page);
 	if (ret < 0) {
 		legacy_trim(mapping->host, pos + len);
@@ -561,7 +566,7 @@ perform_write_2copy_step(struct file *file, struct iov_iter *i, loff_t pos,
 	if (err > 0)
 		copied = PW_MIN(copied, (size_t)err);
 	unlock_page(page);
-	atomic_fetch_or(&page->flags, PG_referenced);
+	mark_page_accessed(page);
 	put_page(page);
 	return (long)copied;
 fail:

@@ -217,6 +217,7 @@ add_to_page_cache_locked(struct page *page, struct address_space *mapping,
 		atomic_fetch_sub(&page->refcount, 1);
 		return err;
 	}
+	pw__lru_add(page);
 	PW_STAT_ADD(cached, 1);
 	return 0;
 }
@@ -239,6 +240,7 @@ delete_from_page_cache(struct page *page)
 	mapping->nrpages--;
 	page->mapping = NULL;
 	pthread_mutex_unlock(&mapping->i_pages_lock);
+	pw__lru_del(page);
 	uint32_t old = atomic_fetch_and(&page->flags, ~(uint32_t)PG_dirty);
 	if (old & PG_dirty)
 		pw__account_page_cleaned(mapping);

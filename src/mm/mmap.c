@@ -239,6 +239,7 @@ do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
 		return SIGBUS;
 	if (pw__filemap_fault_page(mapping, file, pgoff, &page) != 0)
 		return SIGBUS;
+	mark_page_accessed(page);
 	/* Truncation may have raced with the read; i_size is stable now that
 	 * we hold the page lock of a page still in the cache. */
 	int err = 0;

@@ -135,6 +135,7 @@ frame_scan(void)
 struct page *
 pw__alloc_page(long hint_pfn)
 {
+	pw__reclaim_for_alloc();
 	pthread_mutex_lock(&pool_lock);
 	unsigned long f = ULONG_MAX;
 	if (hint_pfn >= 0 && frame_free((unsigned long)hint_pfn + 1))

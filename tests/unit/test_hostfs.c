@@ -734,3 +734,117 @@ TEST(hostfs_many_files_few_descriptors)
 	ASSERT_MEM_EQ(got, "file 999", 8);
 	ASSERT_OK(setrlimit(RLIMIT_NOFILE, &old));
 }
+
+/* Bounded memory: with a 4 MiB cap, a 24 MiB file is written, read back
+ * and mapped correctly, and the pool's pages in use stay near the cap. */
+TEST(hostfs_file_larger_than_memory_cap)
+{
+	ASSERT_OK(pw_set_mem_limit(4 << 20));
+	char host[300];
+	snprintf(host, sizeof(host), "%s/cap", test_tmpdir());
+	ASSERT_OK(mkdir(host, 0755));
+	ASSERT_OK(pw_mkdir("/cap", 0755));
+	ASSERT_OK(pw_mount("hostfs", host, "/cap", NULL));
+	int fd = pw_open("/cap/big", O_CREAT | O_RDWR, 0644);
+	ASSERT_GE(fd, 0);
+	const size_t SZ = 24 << 20;
+	static unsigned char buf[1 << 20];
+	uint64_t peak = 0;
+	struct pw_stats st;
+	for (size_t off = 0; off < SZ; off += sizeof(buf)) {
+		for (size_t k = 0; k < sizeof(buf); k += 4096)
+			memcpy(buf + k, &(uint64_t){off + k}, 8);
+		ASSERT_EQ(pw_pwrite(fd, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+		pw_get_stats(&st);
+		peak = st.allocated_pages > peak ? st.allocated_pages : peak;
+	}
+	for (size_t off = 0; off < SZ; off += sizeof(buf)) {
+		ASSERT_EQ(pw_pread(fd, buf, sizeof(buf), (off_t)off), (ssize_t)sizeof(buf));
+		for (size_t k = 0; k < sizeof(buf); k += 4096) {
+			uint64_t v;
+			memcpy(&v, buf + k, 8);
+			ASSERT_EQ(v, off + k);
+		}
+		pw_get_stats(&st);
+		peak = st.allocated_pages > peak ? st.allocated_pages : peak;
+	}
+	unsigned char *m = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT(m != MAP_FAILED);
+	for (size_t off = 0; off < SZ; off += 4096) {
+		uint64_t v;
+		memcpy(&v, m + off, 8);
+		ASSERT_EQ(v, off);
+	}
+	pw_get_stats(&st);
+	peak = st.allocated_pages > peak ? st.allocated_pages : peak;
+	TLOG("peak pages in use %llu for a cap of %d pages and a file of %zu pages",
+	     (unsigned long long)peak, 1024, SZ / 4096);
+	ASSERT_LE(peak, 1024 + 64 + 64); /* the cap, a reclaim batch, fault-around */
+	ASSERT_OK(pw_munmap(m, SZ));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount("/cap"));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
+struct cap_arg {
+	int fd;
+	int id;
+	unsigned char *map;
+};
+
+static void *
+cap_worker(void *p)
+{
+	struct cap_arg *a = p;
+	const size_t REGION = 2 << 20;
+	unsigned char buf[8192];
+	for (int round = 0; round < 3; round++) {
+		for (size_t off = 0; off < REGION; off += sizeof(buf)) {
+			memset(buf, (a->id * 16 + round) & 0xff, sizeof(buf));
+			size_t at = (size_t)a->id * REGION + off;
+			if (pw_pwrite(a->fd, buf, sizeof(buf), (off_t)at) != (ssize_t)sizeof(buf))
+				return (void *)1;
+		}
+		for (size_t off = 0; off < REGION; off += 4096) {
+			size_t at = (size_t)a->id * REGION + off;
+			unsigned char want = (a->id * 16 + round) & 0xff;
+			if (__atomic_load_n(&a->map[at], __ATOMIC_RELAXED) != want)
+				return (void *)2;
+		}
+	}
+	return NULL;
+}
+
+/* Many threads writing and reading through mappings under a small cap:
+ * reclaim unmaps and evicts pages other threads are using, and every
+ * thread still sees its own data. */
+TEST_THREADED(hostfs_threads_under_small_cap)
+{
+	ASSERT_OK(pw_set_mem_limit(2 << 20));
+	char host[300];
+	snprintf(host, sizeof(host), "%s/capt", test_tmpdir());
+	ASSERT_OK(mkdir(host, 0755));
+	ASSERT_OK(pw_mkdir("/capt", 0755));
+	ASSERT_OK(pw_mount("hostfs", host, "/capt", NULL));
+	int fd = pw_open("/capt/f", O_CREAT | O_RDWR, 0644);
+	ASSERT_GE(fd, 0);
+	const int N = 4;
+	ASSERT_OK(pw_ftruncate(fd, (off_t)N * (2 << 20)));
+	unsigned char *m = pw_mmap(NULL, (size_t)N * (2 << 20), PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT(m != MAP_FAILED);
+	pthread_t th[4];
+	struct cap_arg args[4];
+	for (int k = 0; k < N; k++) {
+		args[k] = (struct cap_arg){fd, k, m};
+		ASSERT_OK(pthread_create(&th[k], NULL, cap_worker, &args[k]));
+	}
+	for (int k = 0; k < N; k++) {
+		void *r;
+		ASSERT_OK(pthread_join(th[k], &r));
+		ASSERT_PTR_EQ(r, NULL);
+	}
+	ASSERT_OK(pw_munmap(m, (size_t)N * (2 << 20)));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount("/capt"));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
