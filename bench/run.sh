@@ -7,7 +7,13 @@
 #
 # Environment:
 #   BENCH_BATCH_MS   batch length for bench_write / bench_read (default 40)
-#   TMPDIR           where bench_legacy makes its host directory (/tmp)
+#   TMPDIR           where bench_legacy makes its host directory and
+#                    bench_ext2 its images (/tmp)
+#   BENCH_EXT2_REPS  repetitions of bench_ext2 (default 3)
+#
+# bench_ext2 needs root (loop mounts, FUSE, drop_caches), mke2fs/e2fsck and
+# fuse2fs (Debian: apt-get install fuse2fs); a missing contender is printed
+# as skipped, not an error.
 #
 # Each program measures its own references (memcpy, the kernel) in the same
 # run and prints ratios against them; there are no pass/fail thresholds.
@@ -18,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 make bench >/dev/null
 
-progs=${*:-"write read mmap legacy meta"}
+progs=${*:-"write read mmap legacy meta ext2"}
 start=$(date +%s)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
