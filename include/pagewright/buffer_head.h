@@ -45,6 +45,9 @@ void blkdev_close(struct block_device *bdev);
 int blkdev_read(struct block_device *bdev, uint64_t off, void *buf, size_t len);
 int blkdev_write(struct block_device *bdev, uint64_t off, const void *buf,
                  size_t len);
+/* Read into several buffers from consecutive device bytes at off. */
+int blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov,
+                 int cnt);
 /* Make written data durable (fdatasync). */
 int blkdev_flush(struct block_device *bdev);
 
@@ -129,6 +132,9 @@ void clean_bdev_alias(struct block_device *bdev, uint64_t block);
 
 /* The SPEC section 6 helpers. */
 int block_read_full_page(struct page *page, get_block_t *get_block);
+/* ->readahead for block filesystems: maps the blocks of the pages and
+ * reads each run of consecutive device blocks with one I/O. */
+void mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block);
 int block_write_full_page(struct page *page, get_block_t *get_block,
                           struct writeback_control *wbc);
 int block_write_begin(struct address_space *mapping, loff_t pos, unsigned len,

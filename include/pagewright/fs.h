@@ -130,6 +130,11 @@ struct writeback_control {
 struct address_space_operations {
 	/* Page locked on entry, not uptodate; unlocks it (also on error). */
 	int (*readpage)(struct file *file, struct page *page);
+	/* Optional: read nr new pages of consecutive indices, locked and in
+	 * the cache, with as few I/Os as possible; unlock each (uptodate, or
+	 * not with PG_error).  Without it each page goes to readpage. */
+	void (*readahead)(struct file *file, struct address_space *mapping,
+	                  struct page **pages, unsigned nr);
 	/* Page locked on entry, dirty bit already cleared, writeback set;
 	 * unlocks it and ends writeback.  Errors are also recorded on the
 	 * mapping with mapping_set_error(). */

@@ -22,6 +22,7 @@
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int
@@ -151,6 +152,39 @@ blkdev_read(struct block_device *bdev, uint64_t off, void *buf, size_t len)
 		if (r <= 0)
 			return -EIO;
 		done += (size_t)r;
+	}
+	return 0;
+}
+
+int
+blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov, int cnt)
+{
+	size_t len = 0;
+	for (int k = 0; k < cnt; k++)
+		len += iov[k].iov_len;
+	long n = atomic_fetch_add(&bdev->bd_reads, 1) + 1;
+	if (injected(&bdev->bd_fail_read_nth, n))
+		return -EIO;
+	if (off > bdev->bd_size || len > bdev->bd_size - off)
+		return -EIO;
+	ssize_t r;
+	do
+		r = preadv(bdev->bd_fd, iov, cnt, (off_t)off);
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)len)
+		return 0;
+	/* A short transfer: finish it one buffer at a time. */
+	size_t done = r > 0 ? (size_t)r : 0, at = 0;
+	for (int k = 0; k < cnt; k++) {
+		size_t l = iov[k].iov_len;
+		if (at + l > done) {
+			size_t skip = done > at ? done - at : 0;
+			int err = blkdev_read(bdev, off + at + skip, (char *)iov[k].iov_base + skip,
+			                      l - skip);
+			if (err)
+				return err;
+		}
+		at += l;
 	}
 	return 0;
 }

@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #define MAX_BUF_PER_PAGE (PAGE_SIZE / 512)
 
@@ -276,6 +277,82 @@ out:
 	}
 	unlock_page(page);
 	return err ? -EIO : 0;
+}
+
+/**
+ * mpage_readahead - read a batch of new pages of one file (->readahead).
+ * Maps every block first, then reads each run of consecutive device
+ * blocks with one preadv, so a sequential file costs a few large I/Os
+ * instead of one per block.  Holes are zeroed.  Each page is unlocked,
+ * uptodate or with PG_error.  Context: as readpage (maybe the fault
+ * handler: no malloc; the iovec array is on the stack).
+ */
+void
+mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block)
+{
+	enum { MAXIO = 64 };
+	struct iovec iov[MAXIO];
+	struct buffer_head *run[MAXIO];
+	unsigned nrun = 0;
+	struct inode *inode = pages[0]->mapping->host;
+	unsigned bsize = (unsigned)inode->i_sb->s_blocksize;
+	uint64_t lblock = (uint64_t)(i_size_read(inode) + bsize - 1) >> blkbits(bsize);
+
+	for (unsigned p = 0; p <= nr; p++) {
+		struct buffer_head *head = NULL, *bh = NULL;
+		uint64_t iblock = 0;
+		if (p < nr) {
+			struct page *page = pages[p];
+			if (!page_has_buffers(page) &&
+			    create_empty_buffers(page, inode->i_sb->s_bdev, bsize)) {
+				SetPageError(page);
+				continue;
+			}
+			head = bh = page_buffers(page);
+			iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+		}
+		do {
+			bool mapped = false;
+			if (bh && !buffer_Uptodate(bh)) {
+				if (!buffer_Mapped(bh) && iblock < lblock &&
+				    get_block(inode, iblock, bh, 0))
+					SetPageError(bh->b_page);
+				mapped = buffer_Mapped(bh);
+				if (!mapped && !PageError(bh->b_page)) {
+					memset(bh->b_data, 0, bh->b_size);
+					set_buffer_Uptodate(bh);
+				}
+			}
+			bool extends = mapped && nrun < MAXIO &&
+			               (nrun == 0 || run[nrun - 1]->b_blocknr + 1 == bh->b_blocknr);
+			if (nrun && !extends) {
+				uint64_t off = run[0]->b_blocknr * bsize;
+				int err = blkdev_readv(run[0]->b_bdev, off, iov, (int)nrun);
+				for (unsigned k = 0; k < nrun; k++) {
+					if (err)
+						SetPageError(run[k]->b_page);
+					else
+						set_buffer_Uptodate(run[k]);
+				}
+				nrun = 0;
+			}
+			if (mapped) {
+				run[nrun] = bh;
+				iov[nrun].iov_base = bh->b_data;
+				iov[nrun].iov_len = bh->b_size;
+				nrun++;
+			}
+			if (!bh)
+				break;
+			iblock++;
+			bh = bh->b_this_page;
+		} while (bh != head);
+	}
+	for (unsigned p = 0; p < nr; p++) {
+		if (!PageError(pages[p]))
+			SetPageUptodate(pages[p]);
+		unlock_page(pages[p]);
+	}
 }
 
 /* ------------------------------------------------- data pages: writes */

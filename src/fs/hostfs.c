@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define HOST_RD 0x1 /* the descriptor can pread */
@@ -183,6 +184,55 @@ hostfs_may_write(struct inode *inode)
 }
 
 /* ------------------------------------------------ address-space ops */
+
+/*
+ * ->readahead: one preadv for a run of new pages of consecutive indices
+ * (their frames need not be adjacent).  What lies past the host file's
+ * end or i_size reads as zeroes.  Runs in the fault handler too: the
+ * iovec array is on the stack.
+ */
+static void
+hostfs_readahead(struct file *file, struct address_space *mapping,
+                 struct page **pages, unsigned nr)
+{
+	(void)file;
+	struct inode *inode = mapping->host;
+	struct hostfs_inode *hi = HOSTFS_I(inode);
+	struct iovec iov[PW_FAULT_AROUND];
+	loff_t off = hostfs_page_pos(pages[0]), isize = i_size_read(inode);
+	size_t want = off < isize ? (size_t)PW_MIN((loff_t)nr * (loff_t)PAGE_SIZE, isize - off) : 0;
+	ssize_t got = 0;
+	nr = PW_MIN(nr, (unsigned)PW_FAULT_AROUND);
+	for (unsigned k = 0; k < nr; k++) {
+		iov[k].iov_base = page_address(pages[k]);
+		iov[k].iov_len = PAGE_SIZE;
+	}
+	if (want && (hi->hi_access & HOST_RD)) {
+		unsigned cnt = (unsigned)((want + PAGE_SIZE - 1) / PAGE_SIZE);
+		iov[cnt - 1].iov_len = want - (size_t)(cnt - 1) * PAGE_SIZE;
+		do
+			got = preadv(hi->hi_fd, iov, (int)cnt, off);
+		while (got < 0 && errno == EINTR);
+	}
+	for (unsigned k = 0; k < nr; k++) {
+		struct page *page = pages[k];
+		size_t start = (size_t)k * PAGE_SIZE;
+		bool short_read = got >= 0 && (size_t)got < want && (size_t)got < start + PAGE_SIZE;
+		if (got < 0 || (want && !(hi->hi_access & HOST_RD))) {
+			SetPageError(page);
+		} else if (short_read && hostfs_fill_page(inode, page) != 0) {
+			/* A short preadv: this page and later ones one by one. */
+			SetPageError(page);
+		} else {
+			if (!short_read) {
+				size_t have = want > start ? PW_MIN(want - start, PAGE_SIZE) : 0;
+				zero_user_segment(page, (unsigned)have, PAGE_SIZE);
+			}
+			SetPageUptodate(page);
+		}
+		unlock_page(page);
+	}
+}
 
 static int
 hostfs_readpage(struct file *file, struct page *page)
@@ -349,6 +399,7 @@ hostfs_page_mkwrite(struct vm_area_struct *vma, struct page *page)
 
 static const struct address_space_operations hostfs_aops = {
 	.readpage = hostfs_readpage,
+	.readahead = hostfs_readahead,
 	.writepage = hostfs_writepage,
 	.write_begin = hostfs_write_begin,
 	.write_end = hostfs_write_end,
@@ -357,6 +408,7 @@ static const struct address_space_operations hostfs_aops = {
 
 static const struct address_space_operations hostfs_legacy_aops = {
 	.readpage = hostfs_readpage,
+	.readahead = hostfs_readahead,
 	.writepage = hostfs_writepage,
 	.prepare_write = hostfs_prepare_write,
 	.commit_write = hostfs_commit_write,

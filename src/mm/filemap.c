@@ -97,14 +97,33 @@ mapping_set_error(struct address_space *mapping, int err)
 
 /* --------------------------------------------------------- read side */
 
+/* Hand a batch of new locked pages (consecutive indices) to the
+ * filesystem: one ->readahead call, or readpage each. */
+static void
+read_batch(struct address_space *mapping, struct file *file, struct page **pages,
+           unsigned n)
+{
+	if (n == 0)
+		return;
+	if (mapping->a_ops->readahead && n > 1)
+		mapping->a_ops->readahead(file, mapping, pages, n);
+	else
+		for (unsigned k = 0; k < n; k++)
+			mapping->a_ops->readpage(file, pages[k]);
+	for (unsigned k = 0; k < n; k++)
+		put_page(pages[k]);
+}
+
 /* Start reads of the absent pages in [index, index+nr), stopping at EOF.
- * Each new page goes into the cache locked and is handed to ->readpage,
- * which unlocks it when the read is done. */
+ * New pages go into the cache locked; each run of consecutive new pages
+ * is read as a batch, and the reads unlock them when done. */
 static void
 page_cache_ra(struct address_space *mapping, struct file *file, pgoff_t index,
               unsigned nr)
 {
 	loff_t isize = i_size_read(mapping->host);
+	struct page *batch[PW_FAULT_AROUND];
+	unsigned n = 0;
 	if (isize == 0)
 		return;
 	pgoff_t last = (pgoff_t)(isize - 1) >> PAGE_SHIFT;
@@ -112,20 +131,28 @@ page_cache_ra(struct address_space *mapping, struct file *file, pgoff_t index,
 		struct page *page = find_get_page(mapping, pg);
 		if (page) {
 			put_page(page);
+			read_batch(mapping, file, batch, n);
+			n = 0;
 			continue;
 		}
 		page = page_cache_alloc(mapping, pg);
 		if (!page)
-			return;
+			break;
 		atomic_fetch_or(&page->flags, PG_locked);
 		if (add_to_page_cache_locked(page, mapping, pg) != 0) {
 			atomic_fetch_and(&page->flags, ~(uint32_t)PG_locked);
 			put_page(page);
+			read_batch(mapping, file, batch, n);
+			n = 0;
 			continue;
 		}
-		mapping->a_ops->readpage(file, page);
-		put_page(page);
+		batch[n++] = page;
+		if (n == PW_ARRAY_SIZE(batch)) {
+			read_batch(mapping, file, batch, n);
+			n = 0;
+		}
 	}
+	read_batch(mapping, file, batch, n);
 }
 
 /* Lock a referenced page and make it uptodate.  Return: 0 with the page
