@@ -39,6 +39,17 @@ void pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,
                      bool take);
 void pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit);
 
+/* ---- writeback (src/mm/writeback.c) */
+int64_t pw__now_ms(void);
+void pw__writeback_init(void);
+uint64_t pw__dirty_limit_pages(void);
+uint64_t pw__dirty_background_pages(void);
+void pw__wakeup_flusher(void);
+/* The mounted superblocks, each with s_active raised; NULL-terminated,
+ * free() it after pw__sb_put on each (vfs.c). */
+struct super_block **pw__get_supers(void);
+void pw__sb_put(struct super_block *sb);
+
 /* ---- reclaim (src/mm/reclaim.c) */
 void pw__reclaim_init(void);
 void pw__lru_add(struct page *page);

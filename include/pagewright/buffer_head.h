@@ -90,8 +90,14 @@ BH_FNS(Boundary)
 BH_FNS(Write_EIO)
 #undef BH_FNS
 
-static inline bool page_has_buffers(struct page *page) { return page->private != NULL; }
-static inline struct buffer_head *page_buffers(struct page *page) { return page->private; }
+/* page->private is published with release semantics once the buffers
+ * are built, so readers that do not hold the page lock (sb_bread of a
+ * cached device page) see them whole. */
+static inline struct buffer_head *page_buffers(struct page *page)
+{
+	return __atomic_load_n((struct buffer_head **)&page->private, __ATOMIC_ACQUIRE);
+}
+static inline bool page_has_buffers(struct page *page) { return page_buffers(page) != NULL; }
 
 /* Map iblock of inode to a device block in bh (b_blocknr, BH_Mapped);
  * with create, allocate it and set BH_New.  An unmapped result without

@@ -324,6 +324,7 @@ struct inode {
 	                                      * taken exclusive, so a mutex */
 	_Atomic int i_count;                 /* (A) references */
 	_Atomic bool i_dirty;                /* (A) metadata to write back */
+	_Atomic int64_t i_dirtied_when;      /* (A) ms, when nrdirty left 0 */
 	struct super_block *i_sb;            /* (C) */
 	struct address_space i_data;         /* the page cache */
 	struct address_space *i_mapping;     /* (C) &i_data */
@@ -354,6 +355,7 @@ struct super_block {
 	void *s_fs_info;                       /* fs-private */
 	struct block_device *s_bdev;           /* (C) block filesystems */
 	_Atomic bool s_dying;                  /* (A) unmount is evicting all */
+	_Atomic int s_active;                  /* (A) writeback thread users */
 	/* Unreferenced inodes stay cached (with their pages) on an LRU; past
 	 * s_max_unused the oldest are written back and evicted.  0: keep all
 	 * (ramfs, whose inodes are their only copy). */

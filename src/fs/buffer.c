@@ -110,7 +110,7 @@ create_empty_buffers(struct page *page, struct block_device *bdev,
 		if (uptodate)
 			set_buffer_Uptodate(bh);
 	}
-	page->private = bhs[0];
+	__atomic_store_n(&page->private, (void *)bhs[0], __ATOMIC_RELEASE);
 	atomic_fetch_or(&page->flags, PG_private);
 	return 0;
 }
@@ -134,7 +134,7 @@ try_to_free_buffers(struct page *page)
 		pw__kfree(bh, sizeof(*bh));
 		bh = next;
 	} while (bh != head);
-	page->private = NULL;
+	__atomic_store_n(&page->private, NULL, __ATOMIC_RELEASE);
 	atomic_fetch_and(&page->flags, ~(uint32_t)PG_private);
 	return true;
 }

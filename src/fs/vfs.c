@@ -104,6 +104,7 @@ do_init(void)
 	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
 		return;
 	pw__reclaim_init();
+	pw__writeback_init();
 	register_filesystem(&pw__ramfs_type);
 	register_filesystem(&pw__hostfs_type);
 	struct super_block *sb = sb_alloc(&pw__ramfs_type);
@@ -1414,6 +1415,10 @@ pw_umount(const char *target)
 	if (err)
 		return (int)ret(err);
 	struct super_block *sb = m->sb;
+	/* The writeback thread may still be walking it: it raised s_active
+	 * while the mount was listed, and cannot find it any more. */
+	while (atomic_load(&sb->s_active) > 0)
+		usleep(1000);
 	err = sync_sb(sb);
 	iput(sb->s_root);
 	pw__evict_all(sb);
@@ -1424,6 +1429,29 @@ pw_umount(const char *target)
 	free(sb);
 	free(m);
 	return (int)ret(err);
+}
+
+struct super_block **
+pw__get_supers(void)
+{
+	pthread_rwlock_rdlock(&ns_lock);
+	size_t n = 0;
+	for (struct mount *m = mounts; m; m = m->next)
+		n++;
+	struct super_block **sbs = calloc(n + 1, sizeof(*sbs));
+	n = 0;
+	for (struct mount *m = mounts; m && sbs; m = m->next) {
+		atomic_fetch_add(&m->sb->s_active, 1);
+		sbs[n++] = m->sb;
+	}
+	pthread_rwlock_unlock(&ns_lock);
+	return sbs;
+}
+
+void
+pw__sb_put(struct super_block *sb)
+{
+	atomic_fetch_sub(&sb->s_active, 1);
 }
 
 /* ------------------------------------------------------------ statistics */

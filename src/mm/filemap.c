@@ -47,14 +47,15 @@ struct pw__test_hooks pw__hooks;
 
 #define RA_MIN 4   /* first readahead window, pages */
 #define RA_MAX 64  /* largest window */
-#define DIRTY_LIMIT_PAGES (256UL * 1024 * 1024 / PAGE_SIZE)
 
 /* --------------------------------------------------------- accounting */
 
 void
 pw__account_page_dirtied(struct address_space *mapping)
 {
-	atomic_fetch_add(&mapping->nrdirty, 1);
+	if (atomic_fetch_add(&mapping->nrdirty, 1) == 0 && mapping->host)
+		atomic_store_explicit(&mapping->host->i_dirtied_when, pw__now_ms(),
+		                      memory_order_relaxed);
 	PW_STAT_ADD(dirty, 1);
 }
 
@@ -77,13 +78,13 @@ balance_dirty_pages_ratelimited(struct address_space *mapping)
 {
 	if (mapping->unevictable || !mapping->a_ops->writepage)
 		return;
-	/* With a memory cap, dirty pages may fill a quarter of it: reclaim
-	 * can only evict clean ones. */
-	uint64_t cap = pw__mem_limit_pages();
-	uint64_t limit = cap ? PW_MIN(cap / 4, DIRTY_LIMIT_PAGES) : DIRTY_LIMIT_PAGES;
-	if (atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed) < limit)
-		return;
-	filemap_fdatawrite(mapping);
+	uint64_t dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+	if (dirty >= pw__dirty_background_pages())
+		pw__wakeup_flusher();
+	/* Over the hard limit the writer writes back its own file before it
+	 * may dirty more: no writer can fill memory with dirty pages. */
+	if (dirty >= pw__dirty_limit_pages())
+		filemap_fdatawrite(mapping);
 }
 
 void

@@ -49,6 +49,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define FAULT_AROUND PW_FAULT_AROUND
 
@@ -77,11 +79,26 @@ pages_in_file(struct inode *inode)
 	return (pgoff_t)((i_size_read(inode) + (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT);
 }
 
+/*
+ * Page-table changes go to the kernel directly, not through libc's mmap:
+ * a sanitizer's mmap interceptor treats the call as a write of the whole
+ * range, and would report every application load or store racing with a
+ * fault on another thread as a data race.  On hardware such a race is
+ * well defined (the access sees the old or the new mapping, or faults and
+ * is served), and these calls are the emulated page-table updates.
+ */
+static void *
+pte_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	return r == -1 ? MAP_FAILED : (void *)r;
+}
+
 /* Replace [addr, addr+len) with a PROT_NONE reservation. */
 static void
 zap_user(uintptr_t addr, size_t len)
 {
-	if (mmap((void *)addr, len, PROT_NONE,
+	if (pte_mmap((void *)addr, len, PROT_NONE,
 	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
 	         0) == MAP_FAILED)
 		pw_log("zap of %#lx+%zu failed: %s", (unsigned long)addr, len,
@@ -96,7 +113,7 @@ map_frames(struct vm_area_struct *vma, size_t idx, struct page *first, size_t nr
 {
 	int flags = (vma->vm_shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED | MAP_POPULATE;
 	void *want = (void *)(vma->vm_start + idx * PAGE_SIZE);
-	void *got = mmap(want, nr * PAGE_SIZE, prot, flags, pw__pool_fd(),
+	void *got = pte_mmap(want, nr * PAGE_SIZE, prot, flags, pw__pool_fd(),
 	                 (off_t)(page_to_pfn(first) * PAGE_SIZE));
 	return got == MAP_FAILED ? -errno : 0;
 }
@@ -200,7 +217,7 @@ map_cow(struct vm_area_struct *vma, size_t idx, struct page *page)
 {
 	void *addr = (void *)(vma->vm_start + idx * PAGE_SIZE);
 	pthread_mutex_lock(&vma->vm_lock);
-	void *got = mmap(addr, PAGE_SIZE, PROT_READ | PROT_WRITE,
+	void *got = pte_mmap(addr, PAGE_SIZE, PROT_READ | PROT_WRITE,
 	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	int err = got == MAP_FAILED ? -errno : 0;
 	if (err == 0) {
@@ -301,8 +318,8 @@ pw__page_mkclean(struct page *page)
 			continue;
 		pthread_mutex_lock(&v->vm_lock);
 		if (v->vm_pte[k] == PTE_RW) {
-			if (mprotect((void *)(v->vm_start + (size_t)k * PAGE_SIZE), PAGE_SIZE,
-			             PROT_READ) == 0)
+			if (syscall(SYS_mprotect, v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE,
+			            PROT_READ) == 0)
 				v->vm_pte[k] = PTE_RO;
 			else
 				pw_log("mkclean: mprotect failed: %s", strerror(errno));
