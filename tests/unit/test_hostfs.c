@@ -848,3 +848,57 @@ TEST_THREADED(hostfs_threads_under_small_cap)
 	ASSERT_OK(pw_umount("/capt"));
 	ASSERT_OK(pw_set_mem_limit(0));
 }
+
+static bool
+host_has(const char *path, const char *want, size_t n)
+{
+	char got[64] = {0};
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t r = fread(got, 1, sizeof(got), f);
+	fclose(f);
+	return r == n && memcmp(got, want, n) == 0;
+}
+
+/* Dirty pages reach the backing store by themselves once they are older
+ * than the expiry age, and dirty data stays under the dirty limit while
+ * a writer outruns writeback. */
+TEST(hostfs_background_writeback_and_dirty_limit)
+{
+	setenv("PAGEWRIGHT_DIRTY_EXPIRE_MS", "200", 1);
+	setenv("PAGEWRIGHT_WRITEBACK_MS", "50", 1);
+	setenv("PAGEWRIGHT_DIRTY_LIMIT", "4M", 1);
+	char host[300], hpath[400];
+	snprintf(host, sizeof(host), "%s/wb", test_tmpdir());
+	ASSERT_OK(mkdir(host, 0755));
+	ASSERT_OK(pw_mkdir("/wb", 0755));
+	ASSERT_OK(pw_mount("hostfs", host, "/wb", NULL));
+	int fd = pw_open("/wb/f", O_CREAT | O_RDWR, 0644);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pw_write(fd, "background", 10), 10);
+	snprintf(hpath, sizeof(hpath), "%s/f", host);
+	int waited = 0;
+	while (!host_has(hpath, "background", 10) && waited < 5000) {
+		usleep(20000);
+		waited += 20;
+	}
+	TLOG("dirty data reached the host after about %d ms, no fsync", waited);
+	ASSERT(host_has(hpath, "background", 10));
+	struct pw_stats st;
+	pw_get_stats(&st);
+	ASSERT_EQ(st.dirty_pages, 0);
+
+	static unsigned char buf[1 << 20];
+	memset(buf, 'w', sizeof(buf));
+	uint64_t peak = 0;
+	for (int k = 0; k < 32; k++) {
+		ASSERT_EQ(pw_pwrite(fd, buf, sizeof(buf), (off_t)k << 20), (ssize_t)sizeof(buf));
+		pw_get_stats(&st);
+		peak = st.dirty_pages > peak ? st.dirty_pages : peak;
+	}
+	TLOG("peak dirty pages %llu with a limit of %d", (unsigned long long)peak, 1024);
+	ASSERT_LE(peak, 1024 + 256); /* the limit plus one 1 MiB write */
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount("/wb"));
+}
