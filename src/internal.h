@@ -19,6 +19,7 @@ void pw__init(void);
 /* ---- built-in filesystem types (src/fs/) */
 extern const struct file_system_type pw__ramfs_type;
 extern const struct file_system_type pw__hostfs_type;
+extern const struct file_system_type pw__ext2_type;
 const struct file_system_type *pw__find_filesystem(const char *name);
 void pw__for_each_inode(struct super_block *sb,
                         void (*fn)(struct inode *, void *), void *arg);
@@ -124,6 +125,8 @@ void pw__account_page_cleaned(struct address_space *mapping);
 int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
                            pgoff_t index, struct page **pagep);
 void pw__zero_eof_tail(struct inode *inode, loff_t newsize);
+#include <sys/resource.h>
+rlim_t pw__fsize_limit(void);
 int pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end,
                         bool datasync);
 

@@ -37,7 +37,7 @@ test_tmpdir(void)
 const char *
 test_kind_name(int kind)
 {
-	static const char *names[] = {"ramfs", "hostfs", "hostfs-legacy"};
+	static const char *names[] = {"ramfs", "hostfs", "hostfs-legacy", "ext2"};
 	return names[kind];
 }
 
@@ -54,6 +54,17 @@ test_mount_kind(int kind)
 	int r;
 	if (kind == 0) {
 		r = pw_mount("ramfs", NULL, mnt, NULL);
+	} else if (kind == 3) {
+		/* kind 3: an ext2 image <tmpdir>/host<n>.img, 1 KiB blocks so a
+		 * page holds four of them */
+		char img[300], cmd[400];
+		snprintf(img, sizeof(img), "%s/host%d.img", tmpdir, n);
+		snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext2 -b 1024 '%s' 65536 >/dev/null", img);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "%s failed\n", cmd);
+			abort();
+		}
+		r = pw_mount("ext2", img, mnt, NULL);
 	} else {
 		char host[300];
 		snprintf(host, sizeof(host), "%s/host%d", tmpdir, n);

@@ -94,9 +94,13 @@ void pw_test_register(struct pw_test *t);
 /* A fresh empty host directory for this test (removed by the runner). */
 const char *test_tmpdir(void);
 /* Mount a filesystem of each kind for the scenario tests:
- * kind 0 ramfs, 1 hostfs, 2 hostfs with legacy_aops.  Returns the mount
- * point ("/mnt") inside pagewright's namespace. */
+ * kind 0 ramfs, 1 hostfs, 2 hostfs with legacy_aops, 3 ext2 (a fresh
+ * image with 1 KiB blocks).  Returns the mount point ("/mnt") inside
+ * pagewright's namespace.  The scenario tests run kinds below
+ * TEST_FS_KINDS; build with -DTEST_FS_KINDS=4 to include ext2. */
+#ifndef TEST_FS_KINDS
 #define TEST_FS_KINDS 3
+#endif
 const char *test_mount_kind(int kind);
 const char *test_kind_name(int kind);
 /* Print a line into the test log. */

@@ -204,6 +204,12 @@ blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t le
 		atomic_fetch_sub(&bdev->bd_writes_left, 1);
 	if (off > bdev->bd_size || len > bdev->bd_size - off)
 		return -EIO;
+	/* A device is not subject to RLIMIT_FSIZE (SPEC 5), but an image is a
+	 * host file: rather than let the kernel raise SIGXFSZ at us, fail the
+	 * write the limit would refuse. */
+	rlim_t limit = pw__fsize_limit();
+	if (limit != RLIM_INFINITY && off + len > (uint64_t)limit)
+		return -EFBIG;
 	for (size_t done = 0; done < len;) {
 		ssize_t r = pwrite(bdev->bd_fd, (const char *)buf + done, len - done,
 		                   (off_t)(off + done));

@@ -107,6 +107,7 @@ do_init(void)
 	pw__writeback_init();
 	register_filesystem(&pw__ramfs_type);
 	register_filesystem(&pw__hostfs_type);
+	register_filesystem(&pw__ext2_type);
 	struct super_block *sb = sb_alloc(&pw__ramfs_type);
 	root_mount = calloc(1, sizeof(*root_mount));
 	if (!sb || !root_mount) {
@@ -879,6 +880,8 @@ static void
 fill_stat(struct inode *inode, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
+	/* Times and block counts change under i_rwsem. */
+	inode_lock(inode);
 	st->st_dev = inode->i_sb->s_dev;
 	st->st_ino = inode->i_ino;
 	st->st_mode = inode->i_mode;
@@ -895,6 +898,7 @@ fill_stat(struct inode *inode, struct stat *st)
 	st->st_atim = inode->i_atime;
 	st->st_mtim = inode->i_mtime;
 	st->st_ctim = inode->i_ctime;
+	inode_unlock(inode);
 }
 
 int

@@ -645,6 +645,20 @@ generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
 /* RLIMIT_FSIZE, re-read at most every 10 ms: a system call per write
  * would cost more than a small cached write itself. */
 static rlim_t
+fsize_limit(const struct timespec *ts);
+
+/* The file-size limit, as the write path sees it (block devices use it:
+ * an image file is a host file, so the kernel applies the limit to its
+ * writes and would raise SIGXFSZ). */
+rlim_t
+pw__fsize_limit(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return fsize_limit(&now);
+}
+
+static rlim_t
 fsize_limit(const struct timespec *ts)
 {
 	static _Atomic rlim_t cached;
@@ -734,7 +748,10 @@ generic_file_write_iter(struct file *file, struct iov_iter *from, loff_t *ppos)
 		return err;
 	}
 	from->count = count;
-	inode->i_mtime = inode->i_ctime = now;
+	if (inode->i_mtime.tv_sec != now.tv_sec || inode->i_mtime.tv_nsec != now.tv_nsec) {
+		inode->i_mtime = inode->i_ctime = now;
+		mark_inode_dirty(inode);
+	}
 	if (pos > i_size_read(inode))
 		pw__zero_eof_tail(inode, pos);
 	if (mapping->a_ops->write_begin)
