@@ -208,6 +208,11 @@ void truncate_inode_pages(struct address_space *mapping, loff_t lstart);
 /* Unmap user mappings of [start, start+len) bytes of the file. */
 void unmap_mapping_range(struct address_space *mapping, loff_t start,
                          loff_t len);
+/* i_size grew: write-protect the old EOF page if blocks smaller than a
+ * page came inside the file there (locked: a page lock the caller holds,
+ * or NULL). */
+void pagecache_isize_extended(struct inode *inode, loff_t from, loff_t to,
+                              struct page *locked);
 /* Set i_size, unmap and drop the pages past it (i_rwsem held). */
 void truncate_setsize(struct inode *inode, loff_t newsize);
 /* Drop clean, unmapped, unlocked pages of a range; returns the count. */

@@ -606,14 +606,17 @@ generic_write_end(struct file *file, struct address_space *mapping, loff_t pos,
 	/* A step that accepted nothing must not move EOF (Linux raises it to
 	 * pos, so a write that fails with EFAULT could still grow the file);
 	 * a zero-length step does: that is generic_cont_expand_simple. */
-	bool grew = (copied > 0 || len == 0) && pos + copied > i_size_read(inode);
+	loff_t old = i_size_read(inode);
+	bool grew = (copied > 0 || len == 0) && pos + copied > old;
 	if (grew)
 		i_size_write(inode, pos + copied);
 	unlock_page(page);
 	put_page(page);
 	/* After unlocking, as modern kernels do (journal lock order). */
-	if (grew)
+	if (grew) {
+		pagecache_isize_extended(inode, old, pos + copied, NULL);
 		mark_inode_dirty(inode);
+	}
 	return (int)copied;
 }
 
@@ -639,8 +642,10 @@ generic_commit_write(struct file *file, struct page *page, unsigned from,
 	struct inode *inode = page->mapping->host;
 	block_commit_write(page, from, to);
 	loff_t pos = ((loff_t)page->index << PAGE_SHIFT) + to;
-	if (pos > i_size_read(inode)) {
+	loff_t old = i_size_read(inode);
+	if (pos > old) {
 		i_size_write(inode, pos);
+		pagecache_isize_extended(inode, old, pos, page);
 		mark_inode_dirty(inode);
 	}
 	return 0;

@@ -845,6 +845,45 @@ truncate_inode_pages(struct address_space *mapping, loff_t lstart)
 }
 
 /**
+ * pagecache_isize_extended - i_size grew from `from` to `to`.  If blocks
+ * are smaller than a page, the page that held the old EOF may have had
+ * hole blocks past it, which are now inside the file.  A shared mapping
+ * may already map that page writable (its other blocks were dirtied by
+ * page_mkwrite), and a store there would not fault: the filesystem would
+ * never allocate or dirty those blocks, and the data would be lost at
+ * writeback.  Write-protect the page, so that the next store faults and
+ * goes through page_mkwrite with the new size.  Context: i_rwsem held,
+ * no page lock (or the old EOF page itself is `locked`).
+ */
+void
+pagecache_isize_extended(struct inode *inode, loff_t from, loff_t to,
+                         struct page *locked)
+{
+	loff_t bsize = (loff_t)inode->i_sb->s_blocksize;
+	if (bsize >= (loff_t)PAGE_SIZE || to <= from || !(from & (loff_t)(PAGE_SIZE - 1)))
+		return;
+	loff_t rounded = (from + bsize - 1) & ~(bsize - 1);
+	if (to <= rounded || !(rounded & (loff_t)(PAGE_SIZE - 1)))
+		return; /* no new block of the old EOF page came inside */
+	pgoff_t index = (pgoff_t)from >> PAGE_SHIFT;
+	if (locked && locked->index == index && locked->mapping == inode->i_mapping) {
+		pw__page_mkclean(locked);
+		return;
+	}
+	struct page *page = find_get_page(inode->i_mapping, index);
+	if (!page)
+		return;
+	/* Under another page's lock only trylock (lock order); the caller
+	 * holding a page lock is the legacy commit path, single per inode. */
+	if (locked ? trylock_page(page) : (lock_page(page), true)) {
+		if (page->mapping == inode->i_mapping)
+			pw__page_mkclean(page);
+		unlock_page(page);
+	}
+	put_page(page);
+}
+
+/**
  * truncate_setsize - set i_size and drop what lies past it.
  * Mappings past the new EOF are unmapped before and after the pages go
  * (a fault may map a page again while they are being dropped).
@@ -857,6 +896,8 @@ truncate_setsize(struct inode *inode, loff_t newsize)
 	if (newsize > old)
 		pw__zero_eof_tail(inode, newsize);
 	i_size_write(inode, newsize);
+	if (newsize > old)
+		pagecache_isize_extended(inode, old, newsize, NULL);
 	if (newsize >= old)
 		return;
 	loff_t hole = (newsize + (loff_t)PAGE_SIZE - 1) & ~(loff_t)(PAGE_SIZE - 1);

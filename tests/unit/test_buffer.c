@@ -465,3 +465,36 @@ TEST(buffer_readahead_batches_io)
 	ASSERT_LE(reads, 4); /* per block it would be 44 */
 	ASSERT_OK(pw_close(fd));
 }
+
+/* A page straddling EOF is mapped writable; the file then grows (by
+ * truncate, or by a write further into the page) over hole blocks of that
+ * page.  A store there through the old mapping must still reach the disk:
+ * the page is write-protected when i_size grows, so the store faults and
+ * page_mkwrite allocates and dirties those blocks (the kernel's
+ * pagecache_isize_extended).  Without it the store is lost at writeback. */
+TEST(buffer_isize_extended_mapped_page)
+{
+	for (int how = 0; how < 2; how++) {
+		int fd = bfs_mount(1024, false);
+		ASSERT_EQ(pw_pwrite(fd, "a", 1, 999), 1); /* size 1000: block 0 only */
+		char *m = pw_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		ASSERT(m != MAP_FAILED);
+		m[10] = 'x'; /* writable now; block 0 dirty */
+		if (how == 0)
+			ASSERT_OK(pw_ftruncate(fd, 4096));
+		else
+			ASSERT_EQ(pw_pwrite(fd, "z", 1, 4000), 1);
+		m[2500] = 'S'; /* block 2: a hole until this store */
+		__asm__ volatile("" ::: "memory");
+		ASSERT_OK(pw_msync(m, 4096, MS_SYNC));
+		ASSERT_OK(pw_munmap(m, 4096));
+		ASSERT_OK(pw__test_evict_all(fd));
+		char c = 0;
+		ASSERT_EQ(pw_pread(fd, &c, 1, 2500), 1);
+		TLOG("%s: byte 2500 after writeback and eviction: %#x", how ? "write" : "truncate", c);
+		ASSERT_EQ(c, 'S');
+		ASSERT_EQ(pw_pread(fd, &c, 1, 10), 1);
+		ASSERT_EQ(c, 'x');
+		ASSERT_OK(pw_close(fd));
+	}
+}
