@@ -69,11 +69,11 @@ struct page {
 	_Atomic uint32_t flags;         /* (A) enum pageflags */
 	_Atomic int32_t refcount;       /* (A) 0 = free frame */
 	_Atomic int32_t mapcount;       /* (A) user PTEs mapping this frame */
-	uint32_t lru_gen;               /* (I) reserved for reclaim */
+	uint32_t lru_gen;               /* reserved */
 	pgoff_t index;                  /* (P,I) offset in the file, pages */
 	struct address_space *mapping;  /* (P,I) owner; NULL once truncated */
 	void *private;                  /* (P) fs data, e.g. buffer heads */
-	struct page *lru_prev, *lru_next; /* reserved for reclaim */
+	struct page *lru_prev, *lru_next; /* (lru_lock, reclaim.c) the LRU */
 };
 
 void *page_address(const struct page *page);
