@@ -405,34 +405,50 @@ unmap_mapping_range(struct address_space *mapping, loff_t start, loff_t len)
 
 /* ------------------------------------------------------------ the API */
 
+/* The global list, sorted by address; mmap_lock held for write. */
 static void
-vma_link(struct vm_area_struct *vma)
+vmas_insert(struct vm_area_struct *vma)
 {
 	struct vm_area_struct **pp = &vmas;
 	while (*pp && (*pp)->vm_start < vma->vm_start)
 		pp = &(*pp)->vm_next;
 	vma->vm_next = *pp;
 	*pp = vma;
-	struct address_space *mapping = vma->vm_file->f_mapping;
-	pthread_mutex_lock(&mapping->i_mmap_lock);
-	vma->vm_i_next = mapping->i_mmap;
-	mapping->i_mmap = vma;
-	pthread_mutex_unlock(&mapping->i_mmap_lock);
 }
 
 static void
-vma_unlink(struct vm_area_struct *vma)
+vmas_remove(struct vm_area_struct *vma)
 {
 	struct vm_area_struct **pp = &vmas;
 	while (*pp != vma)
 		pp = &(*pp)->vm_next;
 	*pp = vma->vm_next;
-	struct address_space *mapping = vma->vm_file->f_mapping;
-	pthread_mutex_lock(&mapping->i_mmap_lock);
-	pp = &mapping->i_mmap;
+}
+
+/* The mapping's reverse map; i_mmap_lock held. */
+static void
+i_mmap_insert(struct address_space *mapping, struct vm_area_struct *vma)
+{
+	vma->vm_i_next = mapping->i_mmap;
+	mapping->i_mmap = vma;
+}
+
+static void
+i_mmap_remove(struct address_space *mapping, struct vm_area_struct *vma)
+{
+	struct vm_area_struct **pp = &mapping->i_mmap;
 	while (*pp != vma)
 		pp = &(*pp)->vm_i_next;
 	*pp = vma->vm_i_next;
+}
+
+static void
+vma_link(struct vm_area_struct *vma)
+{
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	vmas_insert(vma);
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	i_mmap_insert(mapping, vma);
 	pthread_mutex_unlock(&mapping->i_mmap_lock);
 }
 
@@ -496,7 +512,15 @@ do_munmap(uintptr_t start, uintptr_t end)
 				return -ENOMEM;
 			}
 		}
-		/* The pieces inherit the PTE state of their pages. */
+		/*
+		 * The pieces inherit the PTE state of their pages, and replace v
+		 * in the reverse map in one step under i_mmap_lock: an rmap walk
+		 * (eviction, truncation) must never find the pages of head or
+		 * tail mapped with no vma to unmap them from, nor see the same
+		 * mapping through two vmas.
+		 */
+		struct address_space *mapping = v->vm_file->f_mapping;
+		pthread_mutex_lock(&mapping->i_mmap_lock);
 		pthread_mutex_lock(&v->vm_lock);
 		if (head)
 			memcpy(head->vm_pte, v->vm_pte, vma_pages(head));
@@ -507,13 +531,19 @@ do_munmap(uintptr_t start, uintptr_t end)
 		size_t to = (cut1 - v->vm_start) >> PAGE_SHIFT;
 		zap_range(v, from, to);
 		pthread_mutex_unlock(&v->vm_lock);
-		vma_unlink(v);
+		i_mmap_remove(mapping, v);
+		if (head)
+			i_mmap_insert(mapping, head);
+		if (tail)
+			i_mmap_insert(mapping, tail);
+		pthread_mutex_unlock(&mapping->i_mmap_lock);
+		vmas_remove(v);
+		if (head)
+			vmas_insert(head);
+		if (tail)
+			vmas_insert(tail);
 		if (munmap((void *)cut0, cut1 - cut0) != 0)
 			pw_log("munmap: %s", strerror(errno));
-		if (head)
-			vma_link(head);
-		if (tail)
-			vma_link(tail);
 		vma_free(v);
 	}
 	return 0;
