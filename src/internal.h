@@ -42,6 +42,7 @@ void pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_b
 
 /* ---- writeback (src/mm/writeback.c) */
 int64_t pw__now_ms(void);
+uint64_t pw__parse_bytes(const char *s);
 void pw__writeback_init(void);
 uint64_t pw__dirty_limit_pages(void);
 uint64_t pw__dirty_background_pages(void);
@@ -98,7 +99,6 @@ struct vm_area_struct {
  * kernel's instead of 1.7x. */
 #define PW_FAULT_AROUND 64
 
-int pw__mmap_init(void);
 /* Page-fault entry from the signal handler.  Returns 0 if served,
  * SIGSEGV if the address is not a valid access to a pagewright mapping,
  * SIGBUS if it lies past end of file or the read failed. */
@@ -127,6 +127,8 @@ int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
 void pw__zero_eof_tail(struct inode *inode, loff_t newsize);
 #include <sys/resource.h>
 rlim_t pw__fsize_limit(void);
+/* Write back one locked page if dirty; always unlocks it. */
+int pw__writeout_locked_page(struct page *page, struct writeback_control *wbc);
 int pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end,
                         bool datasync);
 

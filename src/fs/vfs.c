@@ -1489,19 +1489,15 @@ evict_one(struct file *f, pgoff_t index)
 	struct page *page = find_lock_page(m, index);
 	if (!page)
 		return 0;
-	wait_on_page_writeback(page);
 	if (PageDirty(page) && m->a_ops->writepage) {
 		struct writeback_control wbc = {.sync = true};
-		if (clear_page_dirty_for_io(page)) {
-			set_page_writeback(page);
-			m->a_ops->writepage(page, &wbc);
-			lock_page(page);
-			wait_on_page_writeback(page);
-		}
+		pw__writeout_locked_page(page, &wbc);
+		lock_page(page);
 	}
+	wait_on_page_writeback(page);
 	int err = 0;
 	if (page->mapping != m)
-		err = 0;
+		; /* truncated meanwhile: gone already */
 	else if (PageDirty(page))
 		err = -EBUSY;
 	else {

@@ -942,8 +942,8 @@ invalidate_mapping_pages(struct address_space *mapping, pgoff_t start,
 
 /* Write back one locked page if it is dirty; unlocks it.  Return the
  * writepage result (errors are also recorded on the mapping). */
-static int
-writeout_locked_page(struct page *page, struct writeback_control *wbc)
+int
+pw__writeout_locked_page(struct page *page, struct writeback_control *wbc)
 {
 	struct address_space *mapping = page->mapping;
 	wait_on_page_writeback(page);
@@ -980,7 +980,7 @@ write_range(struct address_space *mapping, loff_t start, loff_t end, bool sync)
 			if (page->index <= last && PageDirty(page)) {
 				lock_page(page);
 				int err = page->mapping == mapping
-				              ? writeout_locked_page(page, &wbc)
+				              ? pw__writeout_locked_page(page, &wbc)
 				              : (unlock_page(page), 0);
 				if (err && !ret)
 					ret = err;

@@ -26,7 +26,6 @@
  */
 #include "internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -150,23 +149,6 @@ pw__mem_limit_pages(void)
 	return atomic_load_explicit(&mem_limit_pages, memory_order_relaxed);
 }
 
-/* "64M", "1G", "4096", "512k": bytes, 0 on a malformed value. */
-static uint64_t
-parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (end == s)
-		return 0;
-	switch (tolower((unsigned char)*end)) {
-	case 'k': v <<= 10; end++; break;
-	case 'm': v <<= 20; end++; break;
-	case 'g': v <<= 30; end++; break;
-	default: break;
-	}
-	return *end ? 0 : v;
-}
-
 int
 pw_set_mem_limit(uint64_t bytes)
 {
@@ -190,7 +172,7 @@ pw__reclaim_init(void)
 	const char *env = getenv("PAGEWRIGHT_MEM_LIMIT");
 	if (!env || !*env)
 		return;
-	uint64_t bytes = parse_size(env);
+	uint64_t bytes = pw__parse_bytes(env);
 	if (bytes / PAGE_SIZE < 256) {
 		pw_log("PAGEWRIGHT_MEM_LIMIT=%s ignored: want bytes >= 1M, with K/M/G", env);
 		return;

@@ -139,24 +139,35 @@ flusher(void *arg)
 	return NULL;
 }
 
-static uint64_t
-env_bytes(const char *name)
+/**
+ * pw__parse_bytes - "64M", "1G", "512k", "4096": a size in bytes, for the
+ * PAGEWRIGHT_* settings.  Return: 0 for an empty or malformed value.
+ */
+uint64_t
+pw__parse_bytes(const char *s)
 {
-	const char *s = getenv(name);
-	if (!s || !*s)
-		return 0;
 	char *end;
 	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s)
+		return 0;
 	switch (tolower((unsigned char)*end)) {
 	case 'k': v <<= 10; end++; break;
 	case 'm': v <<= 20; end++; break;
 	case 'g': v <<= 30; end++; break;
 	default: break;
 	}
-	if (end == s || *end) {
-		pw_log("%s=%s ignored: want bytes, with K/M/G", name, s);
+	return *end ? 0 : v;
+}
+
+static uint64_t
+env_bytes(const char *name)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
 		return 0;
-	}
+	uint64_t v = pw__parse_bytes(s);
+	if (!v)
+		pw_log("%s=%s ignored: want bytes, with K/M/G", name, s);
 	return v;
 }
 
