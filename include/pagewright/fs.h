@@ -323,7 +323,8 @@ struct inode {
 	_Atomic unsigned i_nlink;            /* (A) */
 	_Atomic loff_t i_size;               /* (A) written under i_rwsem and
 	                                      * the page lock of the EOF page */
-	struct timespec i_atime, i_mtime, i_ctime; /* (W) */
+	struct timespec i_atime, i_mtime, i_ctime; /* (W), and read without
+	                                      * i_rwsem: only through inode_time_get/set */
 	uint64_t i_blocks;                   /* (W) 512-byte units */
 	pthread_mutex_t i_rwsem;             /* the inode's write lock: only ever
 	                                      * taken exclusive, so a mutex */
@@ -339,6 +340,29 @@ struct inode {
 	struct inode *i_lru_prev, *i_lru_next; /* (S) unused-inode LRU */
 	bool i_on_lru;                       /* (S) */
 };
+
+/*
+ * Inode times are set under i_rwsem but read without it: by write_inode
+ * from fsync and the writeback thread, and by stat.  Each word is stored
+ * and loaded whole (relaxed atomics, plain moves on x86), so a reader never
+ * sees a torn second or nanosecond; like the kernel, it may see a new
+ * tv_sec with an old tv_nsec, which write_inode and stat tolerate.
+ */
+static inline void
+inode_time_set(struct timespec *slot, struct timespec v)
+{
+	__atomic_store_n(&slot->tv_sec, v.tv_sec, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->tv_nsec, v.tv_nsec, __ATOMIC_RELAXED);
+}
+
+static inline struct timespec
+inode_time_get(const struct timespec *slot)
+{
+	struct timespec v;
+	v.tv_sec = __atomic_load_n(&slot->tv_sec, __ATOMIC_RELAXED);
+	v.tv_nsec = __atomic_load_n(&slot->tv_nsec, __ATOMIC_RELAXED);
+	return v;
+}
 
 struct file_system_type {
 	const char *name;

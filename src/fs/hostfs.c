@@ -441,9 +441,9 @@ hostfs_fill_inode(struct inode *inode, const struct stat *st)
 	inode->i_gid = st->st_gid;
 	atomic_store(&inode->i_nlink, (unsigned)st->st_nlink);
 	i_size_write(inode, st->st_size);
-	inode->i_atime = st->st_atim;
-	inode->i_mtime = st->st_mtim;
-	inode->i_ctime = st->st_ctim;
+	inode_time_set(&inode->i_atime, st->st_atim);
+	inode_time_set(&inode->i_mtime, st->st_mtim);
+	inode_time_set(&inode->i_ctime, st->st_ctim);
 	inode->i_blocks = (uint64_t)st->st_blocks;
 }
 
@@ -624,8 +624,8 @@ hostfs_refresh_dir(struct inode *dir)
 	if (fstat(host_fd(dir), &st) != 0)
 		return;
 	atomic_store(&dir->i_nlink, (unsigned)st.st_nlink);
-	dir->i_mtime = st.st_mtim;
-	dir->i_ctime = st.st_ctim;
+	inode_time_set(&dir->i_mtime, st.st_mtim);
+	inode_time_set(&dir->i_ctime, st.st_ctim);
 }
 
 /* ----------------------------------------------------- inode ops */
@@ -831,9 +831,9 @@ hostfs_utimes(struct inode *inode, const struct pw_iattr *attr)
 	if (futimens(host_fd(inode), ts) != 0)
 		return -errno;
 	if (attr->valid & ATTR_ATIME)
-		inode->i_atime = attr->atime;
+		inode_time_set(&inode->i_atime, attr->atime);
 	if (attr->valid & ATTR_MTIME)
-		inode->i_mtime = attr->mtime;
+		inode_time_set(&inode->i_mtime, attr->mtime);
 	return 0;
 }
 
@@ -851,8 +851,11 @@ hostfs_setattr(struct inode *inode, const struct pw_iattr *attr)
 		err = hostfs_chown(inode, attr);
 	if (!err && (attr->valid & (ATTR_ATIME | ATTR_MTIME)))
 		err = hostfs_utimes(inode, attr);
-	if (!err)
-		clock_gettime(CLOCK_REALTIME, &inode->i_ctime);
+	if (!err) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		inode_time_set(&inode->i_ctime, now);
+	}
 	return err;
 }
 

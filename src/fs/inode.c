@@ -84,8 +84,11 @@ new_inode(struct super_block *sb, uint64_t ino,
 	pthread_mutex_init(&m->i_pages_lock, NULL);
 	pthread_mutex_init(&m->i_mmap_lock, NULL);
 	inode->i_mapping = m;
-	clock_gettime(CLOCK_REALTIME, &inode->i_mtime);
-	inode->i_atime = inode->i_ctime = inode->i_mtime;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	inode_time_set(&inode->i_atime, now);
+	inode_time_set(&inode->i_mtime, now);
+	inode_time_set(&inode->i_ctime, now);
 	return inode;
 }
 

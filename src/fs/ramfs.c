@@ -70,6 +70,16 @@ ramfs_new_inode(struct super_block *sb, mode_t mode, struct inode **res)
 	return 0;
 }
 
+/* A directory's entries changed: new mtime and ctime. */
+static void
+ramfs_touch(struct inode *dir)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	inode_time_set(&dir->i_mtime, now);
+	inode_time_set(&dir->i_ctime, now);
+}
+
 /* dir->lock held */
 static long
 dir_find(struct ramfs_dir *d, const char *name, size_t len)
@@ -103,8 +113,7 @@ dir_add(struct inode *dir, const char *name, size_t len, struct inode *inode)
 	}
 	d->ents[d->nr++] = (struct ramfs_dirent){copy, len, inode};
 	pthread_mutex_unlock(&d->lock);
-	clock_gettime(CLOCK_REALTIME, &dir->i_mtime);
-	dir->i_ctime = dir->i_mtime;
+	ramfs_touch(dir);
 	return 0;
 }
 
@@ -122,8 +131,7 @@ dir_remove(struct inode *dir, const char *name, size_t len)
 		d->ents[k] = d->ents[--d->nr];
 	}
 	pthread_mutex_unlock(&d->lock);
-	clock_gettime(CLOCK_REALTIME, &dir->i_mtime);
-	dir->i_ctime = dir->i_mtime;
+	ramfs_touch(dir);
 	return inode;
 }
 
@@ -183,7 +191,9 @@ ramfs_unlink(struct inode *dir, const char *name, size_t len, struct inode *vict
 	if (!inode)
 		return -ENOENT;
 	atomic_fetch_sub(&victim->i_nlink, 1);
-	clock_gettime(CLOCK_REALTIME, &victim->i_ctime);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	inode_time_set(&victim->i_ctime, now);
 	iput(inode);
 	return 0;
 }
@@ -254,9 +264,9 @@ ramfs_setattr(struct inode *inode, const struct pw_iattr *attr)
 	if (attr->valid & ATTR_GID)
 		inode->i_gid = attr->gid;
 	if (attr->valid & ATTR_ATIME)
-		inode->i_atime = attr->atime;
+		inode_time_set(&inode->i_atime, attr->atime);
 	if (attr->valid & ATTR_MTIME)
-		inode->i_mtime = attr->mtime;
+		inode_time_set(&inode->i_mtime, attr->mtime);
 	return 0;
 }
 

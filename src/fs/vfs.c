@@ -515,7 +515,8 @@ do_truncate(struct inode *inode, loff_t length)
 	clock_gettime(CLOCK_REALTIME, &attr.mtime);
 	int err = inode->i_op->setattr ? inode->i_op->setattr(inode, &attr) : -EPERM;
 	if (!err) {
-		inode->i_mtime = inode->i_ctime = attr.mtime;
+		inode_time_set(&inode->i_mtime, attr.mtime);
+		inode_time_set(&inode->i_ctime, attr.mtime);
 		mark_inode_dirty(inode);
 	}
 	inode_unlock(inode);
@@ -895,9 +896,9 @@ fill_stat(struct inode *inode, struct stat *st)
 	pthread_mutex_unlock(&inode->i_data.i_pages_lock);
 	st->st_blocks = inode->i_blocks ? (blkcnt_t)inode->i_blocks
 	                                : (blkcnt_t)(nrpages * (PAGE_SIZE / 512));
-	st->st_atim = inode->i_atime;
-	st->st_mtim = inode->i_mtime;
-	st->st_ctim = inode->i_ctime;
+	st->st_atim = inode_time_get(&inode->i_atime);
+	st->st_mtim = inode_time_get(&inode->i_mtime);
+	st->st_ctim = inode_time_get(&inode->i_ctime);
 	inode_unlock(inode);
 }
 

@@ -748,8 +748,10 @@ generic_file_write_iter(struct file *file, struct iov_iter *from, loff_t *ppos)
 		return err;
 	}
 	from->count = count;
-	if (inode->i_mtime.tv_sec != now.tv_sec || inode->i_mtime.tv_nsec != now.tv_nsec) {
-		inode->i_mtime = inode->i_ctime = now;
+	struct timespec mtime = inode_time_get(&inode->i_mtime);
+	if (mtime.tv_sec != now.tv_sec || mtime.tv_nsec != now.tv_nsec) {
+		inode_time_set(&inode->i_mtime, now);
+		inode_time_set(&inode->i_ctime, now);
 		mark_inode_dirty(inode);
 	}
 	if (pos > i_size_read(inode))

@@ -252,7 +252,7 @@ static void
 ext2_dir_changed(struct inode *dir, struct buffer_head *bh)
 {
 	mark_buffer_dirty(bh);
-	EXT2_I(dir)->ei_flags &= ~(uint32_t)EXT2_INDEX_FL;
+	__atomic_fetch_and(&EXT2_I(dir)->ei_flags, ~(uint32_t)EXT2_INDEX_FL, __ATOMIC_RELAXED);
 	pw__ext2_touch(dir, true);
 }
 

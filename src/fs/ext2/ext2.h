@@ -238,7 +238,8 @@ struct ext2_sb_info {
 
 struct ext2_inode_info {
 	uint32_t ei_data[EXT2_N_BLOCKS]; /* (ei_map_lock) i_block, little-endian */
-	uint32_t ei_flags;               /* (W) i_flags */
+	uint32_t ei_flags;               /* (W) i_flags; read by write_inode
+	                                  * without i_rwsem: __atomic accesses */
 	uint32_t ei_file_acl;            /* (W) xattr block, kept as found */
 	uint32_t ei_generation;          /* (C) */
 	uint32_t ei_dtime;               /* (W) */

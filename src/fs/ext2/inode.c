@@ -270,17 +270,20 @@ ext2_fill_raw(struct inode *inode, struct ext2_inode *r)
 	r->i_size = cpu32((uint32_t)size);
 	if (S_ISREG(inode->i_mode))
 		r->i_size_high = cpu32((uint32_t)((uint64_t)size >> 32));
-	r->i_atime = cpu32((uint32_t)inode->i_atime.tv_sec);
-	r->i_mtime = cpu32((uint32_t)inode->i_mtime.tv_sec);
-	r->i_ctime = cpu32((uint32_t)inode->i_ctime.tv_sec);
+	struct timespec atime = inode_time_get(&inode->i_atime);
+	struct timespec mtime = inode_time_get(&inode->i_mtime);
+	struct timespec ctime = inode_time_get(&inode->i_ctime);
+	r->i_atime = cpu32((uint32_t)atime.tv_sec);
+	r->i_mtime = cpu32((uint32_t)mtime.tv_sec);
+	r->i_ctime = cpu32((uint32_t)ctime.tv_sec);
 	r->i_dtime = cpu32(ei->ei_dtime);
-	r->i_flags = cpu32(ei->ei_flags);
+	r->i_flags = cpu32(__atomic_load_n(&ei->ei_flags, __ATOMIC_RELAXED));
 	r->i_generation = cpu32(ei->ei_generation);
 	r->i_file_acl = cpu32(ei->ei_file_acl);
 	if (ext2_has_extra_times(inode->i_sb, r)) {
-		r->i_atime_extra = ext2_time_extra(&inode->i_atime);
-		r->i_mtime_extra = ext2_time_extra(&inode->i_mtime);
-		r->i_ctime_extra = ext2_time_extra(&inode->i_ctime);
+		r->i_atime_extra = ext2_time_extra(&atime);
+		r->i_mtime_extra = ext2_time_extra(&mtime);
+		r->i_ctime_extra = ext2_time_extra(&ctime);
 	}
 	pthread_mutex_lock(&ei->ei_map_lock);
 	r->i_blocks = cpu32((uint32_t)inode->i_blocks);
@@ -372,7 +375,7 @@ ext2_delete_inode(struct inode *inode)
 	}
 	ext2_release_xattr(inode);
 	ei->ei_dtime = (uint32_t)now.tv_sec;
-	inode->i_ctime = now;
+	inode_time_set(&inode->i_ctime, now);
 	int err = pw__ext2_write_inode(inode, false);
 	if (err)
 		ext2_error(inode->i_sb, "inode %llu: writing at deletion: %s",
@@ -404,9 +407,11 @@ pw__ext2_evict_inode(struct inode *inode)
 void
 pw__ext2_touch(struct inode *inode, bool mtime)
 {
-	pw__ext2_now(&inode->i_ctime);
+	struct timespec now;
+	pw__ext2_now(&now);
+	inode_time_set(&inode->i_ctime, now);
 	if (mtime)
-		inode->i_mtime = inode->i_ctime;
+		inode_time_set(&inode->i_mtime, now);
 	mark_inode_dirty(inode);
 }
 
@@ -497,9 +502,9 @@ pw__ext2_setattr(struct inode *inode, const struct pw_iattr *attr)
 	if (attr->valid & ATTR_GID)
 		inode->i_gid = attr->gid;
 	if (attr->valid & ATTR_ATIME)
-		inode->i_atime = attr->atime;
+		inode_time_set(&inode->i_atime, attr->atime);
 	if (attr->valid & ATTR_MTIME)
-		inode->i_mtime = attr->mtime;
+		inode_time_set(&inode->i_mtime, attr->mtime);
 	pw__ext2_touch(inode, false);
 	return 0;
 }

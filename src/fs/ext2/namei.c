@@ -105,7 +105,7 @@ pw__ext2_unlink(struct inode *dir, const char *name, size_t len,
 		err = pw__ext2_delete_entry(dir, name, len, victim->i_ino);
 	if (err)
 		return err;
-	victim->i_ctime = dir->i_ctime;
+	inode_time_set(&victim->i_ctime, inode_time_get(&dir->i_ctime));
 	ext2_dec_nlink(victim);
 	return 0;
 }
@@ -123,7 +123,7 @@ pw__ext2_rmdir(struct inode *dir, const char *name, size_t len,
 	if ((err = pw__ext2_delete_entry(dir, name, len, victim->i_ino)))
 		return err;
 	atomic_store(&victim->i_nlink, 0);
-	victim->i_ctime = dir->i_ctime;
+	inode_time_set(&victim->i_ctime, inode_time_get(&dir->i_ctime));
 	mark_inode_dirty(victim);
 	ext2_dec_nlink(dir);
 	return 0;
