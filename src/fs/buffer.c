@@ -410,8 +410,12 @@ block_write_full_page(struct page *page, get_block_t *get_block,
 				clear_buffer_New(bh);
 			}
 			set_buffer_Uptodate(bh);
+			/* Metadata changes under the buffer lock (ext2.h), so
+			 * the block goes out whole. */
+			lock_buffer(bh);
 			clear_buffer_Dirty(bh);
 			int e = bh_submit(bh, true);
+			unlock_buffer(bh);
 			if (e) {
 				set_buffer_Write_EIO(bh);
 				if (!err)

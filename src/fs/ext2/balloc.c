@@ -30,15 +30,6 @@ test_bit_le(const uint8_t *map, uint32_t bit)
 	return map[bit >> 3] & (1u << (bit & 7));
 }
 
-static void
-change_bit_le(uint8_t *map, uint32_t bit, bool set)
-{
-	if (set)
-		map[bit >> 3] |= (uint8_t)(1u << (bit & 7));
-	else
-		map[bit >> 3] &= (uint8_t)~(1u << (bit & 7));
-}
-
 /* The first zero bit in [start, end), or end. */
 static uint32_t
 find_zero_bit(const uint8_t *map, uint32_t start, uint32_t end)
@@ -95,11 +86,9 @@ ext2_take_in_group(struct super_block *sb, unsigned g, uint32_t start, uint64_t 
 		           g, (unsigned long long)block);
 		return -EUCLEAN;
 	}
-	change_bit_le(map, bit, true);
-	mark_buffer_dirty(bh);
+	ext2_change_bit_locked(bh, map, bit, true);
 	brelse(bh);
-	gd->bg_free_blocks_count = cpu16((uint16_t)(le16(gd->bg_free_blocks_count) - 1));
-	mark_buffer_dirty(ext2_group_desc_bh(sb, g));
+	ext2_gd_add(sb, g, -1, 0, 0);
 	sbi->s_free_blocks--;
 	*out = block;
 	return 0;
@@ -161,10 +150,8 @@ pw__ext2_free_block(struct super_block *sb, uint64_t block)
 	if (!test_bit_le(map, bit)) {
 		ext2_error(sb, "block %llu is already free", (unsigned long long)block);
 	} else {
-		change_bit_le(map, bit, false);
-		mark_buffer_dirty(bh);
-		gd->bg_free_blocks_count = cpu16((uint16_t)(le16(gd->bg_free_blocks_count) + 1));
-		mark_buffer_dirty(ext2_group_desc_bh(sb, g));
+		ext2_change_bit_locked(bh, map, bit, false);
+		ext2_gd_add(sb, g, 1, 0, 0);
 		sbi->s_free_blocks++;
 	}
 	brelse(bh);

@@ -268,6 +268,40 @@ ext2_group_desc_bh(struct super_block *sb, unsigned group)
 	return EXT2_SB(sb)->s_group_desc[group / ((unsigned)sb->s_blocksize / EXT2_DESC_SIZE)];
 }
 
+/*
+ * Metadata bytes in the device's page cache change only under their
+ * buffer lock, which writeback holds while it copies the block out
+ * (block_write_full_page), so a bitmap or descriptor is never written
+ * half-changed.  The allocators also hold s_alloc_lock, which keeps the
+ * unlocked reads of these fields stable.
+ */
+static inline void
+ext2_change_bit_locked(struct buffer_head *bh, uint8_t *map, uint32_t bit, bool set)
+{
+	lock_buffer(bh);
+	if (set)
+		map[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+	else
+		map[bit >> 3] &= (uint8_t)~(1u << (bit & 7));
+	unlock_buffer(bh);
+	mark_buffer_dirty(bh);
+}
+
+/* Add to a group's free block, free inode and directory counts;
+ * s_alloc_lock held. */
+static inline void
+ext2_gd_add(struct super_block *sb, unsigned group, int dblocks, int dinodes, int ddirs)
+{
+	struct ext2_group_desc *gd = ext2_group_desc(sb, group);
+	struct buffer_head *bh = ext2_group_desc_bh(sb, group);
+	lock_buffer(bh);
+	gd->bg_free_blocks_count = cpu16((uint16_t)(le16(gd->bg_free_blocks_count) + dblocks));
+	gd->bg_free_inodes_count = cpu16((uint16_t)(le16(gd->bg_free_inodes_count) + dinodes));
+	gd->bg_used_dirs_count = cpu16((uint16_t)(le16(gd->bg_used_dirs_count) + ddirs));
+	unlock_buffer(bh);
+	mark_buffer_dirty(bh);
+}
+
 /* The first block of a group, and its number of blocks (the last group
  * may be short). */
 static inline uint64_t

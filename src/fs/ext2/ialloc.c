@@ -92,13 +92,9 @@ ext2_take_ino(struct super_block *sb, unsigned g, bool isdir, uint64_t *ino)
 		           g, gd_free_inodes(sb, g));
 		return -EUCLEAN;
 	}
-	map[bit >> 3] |= (uint8_t)(1u << (bit & 7));
-	mark_buffer_dirty(bh);
+	ext2_change_bit_locked(bh, map, bit, true);
 	brelse(bh);
-	gd->bg_free_inodes_count = cpu16((uint16_t)(gd_free_inodes(sb, g) - 1));
-	if (isdir)
-		gd->bg_used_dirs_count = cpu16((uint16_t)(le16(gd->bg_used_dirs_count) + 1));
-	mark_buffer_dirty(ext2_group_desc_bh(sb, g));
+	ext2_gd_add(sb, g, 0, -1, isdir);
 	sbi->s_free_inodes--;
 	sbi->s_dirs += isdir;
 	*ino = (uint64_t)g * sbi->s_inodes_per_group + bit + 1;
@@ -153,12 +149,8 @@ pw__ext2_free_ino(struct super_block *sb, uint64_t ino, bool isdir)
 	if (!(map[bit >> 3] & (1u << (bit & 7)))) {
 		ext2_error(sb, "inode %llu is already free", (unsigned long long)ino);
 	} else {
-		map[bit >> 3] &= (uint8_t)~(1u << (bit & 7));
-		mark_buffer_dirty(bh);
-		gd->bg_free_inodes_count = cpu16((uint16_t)(gd_free_inodes(sb, g) + 1));
-		if (isdir && le16(gd->bg_used_dirs_count))
-			gd->bg_used_dirs_count = cpu16((uint16_t)(le16(gd->bg_used_dirs_count) - 1));
-		mark_buffer_dirty(ext2_group_desc_bh(sb, g));
+		ext2_change_bit_locked(bh, map, bit, false);
+		ext2_gd_add(sb, g, 0, 1, -(isdir && le16(gd->bg_used_dirs_count)));
 		sbi->s_free_inodes++;
 		sbi->s_dirs -= isdir && sbi->s_dirs;
 	}

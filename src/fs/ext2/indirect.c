@@ -153,9 +153,14 @@ ext2_alloc_slot(struct inode *inode, uint32_t *slot, struct buffer_head *bh,
 		mark_buffer_dirty(ibh);
 		brelse(ibh);
 	}
-	*slot = cpu32((uint32_t)nb);
-	if (bh)
+	if (bh) {
+		lock_buffer(bh); /* writeback may be copying the block out */
+		*slot = cpu32((uint32_t)nb);
+		unlock_buffer(bh);
 		mark_buffer_dirty(bh);
+	} else {
+		*slot = cpu32((uint32_t)nb);
+	}
 	inode->i_blocks += sb->s_blocksize >> 9;
 	mark_inode_dirty(inode);
 	*out = nb;
@@ -299,7 +304,9 @@ ext2_free_tree(struct inode *inode, uint64_t blk, int depth, uint64_t from,
 		}
 		if (gone) {
 			ext2_release_block(inode, child);
+			lock_buffer(bh);
 			slots[k] = 0;
+			unlock_buffer(bh);
 			mark_buffer_dirty(bh);
 		} else {
 			any = true;
