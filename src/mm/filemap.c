@@ -643,7 +643,9 @@ generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
 }
 
 /* RLIMIT_FSIZE, re-read at most every 10 ms: a system call per write
- * would cost more than a small cached write itself. */
+ * would cost more than a small cached write itself.  ts is
+ * CLOCK_REALTIME_COARSE (the write path reads it for mtime anyway); a
+ * clock stepped backwards refreshes too. */
 static rlim_t
 fsize_limit(const struct timespec *ts);
 
@@ -654,7 +656,7 @@ rlim_t
 pw__fsize_limit(void)
 {
 	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	clock_gettime(CLOCK_REALTIME_COARSE, &now);
 	return fsize_limit(&now);
 }
 
@@ -665,7 +667,7 @@ fsize_limit(const struct timespec *ts)
 	static _Atomic long stamp_ms = -1;
 	long now = ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
 	long then = atomic_load_explicit(&stamp_ms, memory_order_relaxed);
-	if (then < 0 || now - then >= 10) {
+	if (then < 0 || now - then >= 10 || now < then) {
 		struct rlimit rl;
 		getrlimit(RLIMIT_FSIZE, &rl);
 		atomic_store_explicit(&cached, rl.rlim_cur, memory_order_relaxed);
