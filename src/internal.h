@@ -103,13 +103,15 @@ struct vm_area_struct {
  * SIGSEGV if the address is not a valid access to a pagewright mapping,
  * SIGBUS if it lies past end of file or the read failed. */
 int pw__handle_mm_fault(uintptr_t addr, bool write);
-/* Write-protect every user mapping of a locked page (writeback). */
-void pw__page_mkclean(struct page *page);
+/* Write-protect every user mapping of a locked page (writeback); false
+ * if some mapping could not be (mprotect failed). */
+bool pw__page_mkclean(struct page *page);
 /* Unmap every user mapping of a locked page (eviction, truncation). */
 void pw__page_unmap(struct page *page);
 void *pw__do_mmap(void *addr, size_t length, int prot, int flags,
                   struct file *file, off_t offset, int *errp);
 int pw__do_munmap(void *addr, size_t length);
+void pw__test_munmap_all(void);
 int pw__do_msync(void *addr, size_t length, int flags);
 int pw__do_madvise(void *addr, size_t length, int advice);
 /* fork(): the parent waits for faults in flight; the child detaches from
@@ -141,6 +143,9 @@ struct pw__test_hooks {
 	/* generic_perform_write and 2copy: after the prefault of a step,
 	 * before write_begin / grabbing the page. */
 	void (*after_prefault)(struct file *file, loff_t pos, size_t bytes);
+	/* pagecache_isize_extended: i_size has grown, the old EOF page is
+	 * not write-protected yet. */
+	void (*isize_extended)(struct inode *inode, loff_t from, loff_t to);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and
@@ -148,6 +153,9 @@ extern struct pw__test_hooks pw__hooks;
 int pw__test_evict(int fd, off_t offset);
 /* Evict every page of an open file that can be. */
 int pw__test_evict_all(int fd);
+/* Unmap every mapping and close every descriptor: the test runner's
+ * cleanup before it unmounts and checks what a test left mounted. */
+void pw__test_release_all(void);
 struct file *pw__fget(int fd);
 void pw__fput(struct file *file);
 /* 1 if the copy routines were built to fault under page locks

@@ -58,6 +58,11 @@ enum pageflags {
 	PG_error = 1u << 5,     /* the last read or write failed */
 	PG_referenced = 1u << 6,
 	PG_private = 1u << 7, /* page->private holds fs data (buffers) */
+	/* Mapped writable by a user mapping since its last writeback: a
+	 * store may have reached any byte of it, buffers dirty or not (we
+	 * have no hardware dirty bit to ask).  Set by the fault path, taken
+	 * by block_write_full_page. */
+	PG_wrmapped = 1u << 8,
 };
 
 /*

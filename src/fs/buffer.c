@@ -395,10 +395,17 @@ block_write_full_page(struct page *page, get_block_t *get_block,
 	} while (bh != head);
 	uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
 	loff_t off = pstart;
-	/* A page dirtied through a mapping has no dirty buffers: write every
-	 * uptodate block of it.  Never on the device's own cache, whose
-	 * pages hold independent metadata blocks. */
-	bool whole = !any_dirty && !S_ISBLK(inode->i_mode);
+	/* A page dirtied through a mapping has no dirty buffers, or dirty
+	 * ones that do not cover every store: a mapping made writable while
+	 * EOF was inside the page may have reached blocks that i_size took in
+	 * later.  Write every block of it inside i_size.  The user mappings
+	 * are read-only now (clear_page_dirty_for_io) and stay so while we
+	 * hold the page lock.  Never on the device's own cache, whose pages
+	 * hold independent metadata blocks. */
+	bool wrmapped = atomic_fetch_and(&page->flags, ~(uint32_t)PG_wrmapped) & PG_wrmapped;
+	if (wrmapped && PageDirty(page))
+		atomic_fetch_or(&page->flags, PG_wrmapped); /* still writable: mkclean failed */
+	bool whole = (!any_dirty || wrmapped) && !S_ISBLK(inode->i_mode);
 	do {
 		if (off >= isize) {
 			clear_buffer_Dirty(bh);

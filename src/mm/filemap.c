@@ -854,15 +854,21 @@ truncate_inode_pages(struct address_space *mapping, loff_t lstart)
  * hole blocks past it, which are now inside the file.  A shared mapping
  * may already map that page writable (its other blocks were dirtied by
  * page_mkwrite), and a store there would not fault: the filesystem would
- * never allocate or dirty those blocks, and the data would be lost at
- * writeback.  Write-protect the page, so that the next store faults and
- * goes through page_mkwrite with the new size.  Context: i_rwsem held,
- * no page lock (or the old EOF page itself is `locked`).
+ * never allocate or dirty those blocks.  Write-protect the page, so that
+ * the next store faults and goes through page_mkwrite with the new size,
+ * which allocates the blocks (ENOSPC is then a SIGBUS at the store, not
+ * an error at writeback).  A store between the i_size update and this
+ * write-protect still lands without a fault; PG_wrmapped makes writeback
+ * write (and allocate) every block of such a page, so it is not lost.
+ * Context: i_rwsem held, no page lock (or the old EOF page itself is
+ * `locked`).
  */
 void
 pagecache_isize_extended(struct inode *inode, loff_t from, loff_t to,
                          struct page *locked)
 {
+	if (pw__hooks.isize_extended)
+		pw__hooks.isize_extended(inode, from, to);
 	loff_t bsize = (loff_t)inode->i_sb->s_blocksize;
 	if (bsize >= (loff_t)PAGE_SIZE || to <= from || !(from & (loff_t)(PAGE_SIZE - 1)))
 		return;

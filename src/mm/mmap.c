@@ -126,6 +126,8 @@ set_pte(struct vm_area_struct *vma, size_t idx, struct page *page, uint8_t pte)
 	bool had = old == PTE_RO || old == PTE_RW;
 	bool has = pte == PTE_RO || pte == PTE_RW;
 	vma->vm_pte[idx] = pte;
+	if (pte == PTE_RW && !(atomic_load(&page->flags) & PG_wrmapped))
+		atomic_fetch_or(&page->flags, PG_wrmapped);
 	if (has && !had) {
 		if (atomic_fetch_add(&page->mapcount, 1) == 0)
 			PW_STAT_ADD(mapped, 1);
@@ -305,12 +307,13 @@ vma_index_of(struct vm_area_struct *vma, pgoff_t pg)
  * pw__page_mkclean - write-protect every shared mapping of a locked page.
  * Context: page locked; takes i_mmap_lock and vma locks.
  */
-void
+bool
 pw__page_mkclean(struct page *page)
 {
 	struct address_space *mapping = page->mapping;
+	bool clean = true;
 	if (!mapping)
-		return;
+		return true;
 	pthread_mutex_lock(&mapping->i_mmap_lock);
 	for (struct vm_area_struct *v = mapping->i_mmap; v; v = v->vm_i_next) {
 		long k = vma_index_of(v, page->index);
@@ -321,12 +324,15 @@ pw__page_mkclean(struct page *page)
 			if (syscall(SYS_mprotect, v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE,
 			            PROT_READ) == 0)
 				v->vm_pte[k] = PTE_RO;
-			else
+			else {
 				pw_log("mkclean: mprotect failed: %s", strerror(errno));
+				clean = false;
+			}
 		}
 		pthread_mutex_unlock(&v->vm_lock);
 	}
 	pthread_mutex_unlock(&mapping->i_mmap_lock);
+	return clean;
 }
 
 /* Zap vma pages [from, to), private copies included.  vm_lock held. */

@@ -347,8 +347,10 @@ clear_page_dirty_for_io(struct page *page)
 {
 	if (!PageDirty(page))
 		return false;
-	if (atomic_load(&page->mapcount) > 0)
-		pw__page_mkclean(page);
+	/* A mapping left writable (mprotect failed) may still store into the
+	 * page: write it now, but leave it dirty for the next writeback. */
+	if (atomic_load(&page->mapcount) > 0 && !pw__page_mkclean(page))
+		return true;
 	uint32_t old = atomic_fetch_and(&page->flags, ~(uint32_t)PG_dirty);
 	if (!(old & PG_dirty))
 		return false;

@@ -472,6 +472,47 @@ TEST(buffer_readahead_batches_io)
  * the page is write-protected when i_size grows, so the store faults and
  * page_mkwrite allocates and dirties those blocks (the kernel's
  * pagecache_isize_extended).  Without it the store is lost at writeback. */
+/* The store lands in the window between the i_size update and the
+ * write-protect of pagecache_isize_extended: writeback must still write
+ * (and allocate) the block it reached (PG_wrmapped). */
+static char *window_map;
+static void
+store_in_window(struct inode *inode, loff_t from, loff_t to)
+{
+	(void)inode;
+	if (window_map && from < 2500 && to > 2500) {
+		window_map[2500] = 'W';
+		window_map = NULL;
+	}
+}
+
+TEST(buffer_store_between_isize_and_write_protect)
+{
+	for (int how = 0; how < 2; how++) {
+		int fd = bfs_mount(1024, false);
+		ASSERT_EQ(pw_pwrite(fd, "a", 1, 999), 1); /* size 1000: block 0 only */
+		char *m = pw_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		ASSERT(m != MAP_FAILED);
+		m[10] = 'x'; /* writable now; block 0 dirty, blocks 1-3 holes */
+		window_map = m;
+		pw__hooks.isize_extended = store_in_window;
+		if (how == 0)
+			ASSERT_OK(pw_ftruncate(fd, 4096));
+		else
+			ASSERT_EQ(pw_pwrite(fd, "z", 1, 4000), 1);
+		pw__hooks.isize_extended = NULL;
+		ASSERT(window_map == NULL); /* the hook ran */
+		ASSERT_OK(pw_msync(m, 4096, MS_SYNC));
+		ASSERT_OK(pw_munmap(m, 4096));
+		ASSERT_OK(pw__test_evict_all(fd));
+		char c = 0;
+		ASSERT_EQ(pw_pread(fd, &c, 1, 2500), 1);
+		TLOG("%s: byte 2500 after writeback and eviction: %#x", how ? "write" : "truncate", c);
+		ASSERT_EQ(c, 'W');
+		ASSERT_OK(pw_close(fd));
+	}
+}
+
 TEST(buffer_isize_extended_mapped_page)
 {
 	for (int how = 0; how < 2; how++) {
