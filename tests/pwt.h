@@ -36,6 +36,12 @@
 			abort();                                                           \
 	} while (0)
 
+/* Every filesystem kind of the scenario tests that PW_KINDS selects. */
+#define FOR_EACH_KIND(k)                                                       \
+	for (int k = 0; k < TEST_FS_KINDS; k++)                                    \
+		if (!test_kind_selected(k)) {                                          \
+		} else
+
 /* A mounted filesystem of one kind. */
 struct tfs {
 	int kind;
@@ -54,7 +60,7 @@ tfs_mount(struct tfs *t, int kind)
 		/* runner.c: mount point "/mntK" is backed by <tmpdir>/host<K+1> */
 		int k = atoi(m + 4);
 		XSNPRINTF(t->host, sizeof(t->host), "%s/host%d%s", test_tmpdir(), k + 1,
-		          kind == 3 ? ".img" : "");
+		          test_kind_is_ext2(kind) ? ".img" : "");
 	}
 }
 
@@ -198,7 +204,7 @@ image_read(const struct tfs *t, const char *name, void *buf, size_t n)
 static inline ssize_t
 host_read(const struct tfs *t, const char *name, void *buf, size_t n)
 {
-	if (t->kind == 3)
+	if (test_kind_is_ext2(t->kind))
 		return image_read(t, name, buf, n);
 	char p[700];
 	XSNPRINTF(p, sizeof(p), "%s/%s", t->host, name);

@@ -10,6 +10,8 @@
  */
 #include "test.h"
 
+#include "internal.h"
+
 #include <pagewright/pagewright.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -37,9 +39,31 @@ test_tmpdir(void)
 const char *
 test_kind_name(int kind)
 {
-	static const char *names[] = {"ramfs", "hostfs", "hostfs-legacy", "ext2"};
+	static const char *names[] = {"ramfs", "hostfs", "hostfs-legacy",
+	                              "ext2", "ext2-2k", "ext2-4k"};
 	return names[kind];
 }
+
+bool
+test_kind_selected(int kind)
+{
+	const char *sel = getenv("PW_KINDS");
+	if (!sel || !*sel)
+		return true;
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", sel);
+	for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		if (!strcmp(tok, test_kind_name(kind)))
+			return true;
+	return false;
+}
+
+/* The ext2 images mounted by test_mount_kind: checked after the test. */
+static struct {
+	char mnt[64];
+	char img[300];
+} images[64];
+static int nr_images;
 
 const char *
 test_mount_kind(int kind)
@@ -54,17 +78,23 @@ test_mount_kind(int kind)
 	int r;
 	if (kind == 0) {
 		r = pw_mount("ramfs", NULL, mnt, NULL);
-	} else if (kind == 3) {
-		/* kind 3: an ext2 image <tmpdir>/host<n>.img, 1 KiB blocks so a
-		 * page holds four of them */
+	} else if (test_kind_is_ext2(kind)) {
+		/* an ext2 image <tmpdir>/host<n>.img with 1, 2 or 4 KiB blocks
+		 * (a page holds four, two or one of them) */
 		char img[300], cmd[400];
 		snprintf(img, sizeof(img), "%s/host%d.img", tmpdir, n);
-		snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext2 -b 1024 '%s' 65536 >/dev/null", img);
+		snprintf(cmd, sizeof(cmd), "mke2fs -q -F -t ext2 -b %d '%s' 64M >/dev/null",
+		         test_kind_blocksize(kind), img);
 		if (system(cmd) != 0) {
 			fprintf(stderr, "%s failed\n", cmd);
 			abort();
 		}
 		r = pw_mount("ext2", img, mnt, NULL);
+		if (r == 0 && nr_images < (int)(sizeof(images) / sizeof(images[0]))) {
+			snprintf(images[nr_images].mnt, sizeof(images[0].mnt), "%s", mnt);
+			snprintf(images[nr_images].img, sizeof(images[0].img), "%s", img);
+			nr_images++;
+		}
 	} else {
 		char host[300];
 		snprintf(host, sizeof(host), "%s/host%d", tmpdir, n);
@@ -76,6 +106,35 @@ test_mount_kind(int kind)
 		abort();
 	}
 	return mnt;
+}
+
+/* After a test: unmount the ext2 images it mounted (if it has not) and
+ * check each with e2fsck -fn, which must find nothing to fix. */
+static int
+check_images(void)
+{
+	int bad = 0;
+	if (nr_images)
+		pw__test_release_all();
+	for (int k = 0; k < nr_images; k++) {
+		if (pw_umount(images[k].mnt) != 0 && errno != EINVAL) {
+			fprintf(stderr, "  umount %s: %s\n", images[k].mnt, strerror(errno));
+			bad++;
+			continue;
+		}
+		char cmd[400];
+		snprintf(cmd, sizeof(cmd), "e2fsck -fn '%s' >'%s.fsck' 2>&1", images[k].img,
+		         images[k].img);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "  e2fsck -fn finds %s (%s) not clean:\n", images[k].img,
+			        images[k].mnt);
+			snprintf(cmd, sizeof(cmd), "sed 's/^/    /' '%s.fsck' >&2", images[k].img);
+			if (system(cmd) != 0)
+				fprintf(stderr, "    (no e2fsck output)\n");
+			bad++;
+		}
+	}
+	return bad;
 }
 
 static void
@@ -102,8 +161,9 @@ run_one(struct pw_test *t, int timeout)
 	if (pid == 0) {
 		alarm(0);
 		t->fn();
+		int bad = check_images();
 		fflush(NULL);
-		_exit(0);
+		_exit(bad ? 1 : 0);
 	}
 	int status = 0, waited = 0, rc = 1;
 	for (;;) {

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,15 +95,21 @@ void pw_test_register(struct pw_test *t);
 /* A fresh empty host directory for this test (removed by the runner). */
 const char *test_tmpdir(void);
 /* Mount a filesystem of each kind for the scenario tests:
- * kind 0 ramfs, 1 hostfs, 2 hostfs with legacy_aops, 3 ext2 (a fresh
- * image with 1 KiB blocks).  Returns the mount point ("/mnt") inside
- * pagewright's namespace.  The scenario tests run kinds below
- * TEST_FS_KINDS; build with -DTEST_FS_KINDS=4 to include ext2. */
+ * kind 0 ramfs, 1 hostfs, 2 hostfs with legacy_aops, 3/4/5 ext2 on a
+ * fresh 64 MiB image with 1/2/4 KiB blocks.  Returns the mount point
+ * ("/mntN") inside pagewright's namespace.  After the test the runner
+ * unmounts every ext2 image mounted this way and fails the test unless
+ * e2fsck -fn finds it clean.  The scenario tests run the kinds below
+ * TEST_FS_KINDS that the environment selects: PW_KINDS=ext2,hostfs runs
+ * only those (names as test_kind_name). */
 #ifndef TEST_FS_KINDS
-#define TEST_FS_KINDS 3
+#define TEST_FS_KINDS 6
 #endif
 const char *test_mount_kind(int kind);
 const char *test_kind_name(int kind);
+bool test_kind_selected(int kind);
+static inline bool test_kind_is_ext2(int kind) { return kind >= 3; }
+static inline int test_kind_blocksize(int kind) { return 1024 << (kind - 3); }
 /* Print a line into the test log. */
 #define TLOG(...) (fprintf(stderr, "  " __VA_ARGS__), fputc('\n', stderr))
 

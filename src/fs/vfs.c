@@ -1239,6 +1239,23 @@ pw_munmap(void *addr, size_t length)
 	return (int)ret(err ? err : pw__do_munmap(addr, length));
 }
 
+void
+pw__test_release_all(void)
+{
+	if (enter())
+		return;
+	pw__test_munmap_all();
+	for (int c = 0; c < FD_CHUNKS; c++) {
+		if (!__atomic_load_n(&fd_chunks[c], __ATOMIC_ACQUIRE))
+			continue;
+		for (int k = 0; k < FD_CHUNK; k++) {
+			struct file *f = fd_remove(c * FD_CHUNK + k);
+			if (f)
+				pw__fput(f);
+		}
+	}
+}
+
 int
 pw_msync(void *addr, size_t length, int flags)
 {

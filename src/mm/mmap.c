@@ -412,6 +412,18 @@ unmap_mapping_range(struct address_space *mapping, loff_t start, loff_t len)
 /* ------------------------------------------------------------ the API */
 
 /* The global list, sorted by address; mmap_lock held for write. */
+void
+pw__test_munmap_all(void)
+{
+	for (;;) {
+		pthread_rwlock_rdlock(&mmap_lock);
+		uintptr_t start = vmas ? vmas->vm_start : 0, end = vmas ? vmas->vm_end : 0;
+		pthread_rwlock_unlock(&mmap_lock);
+		if (!start || pw__do_munmap((void *)start, end - start) != 0)
+			return;
+	}
+}
+
 static void
 vmas_insert(struct vm_area_struct *vma)
 {

@@ -17,7 +17,6 @@
  */
 #include "../pwt.h"
 
-#define FOR_EACH_KIND(k) for (int k = 0; k < TEST_FS_KINDS; k++)
 
 /* ---- the after_prefault hook, configured per thread */
 struct hook_cfg {

@@ -7,7 +7,6 @@
  */
 #include "../pwt.h"
 
-#define FOR_EACH_KIND(k) for (int k = 0; k < TEST_FS_KINDS; k++)
 
 static unsigned char *
 map_rw(int fd, size_t len, off_t off)
