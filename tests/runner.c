@@ -6,12 +6,15 @@
  * --expect-hang is for the faulting-copy build: it runs only TF_DEADLOCK
  * tests and counts a test as passed when it hangs (is killed by the
  * timeout), which shows that the test catches the deadlock it guards.
- * The last line is "N passed, N failed".
+ * A test that calls TEST_SKIP is reported as "[ SKIP ]" and counted apart;
+ * when any were skipped, a line "N skipped" comes before the last line,
+ * which is always "N passed, N failed".
  */
 #include "test.h"
 
 #include <pagewright/pagewright.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 static struct pw_test *tests;
+static struct pw_test *current; /* the test being run (set before fork) */
 static char tmpdir[256];
 
 void
@@ -26,6 +30,19 @@ pw_test_register(struct pw_test *t)
 {
 	t->next = tests;
 	tests = t;
+}
+
+void
+pw_test_skip(const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "SKIP %s: %s\n", current ? current->name : "?", why);
+	fflush(NULL);
+	_exit(TEST_SKIP_STATUS);
 }
 
 const char *
@@ -87,7 +104,7 @@ rm_rf(const char *path)
 		fprintf(stderr, "could not remove %s\n", path);
 }
 
-/* Returns 0 passed, 1 failed, 2 timed out. */
+/* Returns 0 passed, 1 failed, 2 timed out, 3 skipped. */
 static int
 run_one(struct pw_test *t, int timeout)
 {
@@ -121,6 +138,8 @@ run_one(struct pw_test *t, int timeout)
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rc = 0;
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIP_STATUS)
+		rc = 3;
 	else if (WIFSIGNALED(status))
 		fprintf(stderr, "  killed by signal %d (%s)\n", WTERMSIG(status),
 		        strsignal(WTERMSIG(status)));
@@ -163,7 +182,7 @@ main(int argc, char **argv)
 		rev = tests;
 		tests = n;
 	}
-	int passed = 0, failed = 0;
+	int passed = 0, failed = 0, skipped = 0;
 	for (struct pw_test *t = rev; t; t = t->next) {
 		if (!selected(t, argc, argv, i))
 			continue;
@@ -174,9 +193,15 @@ main(int argc, char **argv)
 		struct timespec a, b;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		fprintf(stderr, "[ RUN  ] %s\n", t->name);
+		current = t;
 		int rc = run_one(t, timeout);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		double secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+		if (rc == 3) {
+			fprintf(stderr, "[ SKIP ] %s (%.2f s)\n", t->name, secs);
+			skipped++;
+			continue;
+		}
 		bool ok = expect_hang ? rc == 2 : rc == 0;
 		if (expect_hang && rc == 2)
 			fprintf(stderr, "  hung as it must: the faulting copy deadlocks "
@@ -188,6 +213,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "[ %s ] %s (%.2f s)\n", ok ? " OK " : "FAIL", t->name, secs);
 		ok ? passed++ : failed++;
 	}
+	if (skipped)
+		printf("%d skipped\n", skipped);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
