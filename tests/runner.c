@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -95,6 +96,63 @@ test_mount_kind(int kind)
 	return mnt;
 }
 
+/* Undo the octal escapes (\040 for a space, ...) of a mountinfo field. */
+static void
+mountinfo_unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; w++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
+		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+			r += 4;
+		} else {
+			*w = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/* The deepest kernel mount point at or under dir, in found; false if none. */
+static bool
+deepest_mount_under(const char *dir, char *found, size_t n)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return false;
+	size_t len = strlen(dir);
+	char line[4096], mp[4096];
+	found[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		mountinfo_unescape(mp);
+		if (strncmp(mp, dir, len) == 0 && (mp[len] == '/' || mp[len] == 0) &&
+		    strlen(mp) >= strlen(found) && strlen(mp) < n)
+			strcpy(found, mp);
+	}
+	fclose(f);
+	return found[0] != 0;
+}
+
+/* A test that dies while it has a kernel mount inside its tmpdir (the
+ * ext2 interop tests loop-mount images there) cannot unmount it itself;
+ * unmount it here, deepest first, so that rm -rf never walks into a
+ * mounted filesystem and no loop device stays attached (mount -o loop
+ * sets autoclear: the device detaches when the mount goes). */
+static void
+umount_leftovers(const char *dir)
+{
+	char mp[4096];
+	for (int tries = 0; tries < 16 && deepest_mount_under(dir, mp, sizeof(mp)); tries++) {
+		fprintf(stderr, "  runner: unmounting %s, left mounted by the test\n", mp);
+		if (umount2(mp, 0) != 0 && umount2(mp, MNT_DETACH) != 0) {
+			fprintf(stderr, "  runner: umount %s: %s\n", mp, strerror(errno));
+			return;
+		}
+	}
+}
+
 static void
 rm_rf(const char *path)
 {
@@ -146,6 +204,7 @@ run_one(struct pw_test *t, int timeout)
 	else
 		fprintf(stderr, "  exit status %d\n", WEXITSTATUS(status));
 out:
+	umount_leftovers(tmpdir);
 	rm_rf(tmpdir);
 	return rc;
 }
