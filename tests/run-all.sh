@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the test binaries of every build variant and adds up the results.
-# The last line is "N passed, N failed".
+# The last line is "N passed, N failed"; skipped tests (TEST_SKIP, e.g. no
+# loop devices for the kernel interop tests) are added up on the line
+# before it, "N skipped", when there are any.
 set -u
 cd "$(dirname "$0")/.."
-total_pass=0; total_fail=0
+total_pass=0; total_fail=0; total_skip=0
 run() {
 	local label=$1; shift
 	echo "=== $label: $*"
@@ -12,6 +14,9 @@ run() {
 	"$@" 2> >(tee -a "$out" >&2) | tee -a "$out"
 	local line
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+	local skip
+	skip=$(grep -E '^[0-9]+ skipped$' "$out" | tail -n 1)
+	skip=${skip%% skipped}
 	rm -f "$out"
 	if [ -z "$line" ]; then
 		echo "$label: runner printed no result line"
@@ -21,7 +26,8 @@ run() {
 	local p f
 	p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
 	total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
-	echo "=== $label: $line"
+	total_skip=$((total_skip + ${skip:-0}))
+	echo "=== $label: $line${skip:+, $skip skipped}"
 }
 export ASAN_OPTIONS="${ASAN_OPTIONS:-allow_user_segv_handler=1:detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
@@ -36,5 +42,6 @@ replay_corpus() {
 run "ext2 fuzz corpus replay (asan)" replay_corpus
 run "ext2 fuzzing, bounded (libFuzzer)" tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 echo
+[ "$total_skip" -eq 0 ] || echo "$total_skip skipped"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

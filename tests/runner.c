@@ -6,7 +6,9 @@
  * --expect-hang is for the faulting-copy build: it runs only TF_DEADLOCK
  * tests and counts a test as passed when it hangs (is killed by the
  * timeout), which shows that the test catches the deadlock it guards.
- * The last line is "N passed, N failed".
+ * A test that calls TEST_SKIP is reported as "[ SKIP ]" and counted apart;
+ * when any were skipped, a line "N skipped" comes before the last line,
+ * which is always "N passed, N failed".
  */
 #include "test.h"
 
@@ -14,13 +16,16 @@
 
 #include <pagewright/pagewright.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static struct pw_test *tests;
+static struct pw_test *current; /* the test being run (set before fork) */
 static char tmpdir[256];
 
 void
@@ -28,6 +33,19 @@ pw_test_register(struct pw_test *t)
 {
 	t->next = tests;
 	tests = t;
+}
+
+void
+pw_test_skip(const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "SKIP %s: %s\n", current ? current->name : "?", why);
+	fflush(NULL);
+	_exit(TEST_SKIP_STATUS);
 }
 
 const char *
@@ -137,6 +155,63 @@ check_images(void)
 	return bad;
 }
 
+/* Undo the octal escapes (\040 for a space, ...) of a mountinfo field. */
+static void
+mountinfo_unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; w++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
+		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+			r += 4;
+		} else {
+			*w = *r++;
+		}
+	}
+	*w = 0;
+}
+
+/* The deepest kernel mount point at or under dir, in found; false if none. */
+static bool
+deepest_mount_under(const char *dir, char *found, size_t n)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return false;
+	size_t len = strlen(dir);
+	char line[4096], mp[4096];
+	found[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
+			continue;
+		mountinfo_unescape(mp);
+		if (strncmp(mp, dir, len) == 0 && (mp[len] == '/' || mp[len] == 0) &&
+		    strlen(mp) >= strlen(found) && strlen(mp) < n)
+			strcpy(found, mp);
+	}
+	fclose(f);
+	return found[0] != 0;
+}
+
+/* A test that dies while it has a kernel mount inside its tmpdir (the
+ * ext2 interop tests loop-mount images there) cannot unmount it itself;
+ * unmount it here, deepest first, so that rm -rf never walks into a
+ * mounted filesystem and no loop device stays attached (mount -o loop
+ * sets autoclear: the device detaches when the mount goes). */
+static void
+umount_leftovers(const char *dir)
+{
+	char mp[4096];
+	for (int tries = 0; tries < 16 && deepest_mount_under(dir, mp, sizeof(mp)); tries++) {
+		fprintf(stderr, "  runner: unmounting %s, left mounted by the test\n", mp);
+		if (umount2(mp, 0) != 0 && umount2(mp, MNT_DETACH) != 0) {
+			fprintf(stderr, "  runner: umount %s: %s\n", mp, strerror(errno));
+			return;
+		}
+	}
+}
+
 static void
 rm_rf(const char *path)
 {
@@ -146,7 +221,7 @@ rm_rf(const char *path)
 		fprintf(stderr, "could not remove %s\n", path);
 }
 
-/* Returns 0 passed, 1 failed, 2 timed out. */
+/* Returns 0 passed, 1 failed, 2 timed out, 3 skipped. */
 static int
 run_one(struct pw_test *t, int timeout)
 {
@@ -181,12 +256,15 @@ run_one(struct pw_test *t, int timeout)
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		rc = 0;
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIP_STATUS)
+		rc = 3;
 	else if (WIFSIGNALED(status))
 		fprintf(stderr, "  killed by signal %d (%s)\n", WTERMSIG(status),
 		        strsignal(WTERMSIG(status)));
 	else
 		fprintf(stderr, "  exit status %d\n", WEXITSTATUS(status));
 out:
+	umount_leftovers(tmpdir);
 	rm_rf(tmpdir);
 	return rc;
 }
@@ -223,7 +301,7 @@ main(int argc, char **argv)
 		rev = tests;
 		tests = n;
 	}
-	int passed = 0, failed = 0;
+	int passed = 0, failed = 0, skipped = 0;
 	for (struct pw_test *t = rev; t; t = t->next) {
 		if (!selected(t, argc, argv, i))
 			continue;
@@ -234,9 +312,15 @@ main(int argc, char **argv)
 		struct timespec a, b;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		fprintf(stderr, "[ RUN  ] %s\n", t->name);
+		current = t;
 		int rc = run_one(t, timeout);
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		double secs = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
+		if (rc == 3) {
+			fprintf(stderr, "[ SKIP ] %s (%.2f s)\n", t->name, secs);
+			skipped++;
+			continue;
+		}
 		bool ok = expect_hang ? rc == 2 : rc == 0;
 		if (expect_hang && rc == 2)
 			fprintf(stderr, "  hung as it must: the faulting copy deadlocks "
@@ -248,6 +332,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "[ %s ] %s (%.2f s)\n", ok ? " OK " : "FAIL", t->name, secs);
 		ok ? passed++ : failed++;
 	}
+	if (skipped)
+		printf("%d skipped\n", skipped);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -4,6 +4,9 @@
  * run under ThreadSanitizer); it registers itself.  The runner runs every
  * test in its own child process under a timeout, so a crash or a deadlock
  * fails that test only.  ASSERT_* print both operands and abort.
+ * A test that needs what the machine may lack (root, loop devices, a
+ * kernel filesystem) ends with TEST_SKIP("why"): it is then counted as
+ * skipped, neither passed nor failed.
  */
 #ifndef PW_TEST_H
 #define PW_TEST_H
@@ -25,6 +28,14 @@ struct pw_test {
 	struct pw_test *next;
 };
 void pw_test_register(struct pw_test *t);
+
+/* Print "SKIP <test>: <reason>" and end the running test as skipped (the
+ * child exits with TEST_SKIP_STATUS).  Call it before the test has changed
+ * anything it would have to undo. */
+#define TEST_SKIP_STATUS 77
+void pw_test_skip(const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 1, 2)));
+#define TEST_SKIP(...) pw_test_skip(__VA_ARGS__)
 
 #define TEST_FLAGS(tname, tflags)                                        \
 	static void test_##tname(void);                                      \
