@@ -35,6 +35,10 @@ struct block_device {
 	 * (1-based; 0 = never), or every write once writes_left reaches 0
 	 * (-1 = never), as a crashed disk would. */
 	_Atomic long bd_fail_read_nth, bd_fail_write_nth, bd_writes_left;
+	/* ... or the next write that covers this byte of the device (-1:
+	 * none), so that a test can fail one block's write whenever the
+	 * writeback thread gets to it. */
+	_Atomic int64_t bd_fail_write_at;
 	_Atomic long bd_reads, bd_writes; /* (A) I/O counters */
 };
 

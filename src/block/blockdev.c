@@ -109,6 +109,7 @@ blkdev_open(const char *path, bool rdonly, struct block_device **out)
 	bdev->bd_rdonly = rdonly;
 	bdev->bd_block_size = 1024;
 	atomic_store(&bdev->bd_writes_left, -1);
+	atomic_store(&bdev->bd_fail_write_at, -1);
 	*out = bdev;
 	return 0;
 }
@@ -196,6 +197,10 @@ blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t le
 	if (bdev->bd_rdonly)
 		return -EROFS;
 	if (injected(&bdev->bd_fail_write_nth, n))
+		return -EIO;
+	int64_t at = atomic_load(&bdev->bd_fail_write_at);
+	if (at >= 0 && (uint64_t)at >= off && (uint64_t)at - off < len &&
+	    atomic_compare_exchange_strong(&bdev->bd_fail_write_at, &at, -1))
 		return -EIO;
 	long left = atomic_load(&bdev->bd_writes_left);
 	if (left == 0)

@@ -425,6 +425,11 @@ block_write_full_page(struct page *page, get_block_t *get_block,
 			unlock_buffer(bh);
 			if (e) {
 				set_buffer_Write_EIO(bh);
+				/* A metadata block stays dirty and is tried again:
+				 * once clean, nothing would ever rewrite it, and the
+				 * disk would keep a stale bitmap or inode table. */
+				if (S_ISBLK(inode->i_mode))
+					mark_buffer_dirty(bh);
 				if (!err)
 					err = e;
 			}

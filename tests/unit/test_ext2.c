@@ -11,6 +11,7 @@
 #include "../pwt.h"
 
 #include <dirent.h>
+#include <pagewright/buffer_head.h>
 #include <stdarg.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -1184,4 +1185,124 @@ TEST(ext2_overwrite_updates_mtime)
 	if (!strstr(out, want))
 		fprintf(stderr, "want %s in:\n%s\n", want, out);
 	ASSERT(strstr(out, want) != NULL);
+}
+
+/* ------------------------------------------------- write errors */
+
+static struct block_device *
+e2_bdev(int fd)
+{
+	struct file *f = pw__fget(fd);
+	ASSERT(f != NULL);
+	struct block_device *bdev = f->f_inode->i_sb->s_bdev;
+	pw__fput(f);
+	return bdev;
+}
+
+/* Wait until the background writeback thread has written back every
+ * dirty page (the test set a short expiry age). */
+static void
+wait_no_dirty(void)
+{
+	for (int k = 0; k < 400; k++) {
+		struct pw_stats s;
+		pw_get_stats(&s);
+		if (s.dirty_pages == 0 && s.writeback_pages == 0)
+			return;
+		usleep(10000);
+	}
+	fprintf(stderr, "dirty pages never written back\n");
+	abort();
+}
+
+/* The image byte where inode `name`'s on-disk record lies (debugfs imap). */
+static int64_t
+inode_record_at(struct e2 *e, const char *name)
+{
+	char out[4096];
+	ASSERT_EQ(sh(out, sizeof(out), "debugfs -R 'imap %s' '%s' 2>/dev/null", name, e->img), 0);
+	const char *at = strstr(out, "located at block ");
+	ASSERT(at != NULL);
+	unsigned long block = 0, off = 0;
+	ASSERT_EQ(sscanf(at, "located at block %lu, offset 0x%lx", &block, &off), 2);
+	return (int64_t)block * e->bs + (int64_t)off;
+}
+
+/*
+ * One write of a file's data block fails, in fsync's own writeback or in
+ * the background thread's: fsync reports EIO once to every descriptor
+ * open when it happened, never to one opened after, and a rewrite makes
+ * the data durable.  One write of its inode-table block fails in the
+ * background: the block stays dirty and is written again, so fsync finds
+ * nothing wrong and the image stays clean (a metadata block left clean
+ * after a failed write would never be rewritten: e2fsck would find the
+ * grown file's blocks allocated in the bitmap but not in the inode).
+ */
+TEST(ext2_write_errors_reported_by_fsync)
+{
+	/* short expiry: the background thread writes dirty pages soon */
+	setenv("PAGEWRIGHT_DIRTY_EXPIRE_MS", "20", 1);
+	setenv("PAGEWRIGHT_WRITEBACK_MS", "20", 1);
+	enum { LEN = 64 * 1024 };
+	unsigned char *a = xmalloc(2 * LEN), *b = xmalloc(LEN), *got = xmalloc(2 * LEN);
+	pat_fill(a, 2 * LEN, 41, 0);
+	pat_fill(b, LEN, 42, 0);
+	for (size_t bi = 0; bi < PW_ARRAY_SIZE(block_sizes); bi++) {
+		struct e2 e;
+		e2_make(&e, "werr", block_sizes[bi], 8192);
+		e2_mount(&e, NULL);
+		int fds[3];
+		fds[0] = pw_open(e2p(&e, "f"), O_RDWR | O_CREAT, 0644);
+		ASSERT_GE(fds[0], 0);
+		write_exact(fds[0], a, LEN, 0);
+		ASSERT_OK(pw_fsync(fds[0]));
+		fds[1] = pw_open(e2p(&e, "f"), O_RDWR);
+		fds[2] = pw_open(e2p(&e, "f"), O_RDONLY);
+		ASSERT(fds[1] >= 0 && fds[2] >= 0);
+		struct block_device *bdev = e2_bdev(fds[0]);
+		int64_t data_at = first_block(&e, "/f") * (int64_t)e.bs + 100;
+
+		for (int background = 0; background < 2; background++) {
+			TLOG("%u-byte blocks: %s write of a data block fails", e.bs,
+			     background ? "the background" : "fsync's");
+			write_exact(fds[1], b, LEN, 0);
+			atomic_store(&bdev->bd_fail_write_at, data_at);
+			if (background)
+				wait_no_dirty();
+			ASSERT_ERR(pw_fsync(fds[0]), EIO);
+			ASSERT_EQ(atomic_load(&bdev->bd_fail_write_at), -1); /* it was that write */
+			ASSERT_OK(pw_fsync(fds[0])); /* once per descriptor */
+			ASSERT_ERR(pw_fsync(fds[1]), EIO);
+			ASSERT_ERR(pw_fdatasync(fds[2]), EIO);
+			ASSERT_OK(pw_fsync(fds[2]));
+			int late = pw_open(e2p(&e, "f"), O_RDONLY);
+			ASSERT_OK(pw_fsync(late)); /* opened after the error */
+			ASSERT_OK(pw_close(late));
+			/* a rewrite makes it whole */
+			write_exact(fds[1], b, LEN, 0);
+			ASSERT_OK(pw_fsync(fds[1]));
+			ASSERT_OK(pw_fsync(fds[0]));
+			ASSERT_OK(pw__test_evict_all(fds[0]));
+			read_exact(fds[0], got, LEN, 0);
+			ASSERT_MEM_EQ(got, b, LEN);
+			write_exact(fds[1], a, LEN, 0);
+			ASSERT_OK(pw_fsync(fds[1]));
+		}
+
+		TLOG("%u-byte blocks: the background write of the inode table block fails", e.bs);
+		int64_t inode_at = inode_record_at(&e, "/f");
+		atomic_store(&bdev->bd_fail_write_at, inode_at);
+		write_exact(fds[1], a + LEN, LEN, LEN); /* grows: new blocks, new size */
+		wait_no_dirty();
+		ASSERT_EQ(atomic_load(&bdev->bd_fail_write_at), -1);
+		for (int k = 0; k < 3; k++)
+			ASSERT_OK(pw_close(fds[k]));
+		/* no fsync: only the retried write can fix the disk */
+		e2_umount_fsck(&e);
+		ASSERT_EQ((size_t)2 * LEN, e2_debugfs_cat(&e, "/f", (char *)got, 2 * LEN));
+		ASSERT_MEM_EQ(got, a, 2 * LEN);
+	}
+	free(a);
+	free(b);
+	free(got);
 }
