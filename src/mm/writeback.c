@@ -12,8 +12,9 @@
  * (balance_dirty_pages_ratelimited), so no writer can fill memory.
  *
  * Thresholds, from the environment at start-up:
- *   PAGEWRIGHT_DIRTY_LIMIT       bytes (K/M/G); default 256M, or a quarter
- *                                of the memory cap if that is smaller
+ *   PAGEWRIGHT_DIRTY_LIMIT       bytes (K/M/G); default a fifth of the
+ *                                machine's memory (Linux's dirty_ratio 20),
+ *                                or a quarter of the memory cap if smaller
  *   PAGEWRIGHT_DIRTY_BACKGROUND  bytes; default half the limit
  *   PAGEWRIGHT_DIRTY_EXPIRE_MS   default 30000 (Linux's dirty_expire)
  *   PAGEWRIGHT_WRITEBACK_MS      wake-up interval, default 1000
@@ -32,7 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t dirty_limit_cfg = 256UL << 20 >> PAGE_SHIFT; /* (C) pages */
+static uint64_t dirty_limit_cfg = 256UL << 20 >> PAGE_SHIFT; /* (C) pages; set
+                                                               * from RAM at init */
 static uint64_t dirty_background_cfg;                         /* (C) 0: half */
 static int64_t expire_ms = 30000;                             /* (C) */
 static int64_t interval_ms = 1000;                            /* (C) */
@@ -175,6 +177,9 @@ void
 pw__writeback_init(void)
 {
 	uint64_t v;
+	long ram = sysconf(_SC_PHYS_PAGES);
+	if (ram > 0 && (uint64_t)ram / 5 > 1024)
+		dirty_limit_cfg = (uint64_t)ram / 5;
 	if ((v = env_bytes("PAGEWRIGHT_DIRTY_LIMIT")) >= PAGE_SIZE * 16)
 		dirty_limit_cfg = v >> PAGE_SHIFT;
 	if ((v = env_bytes("PAGEWRIGHT_DIRTY_BACKGROUND")) >= PAGE_SIZE)
