@@ -335,6 +335,8 @@ struct inode {
 	                                      * taken exclusive, so a mutex */
 	_Atomic int i_count;                 /* (A) references */
 	_Atomic bool i_dirty;                /* (A) metadata to write back */
+	_Atomic bool i_dirty_datasync;       /* (A) ... and it includes the size
+	                                      * or block map: fdatasync writes it */
 	_Atomic int64_t i_dirtied_when;      /* (A) ms, when nrdirty left 0 */
 	struct super_block *i_sb;            /* (C) */
 	struct address_space i_data;         /* the page cache */
@@ -425,7 +427,20 @@ struct inode *ilookup(struct super_block *sb, uint64_t ino);
 void insert_inode_hash(struct inode *inode);
 void ihold(struct inode *inode);
 void iput(struct inode *inode);
+/* Metadata changed that reading the data needs (size, block map): fsync
+ * and fdatasync write the inode. */
 void mark_inode_dirty(struct inode *inode);
+/* Only times or the like changed: fsync writes the inode, fdatasync not. */
+void mark_inode_dirty_sync(struct inode *inode);
+/* Take the inode's dirty state before writing it (write_inode). */
+static inline bool
+inode_test_clear_dirty(struct inode *inode)
+{
+	if (!atomic_load(&inode->i_dirty))
+		return false;
+	atomic_store(&inode->i_dirty_datasync, false);
+	return atomic_exchange(&inode->i_dirty, false);
+}
 static inline void inode_lock(struct inode *i) { pthread_mutex_lock(&i->i_rwsem); }
 static inline void inode_unlock(struct inode *i) { pthread_mutex_unlock(&i->i_rwsem); }
 static inline loff_t i_size_read(struct inode *i) { return atomic_load(&i->i_size); }

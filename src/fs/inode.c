@@ -193,7 +193,7 @@ prune_one(struct super_block *sb)
 	if (!victim)
 		return;
 	filemap_write_and_wait_range(victim->i_mapping, 0, INT64_MAX);
-	if (sb->s_op->write_inode && atomic_exchange(&victim->i_dirty, false))
+	if (sb->s_op->write_inode && inode_test_clear_dirty(victim))
 		sb->s_op->write_inode(victim, true);
 	pthread_mutex_lock(&sb->s_inode_lock);
 	bool evictable = atomic_fetch_sub(&victim->i_count, 1) == 1 &&
@@ -237,6 +237,13 @@ iput(struct inode *inode)
 
 void
 mark_inode_dirty(struct inode *inode)
+{
+	atomic_store_explicit(&inode->i_dirty_datasync, true, memory_order_relaxed);
+	atomic_store_explicit(&inode->i_dirty, true, memory_order_release);
+}
+
+void
+mark_inode_dirty_sync(struct inode *inode)
 {
 	atomic_store_explicit(&inode->i_dirty, true, memory_order_relaxed);
 }

@@ -839,8 +839,8 @@ pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end, bool datasync)
 	const struct super_operations *sop = inode->i_sb->s_op;
 	int err = filemap_write_and_wait_range(file->f_mapping, start, end);
 	int e2 = 0;
-	if (!datasync && sop->write_inode &&
-	    atomic_exchange(&inode->i_dirty, false))
+	if (sop->write_inode && (!datasync || atomic_load(&inode->i_dirty_datasync)) &&
+	    inode_test_clear_dirty(inode))
 		e2 = sop->write_inode(inode, true);
 	int e3 = sop->fsync ? sop->fsync(inode, datasync) : 0;
 	int e4 = check_wb_err(file);
@@ -1314,7 +1314,7 @@ sync_inode_cb(struct inode *inode, void *arg)
 	struct sync_ctx *c = arg;
 	int err = filemap_write_and_wait_range(inode->i_mapping, 0, LLONG_MAX);
 	const struct super_operations *sop = inode->i_sb->s_op;
-	if (!err && sop->write_inode && atomic_exchange(&inode->i_dirty, false))
+	if (!err && sop->write_inode && inode_test_clear_dirty(inode))
 		err = sop->write_inode(inode, true);
 	if (err && !c->err)
 		c->err = err;

@@ -754,7 +754,7 @@ generic_file_write_iter(struct file *file, struct iov_iter *from, loff_t *ppos)
 	if (mtime.tv_sec != now.tv_sec || mtime.tv_nsec != now.tv_nsec) {
 		inode_time_set(&inode->i_mtime, now);
 		inode_time_set(&inode->i_ctime, now);
-		mark_inode_dirty(inode);
+		mark_inode_dirty_sync(inode);
 	}
 	if (pos > i_size_read(inode))
 		pw__zero_eof_tail(inode, pos);

@@ -91,8 +91,7 @@ flush_inode(struct inode *inode, void *arg)
 		if (c->over_background || c->now - since >= expire_ms)
 			filemap_fdatawrite(inode->i_mapping);
 	}
-	if (sop->write_inode && atomic_load(&inode->i_dirty) &&
-	    atomic_exchange(&inode->i_dirty, false))
+	if (sop->write_inode && inode_test_clear_dirty(inode))
 		sop->write_inode(inode, false);
 }
 

@@ -396,7 +396,7 @@ pw__ext2_evict_inode(struct inode *inode)
 		return;
 	if (atomic_load(&inode->i_nlink) == 0 && !ext2_ro(inode->i_sb))
 		ext2_delete_inode(inode);
-	else if (atomic_exchange(&inode->i_dirty, false))
+	else if (inode_test_clear_dirty(inode))
 		pw__ext2_write_inode(inode, false);
 	inode->i_private = NULL;
 	ext2_free_info(ei);
