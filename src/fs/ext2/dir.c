@@ -247,13 +247,23 @@ pw__ext2_readdir(struct inode *dir, void *ctx, filldir_t fill)
 /* --------------------------------------------------------- changes */
 
 /* A directory block changed: dirty it, and the directory loses its
- * (now stale) hash index and gets new times. */
+ * (now stale) hash index and gets new times.  The directory's inode goes
+ * into its inode-table buffer at once: every ext2 fsync writes the whole
+ * device cache, so the fsync of a file created here then carries the
+ * directory's size and block map along with the entry that names it
+ * (left in memory, a new directory block would be lost at a crash, and
+ * the fsynced file with it). */
 static void
 ext2_dir_changed(struct inode *dir, struct buffer_head *bh)
 {
 	mark_buffer_dirty(bh);
 	__atomic_fetch_and(&EXT2_I(dir)->ei_flags, ~(uint32_t)EXT2_INDEX_FL, __ATOMIC_RELAXED);
 	pw__ext2_touch(dir, true);
+	if (inode_test_clear_dirty(dir)) {
+		int err = pw__ext2_write_inode(dir, false);
+		if (err)
+			mark_inode_dirty(dir);
+	}
 }
 
 static void
