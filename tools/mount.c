@@ -13,6 +13,8 @@
  *   cache=direct   (default) the kernel caches no file data
  *   cache=kernel   the kernel's page cache too, written through
  *   threads=N      at most N request threads
+ *   timeout=S      the kernel keeps attributes and names S seconds
+ *                  (default 1; 0 asks the server every time)
  * -f stays in the foreground; -d adds libfuse's request trace (implies -f).
  *
  * Without -f the command forks before pagewright starts (a forked child
@@ -68,6 +70,7 @@ struct mount_args {
 	bool foreground, debug, read_only, allow_other;
 	enum pw_fuse_cache cache;
 	unsigned threads;
+	double timeout;
 };
 
 static int report_fd = -1;       /* the child's pipe to the waiting parent */
@@ -95,7 +98,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT "
-	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel,threads=N] "
+	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel,threads=N,timeout=S] "
 	                "[-f] [-d]\n");
 	exit(2);
 }
@@ -110,6 +113,7 @@ add_pw_opt(struct mount_args *a, const char *opt)
 static void
 parse_option(struct mount_args *a, const char *opt)
 {
+	char *end;
 	if (strcmp(opt, "ro") == 0) {
 		a->read_only = true;
 		add_pw_opt(a, opt);
@@ -124,6 +128,9 @@ parse_option(struct mount_args *a, const char *opt)
 		a->cache = PW_FUSE_CACHE_KERNEL;
 	} else if (strncmp(opt, "threads=", 8) == 0 && atoi(opt + 8) > 0) {
 		a->threads = (unsigned)atoi(opt + 8);
+	} else if (strncmp(opt, "timeout=", 8) == 0 && opt[8] && strtod(opt + 8, &end) >= 0 &&
+	           *end == 0) {
+		a->timeout = strtod(opt + 8, NULL);
 	} else {
 		fail("unknown option \"%s\"", opt);
 	}
@@ -239,6 +246,7 @@ parse_args(struct mount_args *a, int argc, char **argv)
 	const char *pos[2];
 	int npos = 0;
 	a->cache = PW_FUSE_CACHE_DIRECT;
+	a->timeout = 1.0;
 	for (int k = 1; k < argc; k++) {
 		if (strcmp(argv[k], "-t") == 0 && k + 1 < argc)
 			a->type = argv[++k];
@@ -350,11 +358,18 @@ mount_pagewright(struct mount_args *a)
 		close(log);
 	if (r == 0)
 		return;
-	for (char *nl; (nl = strchr(msg, '\n'));)
-		*nl = nl[1] ? ';' : 0;
-	const char *why = err == EUCLEAN ? " (the image is corrupt: run e2fsck)" : "";
+	/* Its lines, without their "pagewright: " prefixes, joined by "; ". */
+	char joined[512] = "";
+	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "pagewright: ", 12) == 0)
+			line += 12;
+		size_t len = strlen(joined);
+		snprintf(joined + len, sizeof(joined) - len, "%s%s", len ? "; " : "", line);
+	}
+	bool image = strcmp(a->type, "ext2") == 0 && (err == EINVAL || err == EUCLEAN);
 	fail("cannot mount %s %s: %s%s%s%s%s", a->type, a->source[0] ? a->source : "",
-	     strerror(err), why, msg[0] ? " [" : "", msg, msg[0] ? "]" : "");
+	     strerror(err), image ? " (corrupt, or not an ext2 image)" : "",
+	     joined[0] ? " [" : "", joined, joined[0] ? "]" : "");
 }
 
 static struct pw_fuse *
@@ -373,6 +388,7 @@ mount_fuse(struct mount_args *a)
 		.debug = a->debug,
 		.cache = a->cache,
 		.max_threads = a->threads,
+		.timeout = a->timeout,
 	};
 	struct pw_fuse *f;
 	fuse_set_log_func(fuse_log_capture);

@@ -893,8 +893,6 @@ pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err,
 		return -ENOMEM;
 	}
 	f->opts = *opts;
-	if (f->opts.timeout <= 0)
-		f->opts.timeout = 1.0;
 	f->io.want = opts->cache == PW_FUSE_CACHE_DIRECT;
 	struct stat st;
 	int e = neg(pw_stat(opts->root, &st));

@@ -32,7 +32,7 @@ struct pw_fuse_opts {
 	bool debug;              /* libfuse's request trace on stderr */
 	enum pw_fuse_cache cache;
 	unsigned max_threads;    /* 0: the default */
-	double timeout;          /* attribute and entry cache, seconds */
+	double timeout;          /* the kernel caches attributes and names this long, s */
 };
 
 struct pw_fuse;
