@@ -2,7 +2,8 @@
 #
 #   make              build/libpagewright.a, build/libpagewright.so, tools
 #   make test         the whole suite: plain, ASan+UBSan, TSan (threaded
-#                     tests), and the faulting-copy build that must hang
+#                     tests), the faulting-copy build that must hang, and
+#                     the FUSE tests (skipped without /dev/fuse)
 #   make bench        the benchmark programs (build/bench/*)
 #   make demo         the narrated same-page write demo
 #   make fuzz         fuzz ext2 mount and lookup (FUZZ_SECONDS, default 600)
@@ -79,7 +80,8 @@ FUZZ_SECONDS ?= 600
 fuzz: build/fuzz/fuzz_ext2
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay
+test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay \
+		build/pagewright build/fuse-check
 	tests/run-all.sh
 
 bench: $(BENCH_SRC:bench/%.c=build/bench/%)

@@ -35,6 +35,7 @@ replay_corpus() {
 }
 run "ext2 fuzz corpus replay (asan)" replay_corpus
 run "ext2 fuzzing, bounded (libFuzzer)" tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+run "FUSE: pagewright mount, driven from another process" tests/fuse/run.sh
 echo
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
