@@ -781,6 +781,10 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Lookups and readdirs of one directory may run in parallel: the
+	 * tree lock, not the kernel's directory lock, keeps paths right. */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->max_write = 1 << 20;
 	conn->time_gran = 1;
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
