@@ -23,7 +23,8 @@
  * line of error and exits 1.  The server ends on SIGINT, SIGTERM, SIGHUP
  * or `fusermount3 -u MOUNTPOINT`, then closes what the kernel left open and
  * unmounts pagewright's filesystem, which writes everything back; its exit
- * status is 0 only if that worked.
+ * status is 0 only if that worked.  A daemon's stderr is /dev/null, so it
+ * reports that last step's failure to syslog too.
  */
 #include "tool.h"
 
@@ -58,6 +59,7 @@ cmd_mount(int argc, char **argv)
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #define ROOT "/mnt"
@@ -421,8 +423,12 @@ cmd_mount(int argc, char **argv)
 	int r = pw_fuse_run(f);
 	pw_fuse_destroy(f);
 	if (pw_umount(ROOT) != 0) {
+		int err = errno;
 		fprintf(stderr, "pagewright mount: writing back %s failed: %s\n",
-		        a.source[0] ? a.source : "ramfs", strerror(errno));
+		        a.source[0] ? a.source : "ramfs", strerror(err));
+		if (!a.foreground)
+			syslog(LOG_DAEMON | LOG_ERR, "pagewright mount %s: writing back %s failed: %s",
+			       a.mountpoint, a.source[0] ? a.source : "ramfs", strerror(err));
 		return 1;
 	}
 	if (r != 0)

@@ -425,6 +425,34 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi
 
 /* ---------------------------------------------------------- directories */
 
+/* Append one entry to d's arrays. */
+static int
+dir_add(struct dhandle *d, size_t *cap, size_t *nlen, size_t *ncap, const struct dirent *de)
+{
+	size_t len = strlen(de->d_name) + 1;
+	if (d->nr == *cap) {
+		size_t n = *cap ? *cap * 2 : 64;
+		struct dent *e = realloc(d->ents, n * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		d->ents = e;
+		*cap = n;
+	}
+	if (*nlen + len > *ncap) {
+		size_t n = (*ncap + len) * 2;
+		char *names = realloc(d->names, n);
+		if (!names)
+			return -ENOMEM;
+		d->names = names;
+		*ncap = n;
+	}
+	d->ents[d->nr++] = (struct dent){.ino = de->d_ino, .type = de->d_type, .name = *nlen};
+	memcpy(d->names + *nlen, de->d_name, len);
+	*nlen += len;
+	return 0;
+}
+
+/* (Re)take d's snapshot; tree_lock held. */
 static int
 dir_snapshot_locked(struct pw_fuse *f, struct dhandle *d)
 {
@@ -435,41 +463,19 @@ dir_snapshot_locked(struct pw_fuse *f, struct dhandle *d)
 	PW_DIR *dir = pw_opendir(path);
 	if (!dir)
 		return -errno;
-	size_t cap = 0, ncap = 0, nlen = 0, nr = 0;
-	struct dent *ents = NULL;
-	char *names = NULL;
-	for (struct dirent *de; (de = pw_readdir(dir)) != NULL;) {
-		size_t len = strlen(de->d_name) + 1;
-		if (nr == cap || nlen + len > ncap) {
-			cap = nr == cap ? (cap ? cap * 2 : 64) : cap;
-			ncap = nlen + len > ncap ? (ncap + len) * 2 : ncap;
-			struct dent *e = realloc(ents, cap * sizeof(*e));
-			ents = e ? e : ents;
-			char *s = e ? realloc(names, ncap) : NULL;
-			names = s ? s : names;
-			if (!e || !s) {
-				err = -ENOMEM;
-				break;
-			}
-		}
-		ents[nr] = (struct dent){.ino = de->d_ino, .type = de->d_type, .name = nlen};
-		memcpy(names + nlen, de->d_name, len);
-		nlen += len;
-		nr++;
-	}
-	pw_closedir(dir);
-	if (err) {
-		free(ents);
-		free(names);
-		return err;
-	}
 	free(d->ents);
 	free(d->names);
-	d->ents = ents;
-	d->names = names;
-	d->nr = nr;
+	d->ents = NULL;
+	d->names = NULL;
+	d->nr = 0;
 	d->served = false;
-	return 0;
+	size_t cap = 0, nlen = 0, ncap = 0;
+	for (struct dirent *de; !err && (de = pw_readdir(dir)) != NULL;)
+		err = dir_add(d, &cap, &nlen, &ncap, de);
+	pw_closedir(dir);
+	if (err)
+		d->nr = 0;
+	return err;
 }
 
 static void
