@@ -89,6 +89,14 @@ handle(struct fuse_file_info *fi)
 	return (struct fhandle *)(uintptr_t)fi->fh;
 }
 
+/* The file handle getattr and setattr may come with; a directory's fh is a
+ * struct dhandle, never used there. */
+static struct fhandle *
+attr_handle(struct pw_fuse *f, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	return fi && !S_ISDIR(pw__node_of(&f->tab, ino)->type) ? handle(fi) : NULL;
+}
+
 /* -------------------------------------------------------------- replies */
 
 static void
@@ -212,9 +220,9 @@ static void
 op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct pw_fuse *f = server(req);
+	struct fhandle *h = attr_handle(f, ino, fi);
 	struct stat st;
-	int err = fi ? neg(pw_fstat(handle(fi)->fd, &st))
-	             : stat_node(f, pw__node_of(&f->tab, ino), &st);
+	int err = h ? neg(pw_fstat(h->fd, &st)) : stat_node(f, pw__node_of(&f->tab, ino), &st);
 	if (err)
 		reply_errno(req, err);
 	else
@@ -246,7 +254,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 {
 	struct pw_fuse *f = server(req);
 	struct fnode *n = pw__node_of(&f->tab, ino);
-	struct fhandle *h = fi ? handle(fi) : NULL;
+	struct fhandle *h = attr_handle(f, ino, fi);
 	char path[PATH_MAX];
 	struct stat st;
 	tree_read(f);
