@@ -2,7 +2,8 @@
 #
 #   make              build/libpagewright.a, build/libpagewright.so, tools
 #   make test         the whole suite: plain, ASan+UBSan, TSan (threaded
-#                     tests), and the faulting-copy build that must hang
+#                     tests), the faulting-copy build that must hang, and
+#                     the FUSE tests (skipped without /dev/fuse)
 #   make bench        the benchmark programs (build/bench/*)
 #   make demo         the narrated same-page write demo
 #   make fuzz         fuzz ext2 mount and lookup (FUZZ_SECONDS, default 600)
@@ -19,6 +20,17 @@ TEST_SRC  := tests/runner.c $(sort $(wildcard tests/unit/*.c tests/stress/*.c))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 
+# The FUSE server (src/fuse/) and the command link libfuse3, found by
+# pkg-config; the library itself never does.  Without libfuse3 the command
+# builds with a `mount` that says so.
+ifeq ($(shell pkg-config --exists fuse3 && echo yes),yes)
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3)
+FUSE_LIBS   := $(shell pkg-config --libs fuse3)
+FUSE_SRC    := $(sort $(wildcard src/fuse/*.c))
+else
+FUSE_CFLAGS := -DPW_NO_FUSE
+endif
+
 V_rel   := -O2 -fPIC
 V_asan  := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 V_tsan  := -O1 -fsanitize=thread
@@ -30,7 +42,8 @@ all: build/libpagewright.a build/libpagewright.so $(if $(TOOL_SRC),build/pagewri
 define variant
 build/$(1)/obj/%.o: %.c
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_BASE) $$(V_$(1)) -c $$< -o $$@
+	$$(CC) $$(CFLAGS_BASE) $$(V_$(1)) $$(EXTRA_CFLAGS) -c $$< -o $$@
+build/$(1)/obj/src/fuse/%.o build/$(1)/obj/tools/%.o: EXTRA_CFLAGS := $$(FUSE_CFLAGS)
 build/$(1)/libpagewright.a: $$(SRC:%.c=build/$(1)/obj/%.o)
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -44,8 +57,12 @@ build/libpagewright.a: build/rel/libpagewright.a
 	cp $< $@
 build/libpagewright.so: $(SRC:%.c=build/rel/obj/%.o)
 	$(CC) -shared -o $@ $^ $(LDLIBS)
-build/pagewright: $(TOOL_SRC:%.c=build/rel/obj/%.o) build/rel/libpagewright.a
-	$(CC) -o $@ $^ $(LDLIBS)
+build/pagewright: $(TOOL_SRC:%.c=build/rel/obj/%.o) $(FUSE_SRC:%.c=build/rel/obj/%.o) \
+		build/rel/libpagewright.a
+	$(CC) -o $@ $^ $(FUSE_LIBS) $(LDLIBS)
+# The FUSE tests' client: ordinary system calls on the mount, no pagewright.
+build/fuse-check: tests/fuse/fuse_check.c
+	$(CC) $(CFLAGS_BASE) -O1 -o $@ $< $(LDLIBS)
 build/bench/%: build/rel/obj/bench/%.o build/rel/libpagewright.a
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDLIBS)
@@ -63,7 +80,8 @@ FUZZ_SECONDS ?= 600
 fuzz: build/fuzz/fuzz_ext2
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay
+test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay \
+		build/pagewright build/fuse-check
 	tests/run-all.sh
 
 bench: $(BENCH_SRC:bench/%.c=build/bench/%)

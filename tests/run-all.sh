@@ -41,6 +41,7 @@ replay_corpus() {
 }
 run "ext2 fuzz corpus replay (asan)" replay_corpus
 run "ext2 fuzzing, bounded (libFuzzer)" tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+run "FUSE: pagewright mount, driven from another process" tests/fuse/run.sh
 echo
 [ "$total_skip" -eq 0 ] || echo "$total_skip skipped"
 echo "$total_pass passed, $total_fail failed"

@@ -1,6 +1,7 @@
 /*
- * pagewright - the command.  For now one subcommand:
+ * pagewright - the command.
  *
+ *   pagewright mount   serve a pagewright filesystem over FUSE (mount.c)
  *   pagewright demo    a narrated run of the write path on an embedded
  *                      default: a host directory in $TMPDIR, mounted
  *                      once with write_begin/write_end and once with the
@@ -10,6 +11,8 @@
  *
  * It uses the application API only.
  */
+#include "tool.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
@@ -164,6 +167,9 @@ main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "demo") == 0)
 		return demo();
-	fprintf(stderr, "usage: pagewright demo\n");
+	if (argc >= 2 && strcmp(argv[1], "mount") == 0)
+		return cmd_mount(argc - 1, argv + 1);
+	fprintf(stderr, "usage: pagewright demo\n"
+	                "       pagewright mount -t TYPE SOURCE MOUNTPOINT [-o OPTIONS] [-f]\n");
 	return 2;
 }

@@ -1,0 +1,81 @@
+/*
+ * devio.c - the server's reads and writes of /dev/fuse.
+ *
+ * They pass everything through unchanged but one thing: the reply to the
+ * kernel's INIT request.  Since Linux 6.6 a FUSE server may answer INIT
+ * with FUSE_DIRECT_IO_ALLOW_MMAP (bit 36 of the extended flags), and then
+ * files opened with FOPEN_DIRECT_IO can be mapped shared; without it such
+ * a mapping fails with ENODEV.  libfuse exposes the bit from 3.16 on as
+ * FUSE_CAP_DIRECT_IO_ALLOW_MMAP; with an older libfuse (Debian 12 ships
+ * 3.14) the server sets it here, in the bytes of the reply, through the
+ * custom I/O hooks libfuse offers (fuse_session_custom_io).  It asks only when the kernel's INIT offered
+ * the bit, so older kernels see the reply libfuse wrote.
+ *
+ * The INIT request and its reply are the first message each way, before
+ * any other request is read, so recording the request's unique id in the
+ * read hook and matching it in the write hook needs no lock.
+ */
+#include "fuse_internal.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stddef.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
+#endif
+
+static ssize_t
+devio_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+	const struct fuse_in_header *in = buf;
+	if (n < (ssize_t)sizeof(*in) || in->opcode != FUSE_INIT)
+		return n;
+	struct devio *io = pw__server_devio(userdata);
+	const struct fuse_init_in *arg = (const void *)(in + 1);
+	size_t have = (size_t)n - sizeof(*in);
+	uint64_t flags = 0;
+	if (have >= offsetof(struct fuse_init_in, flags) + sizeof(arg->flags))
+		flags = arg->flags;
+	if ((flags & FUSE_INIT_EXT) &&
+	    have >= offsetof(struct fuse_init_in, flags2) + sizeof(arg->flags2))
+		flags |= (uint64_t)arg->flags2 << 32;
+	io->kernel_offers = (flags & FUSE_DIRECT_IO_ALLOW_MMAP) != 0;
+	io->init_unique = in->unique;
+	return n;
+}
+
+static ssize_t
+devio_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	struct devio *io = pw__server_devio(userdata);
+	uint64_t unique = io->init_unique;
+	if (unique && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+		struct fuse_out_header *out = iov[0].iov_base;
+		size_t need = offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t);
+		if (out->unique == unique) {
+			io->init_unique = 0;
+			if (out->error == 0 && io->want && io->kernel_offers &&
+			    iov[1].iov_len >= need) {
+				struct fuse_init_out *arg = iov[1].iov_base;
+				arg->flags |= FUSE_INIT_EXT;
+				arg->flags2 |= (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
+				io->granted = true;
+			}
+		}
+	}
+	return writev(fd, iov, count);
+}
+
+int
+pw__devio_install(struct fuse_session *se)
+{
+	static const struct fuse_custom_io hooks = {
+		.read = devio_read,
+		.writev = devio_writev,
+	};
+	return fuse_session_custom_io(se, &hooks, fuse_session_fd(se));
+}

@@ -1,0 +1,968 @@
+/*
+ * server.c - a multithreaded low-level FUSE server over pagewright's
+ * application API.
+ *
+ * Every request is answered with pw_ calls on the served directory of
+ * pagewright's namespace.  Requests that name a file by node id turn it
+ * into a path through the node table (nodes.c, which also explains the
+ * locking that keeps paths right under concurrent renames); requests on an
+ * open file use the pagewright descriptor kept in fi->fh.  libfuse runs
+ * the requests on a pool of worker threads, and pagewright is thread-safe,
+ * so requests run in parallel with no lock of the server's own around data
+ * I/O.
+ *
+ * Data and the kernel's cache (docs/fuse.md has the measurements):
+ *   PW_FUSE_CACHE_DIRECT  files are opened FOPEN_DIRECT_IO, so every read
+ *       and write reaches pagewright and its page cache is the only data
+ *       cache.  Shared mappings then need FUSE_DIRECT_IO_ALLOW_MMAP
+ *       (Linux 6.6+), which devio.c asks for; the kernel keeps the mapped
+ *       pages of such a file in its page cache and writes them back to
+ *       the server.
+ *   PW_FUSE_CACHE_KERNEL  the kernel caches file data too, written
+ *       through (no writeback cache), and drops it at each open
+ *       (keep_cache off), so both caches hold the same bytes as long as
+ *       all changes come through the mount.
+ *
+ * Replies: each handler replies exactly once.  A reply that fails because
+ * the request was interrupted means the kernel never saw the answer, so a
+ * lookup count or an open descriptor made for it is undone here.
+ *
+ * Open flags: the kernel has already applied O_APPEND (it sends the
+ * offset at end of file), O_CREAT and O_EXCL; pagewright gets the access
+ * mode, O_TRUNC (FUSE_CAP_ATOMIC_O_TRUNC) and the sync flags only.
+ */
+#include "server.h"
+#include "fuse_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <pagewright/pagewright.h>
+
+#define OPEN_FLAGS (O_ACCMODE | O_TRUNC | O_SYNC | O_DSYNC)
+
+struct pw_fuse {
+	struct devio io;          /* devio.c's state */
+	struct ntab tab;          /* nodes and handles */
+	struct fuse_session *se;  /* (C) */
+	struct pw_fuse_opts opts; /* (C) */
+	bool mounted;             /* (C) fuse_session_mount succeeded */
+};
+
+/* A directory stream: a snapshot of the entries, so that the offsets the
+ * kernel hands back (index + 1) mean the same entry on every call. */
+struct dent {
+	ino_t ino;
+	unsigned char type;       /* DT_* */
+	size_t name;              /* offset in names */
+};
+
+struct dhandle {
+	pthread_mutex_t lock;
+	struct fnode *node;       /* (C) */
+	struct dent *ents;        /* (lock) */
+	size_t nr;                /* (lock) */
+	char *names;              /* (lock) */
+	bool served;              /* (lock) a readdir used this snapshot */
+};
+
+struct devio *
+pw__server_devio(void *userdata)
+{
+	return &((struct pw_fuse *)userdata)->io;
+}
+
+static struct pw_fuse *
+server(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct fhandle *
+handle(struct fuse_file_info *fi)
+{
+	return (struct fhandle *)(uintptr_t)fi->fh;
+}
+
+/* The file handle getattr and setattr may come with; a directory's fh is a
+ * struct dhandle, never used there. */
+static struct fhandle *
+attr_handle(struct pw_fuse *f, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	return fi && !S_ISDIR(pw__node_of(&f->tab, ino)->type) ? handle(fi) : NULL;
+}
+
+/* -------------------------------------------------------------- replies */
+
+static void
+reply_errno(fuse_req_t req, int err)
+{
+	fuse_reply_err(req, err < 0 ? -err : err);
+}
+
+static void
+reply_entry(fuse_req_t req, struct fnode *n, const struct stat *st)
+{
+	struct pw_fuse *f = server(req);
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = pw__node_ino(&f->tab, n);
+	e.generation = n->generation;
+	e.attr = *st;
+	e.attr_timeout = f->opts.timeout;
+	e.entry_timeout = f->opts.timeout;
+	if (fuse_reply_entry(req, &e) != 0)
+		pw__node_forget(&f->tab, n, 1);
+}
+
+static void
+reply_attr(fuse_req_t req, const struct stat *st)
+{
+	fuse_reply_attr(req, st, server(req)->opts.timeout);
+}
+
+/* ------------------------------------------------------- path helpers */
+
+static void
+tree_read(struct pw_fuse *f)
+{
+	pthread_rwlock_rdlock(&f->tab.tree_lock);
+}
+
+static void
+tree_write(struct pw_fuse *f)
+{
+	pthread_rwlock_wrlock(&f->tab.tree_lock);
+}
+
+static void
+tree_unlock(struct pw_fuse *f)
+{
+	pthread_rwlock_unlock(&f->tab.tree_lock);
+}
+
+/* pw_ calls return -1 and errno; the server works in -errno. */
+static int
+neg(int r)
+{
+	return r < 0 ? -errno : r;
+}
+
+/* Stat a child and count the kernel's lookup of it; tree_lock held. */
+static int
+lookup_locked(struct pw_fuse *f, struct fnode *dir, const char *name,
+              const char *path, struct stat *st, struct fnode **res)
+{
+	int err = pw__pending_lstat(path, st);
+	return err ? err : pw__node_lookup(&f->tab, dir, name, st, res);
+}
+
+/* ------------------------------------------------------------- lookups */
+
+static void
+op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, parent), *n = NULL;
+	char path[PATH_MAX];
+	struct stat st;
+	tree_read(f);
+	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
+	if (!err)
+		err = lookup_locked(f, dir, name, path, &st, &n);
+	tree_unlock(f);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_entry(req, n, &st);
+}
+
+static void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct pw_fuse *f = server(req);
+	pw__node_forget(&f->tab, pw__node_of(&f->tab, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void
+op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct pw_fuse *f = server(req);
+	for (size_t k = 0; k < count; k++)
+		pw__node_forget(&f->tab, pw__node_of(&f->tab, forgets[k].ino),
+		                forgets[k].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Stat a node by path, or through an open descriptor once unlinked. */
+static int
+stat_node(struct pw_fuse *f, struct fnode *n, struct stat *st)
+{
+	char path[PATH_MAX];
+	tree_read(f);
+	int err = pw__node_path(&f->tab, n, path, sizeof(path));
+	bool unlinked = err == -ENOENT;
+	if (!err)
+		err = pw__pending_lstat(path, st);
+	tree_unlock(f);
+	if (unlinked)
+		err = pw__node_fstat_any(&f->tab, n, st);
+	return err;
+}
+
+static void
+op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct pw_fuse *f = server(req);
+	struct fhandle *h = attr_handle(f, ino, fi);
+	struct stat st;
+	int err = h ? neg(pw_fstat(h->fd, &st)) : stat_node(f, pw__node_of(&f->tab, ino), &st);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_attr(req, &st);
+}
+
+/* Size through the descriptor when there is one (ftruncate), else by path;
+ * the rest goes to pending.c.  pagewright's truncate sets mtime and ctime
+ * itself, so the times the kernel sends along with a size are done. */
+static int
+setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int to_set)
+{
+	int err = 0;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		err = h ? neg(pw_ftruncate(h->fd, attr->st_size))
+		        : neg(pw_truncate(path, attr->st_size));
+		to_set &= ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
+		            FUSE_SET_ATTR_MTIME_NOW);
+	}
+	to_set &= ~FUSE_SET_ATTR_CTIME;
+	if (!err && to_set)
+		err = pw__pending_setattr(path, h ? h->fd : -1, attr, to_set);
+	return err;
+}
+
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+           struct fuse_file_info *fi)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *n = pw__node_of(&f->tab, ino);
+	struct fhandle *h = attr_handle(f, ino, fi);
+	char path[PATH_MAX];
+	struct stat st;
+	tree_read(f);
+	int err = pw__node_path(&f->tab, n, path, sizeof(path));
+	if (err == -ENOENT && h)
+		err = 0, path[0] = 0; /* unlinked, but open: the descriptor will do */
+	if (!err)
+		err = setattr_locked(path, h, attr, to_set);
+	tree_unlock(f);
+	if (!err)
+		err = h ? neg(pw_fstat(h->fd, &st)) : stat_node(f, n, &st);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_attr(req, &st);
+}
+
+/* ----------------------------------------------------------- open files */
+
+static void
+set_open_mode(struct pw_fuse *f, struct fuse_file_info *fi, struct fhandle *h)
+{
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = f->opts.cache == PW_FUSE_CACHE_DIRECT;
+	fi->keep_cache = 0;
+}
+
+static void
+handle_drop(struct pw_fuse *f, struct fhandle *h)
+{
+	pw__handle_remove(&f->tab, h);
+	pw_close(h->fd);
+	free(h);
+}
+
+static void
+op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *n = pw__node_of(&f->tab, ino);
+	char path[PATH_MAX];
+	tree_read(f);
+	int fd = pw__node_path(&f->tab, n, path, sizeof(path));
+	if (fd == 0)
+		fd = neg(pw_open(path, fi->flags & OPEN_FLAGS));
+	tree_unlock(f);
+	if (fd < 0) {
+		reply_errno(req, fd);
+		return;
+	}
+	struct fhandle *h = pw__handle_add(&f->tab, n, fd);
+	if (!h) {
+		pw_close(fd);
+		reply_errno(req, -ENOMEM);
+		return;
+	}
+	set_open_mode(f, fi, h);
+	if (fuse_reply_open(req, fi) != 0)
+		handle_drop(f, h);
+}
+
+static int
+create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
+              int flags, struct stat *st, struct fnode **res)
+{
+	struct pw_fuse *f = server(req);
+	char path[PATH_MAX];
+	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
+	if (err)
+		return err;
+	int fd = neg(pw_open(path, (flags & (OPEN_FLAGS | O_EXCL)) | O_CREAT, mode));
+	if (fd < 0)
+		return fd;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	pw__pending_chown_new(path, ctx->uid, ctx->gid);
+	err = neg(pw_fstat(fd, st));
+	if (!err)
+		err = pw__node_lookup(&f->tab, dir, name, st, res);
+	if (err) {
+		pw_close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void
+op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+          struct fuse_file_info *fi)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, parent), *n = NULL;
+	struct stat st;
+	tree_read(f);
+	int fd = create_locked(req, dir, name, mode, fi->flags, &st, &n);
+	tree_unlock(f);
+	if (fd < 0) {
+		reply_errno(req, fd);
+		return;
+	}
+	struct fhandle *h = pw__handle_add(&f->tab, n, fd);
+	if (!h) {
+		pw_close(fd);
+		pw__node_forget(&f->tab, n, 1);
+		reply_errno(req, -ENOMEM);
+		return;
+	}
+	set_open_mode(f, fi, h);
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof(e));
+	e.ino = pw__node_ino(&f->tab, n);
+	e.generation = n->generation;
+	e.attr = st;
+	e.attr_timeout = f->opts.timeout;
+	e.entry_timeout = f->opts.timeout;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		handle_drop(f, h);
+		pw__node_forget(&f->tab, n, 1);
+	}
+}
+
+static void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+        struct fuse_file_info *fi)
+{
+	(void)ino;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		reply_errno(req, -ENOMEM);
+		return;
+	}
+	ssize_t n = pw_pread(handle(fi)->fd, buf, size, off);
+	if (n < 0)
+		reply_errno(req, -errno);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void
+op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+         struct fuse_file_info *fi)
+{
+	(void)ino;
+	ssize_t n = pw_pwrite(handle(fi)->fd, buf, size, off);
+	if (n < 0)
+		reply_errno(req, -errno);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* close(2) does not write back on a local filesystem either; fsync does,
+ * and pw_umount at the end writes back everything. */
+static void
+op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle_drop(server(req), handle(fi));
+	fuse_reply_err(req, 0);
+}
+
+static void
+op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	int fd = handle(fi)->fd;
+	reply_errno(req, neg(datasync ? pw_fdatasync(fd) : pw_fsync(fd)));
+}
+
+/* ---------------------------------------------------------- directories */
+
+/* Append one entry to d's arrays. */
+static int
+dir_add(struct dhandle *d, size_t *cap, size_t *nlen, size_t *ncap, const struct dirent *de)
+{
+	size_t len = strlen(de->d_name) + 1;
+	if (d->nr == *cap) {
+		size_t n = *cap ? *cap * 2 : 64;
+		struct dent *e = realloc(d->ents, n * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		d->ents = e;
+		*cap = n;
+	}
+	if (*nlen + len > *ncap) {
+		size_t n = (*ncap + len) * 2;
+		char *names = realloc(d->names, n);
+		if (!names)
+			return -ENOMEM;
+		d->names = names;
+		*ncap = n;
+	}
+	d->ents[d->nr++] = (struct dent){.ino = de->d_ino, .type = de->d_type, .name = *nlen};
+	memcpy(d->names + *nlen, de->d_name, len);
+	*nlen += len;
+	return 0;
+}
+
+/* (Re)take d's snapshot; tree_lock held. */
+static int
+dir_snapshot_locked(struct pw_fuse *f, struct dhandle *d)
+{
+	char path[PATH_MAX];
+	int err = pw__node_path(&f->tab, d->node, path, sizeof(path));
+	if (err)
+		return err;
+	PW_DIR *dir = pw_opendir(path);
+	if (!dir)
+		return -errno;
+	free(d->ents);
+	free(d->names);
+	d->ents = NULL;
+	d->names = NULL;
+	d->nr = 0;
+	d->served = false;
+	size_t cap = 0, nlen = 0, ncap = 0;
+	for (struct dirent *de; !err && (de = pw_readdir(dir)) != NULL;)
+		err = dir_add(d, &cap, &nlen, &ncap, de);
+	pw_closedir(dir);
+	if (err)
+		d->nr = 0;
+	return err;
+}
+
+static void
+dhandle_free(struct dhandle *d)
+{
+	pthread_mutex_destroy(&d->lock);
+	free(d->ents);
+	free(d->names);
+	free(d);
+}
+
+static void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct pw_fuse *f = server(req);
+	struct dhandle *d = calloc(1, sizeof(*d));
+	if (!d) {
+		reply_errno(req, -ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	d->node = pw__node_of(&f->tab, ino);
+	tree_read(f);
+	int err = dir_snapshot_locked(f, d);
+	tree_unlock(f);
+	if (err) {
+		dhandle_free(d);
+		reply_errno(req, err);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0)
+		dhandle_free(d);
+}
+
+/* Offsets are snapshot index + 1.  Offset 0 after the snapshot has been
+ * read from means rewinddir, which must see the directory as it is now. */
+static void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+           struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct pw_fuse *f = server(req);
+	struct dhandle *d = (struct dhandle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		reply_errno(req, -ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&d->lock);
+	int err = 0;
+	if (off == 0 && d->served) {
+		tree_read(f);
+		err = dir_snapshot_locked(f, d);
+		tree_unlock(f);
+	}
+	d->served = true;
+	size_t used = 0;
+	for (size_t k = off > 0 ? (size_t)off : 0; !err && k < d->nr; k++) {
+		struct stat st;
+		memset(&st, 0, sizeof(st));
+		st.st_ino = d->ents[k].ino;
+		st.st_mode = (mode_t)d->ents[k].type << 12;
+		size_t len = fuse_add_direntry(req, buf + used, size - used,
+		                               d->names + d->ents[k].name, &st, (off_t)k + 1);
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (err)
+		reply_errno(req, err);
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void
+op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dhandle_free((struct dhandle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void
+op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct pw_fuse *f = server(req);
+	char path[PATH_MAX];
+	tree_read(f);
+	int fd = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
+	if (fd == 0)
+		fd = neg(pw_open(path, O_RDONLY | O_DIRECTORY));
+	tree_unlock(f);
+	int err = fd;
+	if (fd >= 0) {
+		err = neg(datasync ? pw_fdatasync(fd) : pw_fsync(fd));
+		pw_close(fd);
+	}
+	reply_errno(req, err);
+}
+
+/* ------------------------------------------------------------ namespace */
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, parent), *n = NULL;
+	char path[PATH_MAX];
+	struct stat st;
+	tree_read(f);
+	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
+	if (!err)
+		err = neg(pw_mkdir(path, mode));
+	if (!err) {
+		const struct fuse_ctx *ctx = fuse_req_ctx(req);
+		pw__pending_chown_new(path, ctx->uid, ctx->gid);
+		err = lookup_locked(f, dir, name, path, &st, &n);
+	}
+	tree_unlock(f);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_entry(req, n, &st);
+}
+
+/* Regular files through pw_open; the other types wait for pw_mknod. */
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, parent), *n = NULL;
+	char path[PATH_MAX];
+	struct stat st;
+	tree_read(f);
+	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
+	if (!err && S_ISREG(mode)) {
+		int fd = neg(pw_open(path, O_CREAT | O_EXCL | O_WRONLY, mode & 07777));
+		err = fd < 0 ? fd : neg(pw_close(fd));
+	} else if (!err) {
+		err = pw__pending_mknod(path, mode, rdev);
+	}
+	if (!err)
+		err = lookup_locked(f, dir, name, path, &st, &n);
+	tree_unlock(f);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_entry(req, n, &st);
+}
+
+static void
+remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool rmdir)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, parent);
+	char path[PATH_MAX];
+	struct stat st;
+	tree_write(f);
+	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
+	if (!err)
+		err = pw__pending_lstat(path, &st);
+	if (!err)
+		err = neg(rmdir ? pw_rmdir(path) : pw_unlink(path));
+	if (!err)
+		pw__node_removed(&f->tab, dir, name, &st);
+	tree_unlock(f);
+	reply_errno(req, err);
+}
+
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, false);
+}
+
+static void
+op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_entry(req, parent, name, true);
+}
+
+static int
+rename_locked(struct pw_fuse *f, struct fnode *odir, const char *oname,
+              struct fnode *ndir, const char *nname)
+{
+	char opath[PATH_MAX], npath[PATH_MAX];
+	struct stat ost, nst;
+	int err = pw__node_child_path(&f->tab, odir, oname, opath, sizeof(opath));
+	if (!err)
+		err = pw__node_child_path(&f->tab, ndir, nname, npath, sizeof(npath));
+	if (!err)
+		err = pw__pending_lstat(opath, &ost);
+	if (err)
+		return err;
+	bool replaces = pw__pending_lstat(npath, &nst) == 0;
+	if (replaces && nst.st_dev == ost.st_dev && nst.st_ino == ost.st_ino)
+		return neg(pw_rename(opath, npath)); /* two links of one file */
+	if ((err = neg(pw_rename(opath, npath))))
+		return err;
+	if (replaces)
+		pw__node_removed(&f->tab, ndir, nname, &nst);
+	return pw__node_renamed(&f->tab, odir, oname, ndir, nname, &ost);
+}
+
+static void
+op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+          const char *newname, unsigned int flags)
+{
+	struct pw_fuse *f = server(req);
+	if (flags) {
+		/* RENAME_NOREPLACE and RENAME_EXCHANGE need pagewright's help to
+		 * be atomic; EINVAL is what a filesystem without them answers. */
+		reply_errno(req, -EINVAL);
+		return;
+	}
+	tree_write(f);
+	int err = rename_locked(f, pw__node_of(&f->tab, parent), name,
+	                        pw__node_of(&f->tab, newparent), newname);
+	tree_unlock(f);
+	reply_errno(req, err);
+}
+
+/* ------------------------------------------ operations pending.c answers */
+
+static void
+op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct pw_fuse *f = server(req);
+	char path[PATH_MAX], target[PATH_MAX];
+	tree_read(f);
+	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
+	if (!err)
+		err = pw__pending_readlink(path, target, sizeof(target));
+	tree_unlock(f);
+	if (err)
+		reply_errno(req, err);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+static void
+op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, parent), *n = NULL;
+	char path[PATH_MAX];
+	struct stat st;
+	tree_read(f);
+	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
+	if (!err)
+		err = pw__pending_symlink(link, path);
+	if (!err)
+		err = lookup_locked(f, dir, name, path, &st, &n);
+	tree_unlock(f);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_entry(req, n, &st);
+}
+
+static void
+op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct pw_fuse *f = server(req);
+	struct fnode *dir = pw__node_of(&f->tab, newparent), *n = NULL;
+	char opath[PATH_MAX], npath[PATH_MAX];
+	struct stat st;
+	tree_read(f);
+	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), opath, sizeof(opath));
+	if (!err)
+		err = pw__node_child_path(&f->tab, dir, newname, npath, sizeof(npath));
+	if (!err)
+		err = pw__pending_link(opath, npath);
+	if (!err)
+		err = lookup_locked(f, dir, newname, npath, &st, &n);
+	tree_unlock(f);
+	if (err)
+		reply_errno(req, err);
+	else
+		reply_entry(req, n, &st);
+}
+
+static void
+op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct pw_fuse *f = server(req);
+	struct statvfs st;
+	int err = pw__pending_statvfs(f->tab.root_path, &st);
+	if (err)
+		reply_errno(req, err);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+/* ------------------------------------------------------------- session */
+
+static void
+op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct pw_fuse *f = userdata;
+	/* pagewright does not clear set-user-ID bits on write; the kernel
+	 * does it for us when this is off. */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Lookups and readdirs of one directory may run in parallel: the
+	 * tree lock, not the kernel's directory lock, keeps paths right. */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	conn->max_write = 1 << 20;
+	conn->time_gran = 1;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	if (f->opts.cache == PW_FUSE_CACHE_DIRECT &&
+	    (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)) {
+		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+		f->io.granted = true;
+	}
+#else
+	(void)f;
+#endif
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.create = op_create,
+};
+
+/* fuse_opt splits on commas; a backslash escapes one. */
+static void
+append_escaped(char *buf, size_t size, const char *s)
+{
+	size_t len = strlen(buf);
+	for (; *s && len + 2 < size; s++) {
+		if (*s == ',' || *s == '\\')
+			buf[len++] = '\\';
+		buf[len++] = *s;
+	}
+	buf[len] = 0;
+}
+
+static void
+mount_options(const struct pw_fuse_opts *o, char *buf, size_t size)
+{
+	snprintf(buf, size, "default_permissions%s%s,subtype=", o->read_only ? ",ro" : "",
+	         o->allow_other ? ",allow_other" : "");
+	append_escaped(buf, size, o->subtype ? o->subtype : "pagewright");
+	strncat(buf, ",fsname=", size - strlen(buf) - 1);
+	append_escaped(buf, size, o->fsname ? o->fsname : "pagewright");
+}
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int
+session_create(struct pw_fuse *f, char *err, size_t errlen)
+{
+	char opts[1024];
+	mount_options(&f->opts, opts, sizeof(opts));
+	char *argv[] = {"pagewright", "-o", opts, f->opts.debug ? "-d" : NULL, NULL};
+	struct fuse_args args = FUSE_ARGS_INIT(f->opts.debug ? 4 : 3, argv);
+	f->se = fuse_session_new(&args, &ops, sizeof(ops), f);
+	if (!f->se) {
+		set_err(err, errlen, "libfuse refused the options \"%s\"", opts);
+		return -EINVAL;
+	}
+	if (fuse_set_signal_handlers(f->se) != 0) {
+		set_err(err, errlen, "cannot install signal handlers");
+		return -EINVAL;
+	}
+	if (fuse_session_mount(f->se, f->opts.mountpoint) != 0) {
+		set_err(err, errlen, "the kernel refused to mount %s", f->opts.mountpoint);
+		return -EPERM;
+	}
+	f->mounted = true;
+	if (f->opts.cache == PW_FUSE_CACHE_DIRECT && pw__devio_install(f->se) != 0) {
+		set_err(err, errlen, "cannot hook the FUSE device");
+		return -EIO;
+	}
+	return 0;
+}
+
+int
+pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err,
+            size_t errlen)
+{
+	struct pw_fuse *f = calloc(1, sizeof(*f));
+	if (!f) {
+		set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	f->opts = *opts;
+	f->io.want = opts->cache == PW_FUSE_CACHE_DIRECT;
+	struct stat st;
+	int e = neg(pw_stat(opts->root, &st));
+	if (e) {
+		set_err(err, errlen, "%s: %s", opts->root, strerror(-e));
+		free(f);
+		return e;
+	}
+	if ((e = pw__ntab_init(&f->tab, opts->root, &st))) {
+		set_err(err, errlen, "out of memory");
+		free(f);
+		return e;
+	}
+	if ((e = session_create(f, err, errlen))) {
+		pw_fuse_destroy(f);
+		return e;
+	}
+	*res = f;
+	return 0;
+}
+
+int
+pw_fuse_run(struct pw_fuse *f)
+{
+	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	if (f->opts.max_threads)
+		fuse_loop_cfg_set_max_threads(cfg, f->opts.max_threads);
+	int r = fuse_session_loop_mt(f->se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	/* A positive value is the signal that ended the loop: a clean exit. */
+	return r < 0 ? r : 0;
+}
+
+bool
+pw_fuse_mmap_granted(struct pw_fuse *f)
+{
+	return f->io.granted;
+}
+
+void
+pw_fuse_destroy(struct pw_fuse *f)
+{
+	if (f->se) {
+		fuse_remove_signal_handlers(f->se);
+		if (f->mounted)
+			fuse_session_unmount(f->se);
+		fuse_session_destroy(f->se);
+	}
+	pw__handle_close_all(&f->tab);
+	pw__ntab_destroy(&f->tab);
+	free(f);
+}

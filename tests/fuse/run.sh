@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# tests/fuse/run.sh - `pagewright mount` end to end.
+#
+# Mounts ramfs, hostfs and ext2 images with build/pagewright, drives them
+# from a separate process (build/fuse-check: ordinary system calls,
+# mappings included), unmounts with fusermount3 -u and checks the server
+# exited 0, the host files, and the images with e2fsck -fn.  Then the
+# daemon mode, the one-line errors, a read-only mount, SIGTERM with files
+# open, unmount while busy, and kill -9 of the server in the middle of
+# writes (e2fsck -fy repairs, e2fsck -fn is then clean, fsync'd files are
+# intact).
+#
+# Skipped (with a message and "0 passed, 0 failed") where /dev/fuse or
+# fusermount3 is missing or this user may not mount.  Last line:
+# "N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+PW=$PWD/build/pagewright
+CHECK=$PWD/build/fuse-check
+pass=0
+fail=0
+servers=()
+mounts=()
+
+ok() { echo "ok - $*"; pass=$((pass + 1)); }
+nok() { echo "not ok - $*"; fail=$((fail + 1)); }
+check() { # check NAME COMMAND...: one test from a command's status
+	local name=$1; shift
+	if "$@"; then ok "$name"; else nok "$name"; fi
+}
+skip() {
+	echo "fuse tests skipped: $*"
+	echo "0 passed, 0 failed"
+	exit 0
+}
+
+cleanup() {
+	for m in "${mounts[@]}"; do
+		grep -q " $m " /proc/mounts && fusermount3 -u -z "$m" 2>/dev/null
+	done
+	for p in "${servers[@]}"; do
+		kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
+	done
+	[ -n "${T:-}" ] && rm -rf "$T"
+}
+
+[ -e /dev/fuse ] || skip "/dev/fuse is missing"
+command -v fusermount3 >/dev/null || skip "fusermount3 is missing"
+command -v mke2fs >/dev/null && command -v e2fsck >/dev/null || skip "e2fsprogs is missing"
+[ -x "$PW" ] && [ -x "$CHECK" ] || { echo "build/pagewright or build/fuse-check missing"; echo "0 passed, 1 failed"; exit 1; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/pw-fuse.XXXXXX")
+trap cleanup EXIT
+
+is_mounted() { grep -q " $1 fuse" /proc/mounts; }
+
+# mount_fg MOUNTPOINT ARGS...: a foreground server in the background;
+# sets $server; fails if the mount is not up within 10 s.
+mount_fg() {
+	local mp=$1; shift
+	mkdir -p "$mp"
+	"$PW" mount -f "$@" "$mp" 2>>"$T/server.log" &
+	server=$!
+	servers+=("$server")
+	mounts+=("$mp")
+	for _ in $(seq 100); do
+		is_mounted "$mp" && return 0
+		kill -0 "$server" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# unmount_wait MOUNTPOINT PID: fusermount3 -u, then the server's status.
+unmount_wait() {
+	local mp=$1 pid=$2
+	fusermount3 -u "$mp" || return 1
+	wait "$pid"
+}
+
+# run_check ARGS...: fuse-check's own ok/not ok lines count as tests.
+run_check() {
+	local out line p f
+	out=$("$CHECK" "$@" 2>&1)
+	echo "$out" | grep -v '^[0-9]* passed, [0-9]* failed$'
+	line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+	if [ -z "$line" ]; then
+		nok "fuse-check $1 printed no result"
+		return
+	fi
+	p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+	pass=$((pass + p)); fail=$((fail + f))
+}
+
+fsck_clean() { e2fsck -fn "$1" >"$T/fsck.log" 2>&1 || { cat "$T/fsck.log"; return 1; }; }
+
+# ------------------------------------------------------------- probe
+if ! "$PW" mount -t ramfs none "$T/probe" >/dev/null 2>"$T/probe.err"; then
+	mkdir -p "$T/probe"
+	if ! "$PW" mount -t ramfs none "$T/probe" 2>"$T/probe.err"; then
+		skip "cannot mount FUSE here: $(cat "$T/probe.err")"
+	fi
+fi
+fusermount3 -u "$T/probe"
+
+# --------------------------------------------- each kind, each cache mode
+make_image() { rm -f "$1"; mke2fs -q -F -t ext2 -b "${2:-4096}" "$1" "${3:-64M}" >/dev/null 2>&1; }
+
+serve_kind() { # serve_kind KIND SOURCE OPTIONS
+	local kind=$1 src=$2 cache=$3 mp=$T/mnt-$1
+	echo "# $kind ($src), -o $cache"
+	if ! mount_fg "$mp" -t "$kind" "$src" -o "$cache"; then
+		nok "$kind $cache: mount"; cat "$T/server.log"; return
+	fi
+	mkdir "$mp/t"
+	run_check posix "$mp/t"
+	run_check concurrent "$mp/t"
+	run_check fill "$mp"
+	check "$kind $cache: rm -r of the test tree" rm -rf "$mp/t"
+	check "$kind $cache: unmount, the server exits 0" unmount_wait "$mp" "$server"
+	case $kind in
+	ext2)
+		check "$kind $cache: e2fsck -fn clean" fsck_clean "$src"
+		if mount_fg "$mp" -t ext2 "$src" -o "$cache"; then
+			run_check refill "$mp"
+			rm -rf "$mp/keep"
+			check "$kind $cache: second unmount exits 0" unmount_wait "$mp" "$server"
+			check "$kind $cache: e2fsck -fn clean after the second mount" fsck_clean "$src"
+		else
+			nok "$kind $cache: second mount"
+		fi ;;
+	hostfs)
+		run_check refill "$src"
+		rm -rf "${src:?}/keep" ;;
+	ramfs) ;;
+	esac
+}
+
+mkdir -p "$T/host"
+make_image "$T/a.img" 4096
+make_image "$T/b.img" 1024
+# timeout=0: every stat reaches the server, which the rename race needs.
+serve_kind ramfs none cache=direct
+serve_kind hostfs "$T/host" cache=direct
+serve_kind ext2 "$T/a.img" cache=direct,timeout=0
+serve_kind ext2 "$T/b.img" cache=kernel
+serve_kind hostfs "$T/host" cache=kernel,legacy_aops
+
+# ------------------------------------------------------------ daemon mode
+echo "# daemon mode"
+make_image "$T/d.img"
+mkdir -p "$T/dmnt"
+mounts+=("$T/dmnt")
+if "$PW" mount -t ext2 "$T/d.img" "$T/dmnt" 2>"$T/d.err" && is_mounted "$T/dmnt"; then
+	ok "daemon: exits 0 with the mount up"
+	dpid=$(pgrep -f -x "$PW mount -t ext2 $T/d.img $T/dmnt" | head -n 1)
+	servers+=("$dpid")
+	check "daemon: write a file" sh -c "echo daemon > '$T/dmnt/file'"
+	fusermount3 -u "$T/dmnt"
+	for _ in $(seq 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+	check "daemon: exits after fusermount3 -u" sh -c "! kill -0 '$dpid' 2>/dev/null"
+	check "daemon: e2fsck -fn clean" fsck_clean "$T/d.img"
+else
+	nok "daemon: exits 0 with the mount up ($(cat "$T/d.err"))"
+fi
+
+# ---------------------------------------------------------------- errors
+echo "# errors"
+one_line_error() { # one_line_error NAME PATTERN COMMAND...
+	local name=$1 pat=$2; shift 2
+	local rc=0
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	local lines
+	lines=$(wc -l <"$T/err")
+	if [ "$rc" -ne 0 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err"; then
+		ok "error: $name"
+	else
+		nok "error: $name (status $rc, $lines lines: $(cat "$T/err"))"
+	fi
+}
+mkdir -p "$T/emnt"
+one_line_error "missing mount point" "No such file" "$PW" mount -t ramfs none "$T/nonexistent"
+one_line_error "missing image" "No such file" "$PW" mount -t ext2 "$T/none.img" "$T/emnt"
+head -c 4M /dev/urandom >"$T/garbage.img"
+one_line_error "not an ext2 image" "not an ext2 image" "$PW" mount -t ext2 "$T/garbage.img" "$T/emnt"
+one_line_error "corrupt image, in the foreground too" "corrupt" "$PW" mount -f -t ext2 "$T/garbage.img" "$T/emnt"
+one_line_error "unknown type" "unknown filesystem type" "$PW" mount -t xfs "$T/a.img" "$T/emnt"
+one_line_error "unknown option" "unknown option" "$PW" mount -t ramfs none "$T/emnt" -o bogus
+if mount_fg "$T/emnt" -t ramfs none; then
+	one_line_error "busy mount point" "busy" "$PW" mount -t ramfs none "$T/emnt"
+	unmount_wait "$T/emnt" "$server"
+fi
+if unshare -m true 2>/dev/null; then
+	one_line_error "missing /dev/fuse" "/dev/fuse is missing" \
+		unshare -m sh -c "mount -t tmpfs none /dev && exec '$PW' mount -t ramfs none '$T/emnt'"
+fi
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+	chmod 755 "$T"
+	one_line_error "no permission" "permission" \
+		setpriv --reuid=nobody --regid=nogroup --clear-groups "$PW" mount -t ext2 "$T/a.img" "$T/emnt"
+fi
+
+# ------------------------------------------------------------- read-only
+echo "# read-only"
+make_image "$T/ro.img"
+sum_before=$(md5sum <"$T/ro.img")
+if mount_fg "$T/romnt" -t ext2 "$T/ro.img" -o ro; then
+	check "ro: writing fails with EROFS" sh -c "! echo x 2>'$T/ro.err' > '$T/romnt/x' && grep -q 'Read-only' '$T/ro.err'"
+	check "ro: reading works" ls "$T/romnt/lost+found"
+	check "ro: unmount exits 0" unmount_wait "$T/romnt" "$server"
+	check "ro: the image is unchanged" test "$(md5sum <"$T/ro.img")" = "$sum_before"
+else
+	nok "ro: mount"
+fi
+
+# ---------------------------------------- SIGTERM with a file held open
+echo "# SIGTERM"
+make_image "$T/s.img"
+if mount_fg "$T/smnt" -t ext2 "$T/s.img"; then
+	exec 3>"$T/smnt/held"
+	echo "written before SIGTERM" >&3
+	kill -TERM "$server"
+	wait "$server"
+	check "SIGTERM: the server exits 0 with a file open" test $? -eq 0
+	exec 3>&-
+	check "SIGTERM: the mount is gone" sh -c "! grep -q ' $T/smnt ' /proc/mounts"
+	check "SIGTERM: e2fsck -fn clean" fsck_clean "$T/s.img"
+	if mount_fg "$T/smnt" -t ext2 "$T/s.img"; then
+		check "SIGTERM: the held file's data was written back" grep -q "written before" "$T/smnt/held"
+		unmount_wait "$T/smnt" "$server"
+	fi
+fi
+
+# --------------------------------------------------- unmount while busy
+echo "# unmount while busy"
+if mount_fg "$T/bmnt" -t ext2 "$T/s.img"; then
+	exec 3<"$T/bmnt/held"
+	check "busy: fusermount3 -u refuses while a file is open" sh -c "! fusermount3 -u '$T/bmnt' 2>/dev/null"
+	check "busy: the mount and server stay" sh -c "grep -q ' $T/bmnt ' /proc/mounts && kill -0 $server"
+	exec 3<&-
+	check "busy: unmount once closed, the server exits 0" unmount_wait "$T/bmnt" "$server"
+	check "busy: e2fsck -fn clean" fsck_clean "$T/s.img"
+fi
+
+# ------------------------------------------------ kill -9 in mid-write
+echo "# kill -9 of the server during writes"
+make_image "$T/k.img" 4096 256M
+if mount_fg "$T/kmnt" -t ext2 "$T/k.img"; then
+	"$CHECK" writer "$T/kmnt" >"$T/fsynced" 2>/dev/null &
+	writer=$!
+	sleep 2
+	kill -9 "$server"
+	wait "$server" 2>/dev/null
+	wait "$writer"
+	fusermount3 -u "$T/kmnt" 2>/dev/null || fusermount3 -u -z "$T/kmnt" 2>/dev/null
+	echo "# $(wc -l <"$T/fsynced") files were fsync'd before the kill"
+	check "kill -9: files were written before the kill" test -s "$T/fsynced"
+	e2fsck -fy "$T/k.img" >"$T/fsck-y.log" 2>&1
+	rc=$?
+	check "kill -9: e2fsck -fy repairs (status $rc)" test "$rc" -le 1
+	check "kill -9: then e2fsck -fn is clean" fsck_clean "$T/k.img"
+	if mount_fg "$T/kmnt" -t ext2 "$T/k.img"; then
+		run_check verify "$T/kmnt" "$T/fsynced"
+		check "kill -9: unmount after the check exits 0" unmount_wait "$T/kmnt" "$server"
+	else
+		nok "kill -9: mount after repair"
+	fi
+fi
+
+echo
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
