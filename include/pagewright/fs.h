@@ -256,6 +256,9 @@ bool pagefault_disabled(void);
 /* Return the number of bytes NOT copied. */
 size_t copy_from_user(void *to, const void *from, size_t n);
 size_t copy_to_user(void *to, const void *from, size_t n);
+/* Copy a user string: its length, count if it has no NUL in count
+ * bytes, or -EFAULT (NULL included). */
+long strncpy_from_user(char *dst, const char *src, long count);
 int fault_in_pages_readable(const void *uaddr, size_t size);
 /* Prefault up to two pages; return the readable prefix (0: none). */
 size_t fault_in_readable_prefix(const void *uaddr, size_t size);
