@@ -300,9 +300,27 @@ struct inode_operations {
 	/* The target, if it exists, is replaced (the VFS has checked types). */
 	int (*rename)(struct inode *odir, const char *oname, size_t olen,
 	              struct inode *ndir, const char *nname, size_t nlen);
-	/* Size changes arrive with i_rwsem held. */
+	/* Attribute changes arrive with the inode's i_rwsem held; the VFS
+	 * sets i_ctime and marks the inode dirty after a successful call. */
 	int (*setattr)(struct inode *inode, const struct pw_iattr *attr);
 	int (*readdir)(struct inode *dir, void *ctx, filldir_t fill);
+	/* Optional (else EPERM).  Make name in dir a symbolic link to target,
+	 * a C string of 1 to PATH_MAX - 1 bytes (checked by the VFS; a
+	 * filesystem that holds less refuses with -ENAMETOOLONG).  The new
+	 * inode is S_IFLNK | 0777 with i_size = strlen(target).  dir's
+	 * i_rwsem held; *res holds a reference. */
+	int (*symlink)(struct inode *dir, const char *name, size_t len,
+	               const char *target, struct inode **res);
+	/* Optional (else EPERM).  Add name in dir for inode, an existing
+	 * non-directory of the same superblock with links left.  The fs
+	 * raises i_nlink and sets i_ctime; -EMLINK at its link limit.  dir's
+	 * i_rwsem held, then inode's. */
+	int (*link)(struct inode *inode, struct inode *dir, const char *name,
+	            size_t len);
+	/* Symlinks: copy the target into buf, at most size bytes and no NUL
+	 * added (readlink(2)).  Return: the bytes copied (size means "maybe
+	 * truncated"), or -errno.  No lock held: a target never changes. */
+	int (*readlink)(struct inode *inode, char *buf, size_t size);
 };
 
 struct super_operations {
