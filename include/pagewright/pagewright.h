@@ -54,6 +54,19 @@ int pw_mkdir(const char *path, mode_t mode);
 int pw_rmdir(const char *path);
 int pw_rename(const char *oldpath, const char *newpath);
 
+/* Links (added after DESIGN.md; docs/DESIGN-CHANGES.md).
+ * Symbolic links are followed in every component of a path, at most 40
+ * per call (then ELOOP); the final component is not followed by
+ * pw_lstat, pw_lchown, pw_readlink, pw_unlink, pw_rename, pw_link's
+ * oldpath (as Linux's link(2)), the new name of pw_symlink/pw_link/
+ * pw_mkdir, pw_open with O_NOFOLLOW (ELOOP) or O_CREAT|O_EXCL, and
+ * pw_utimens with AT_SYMLINK_NOFOLLOW.  An absolute target is resolved in
+ * pagewright's namespace, never the host's, also on hostfs. */
+int pw_symlink(const char *target, const char *linkpath);
+ssize_t pw_readlink(const char *path, char *buf, size_t bufsiz);
+int pw_link(const char *oldpath, const char *newpath);
+int pw_lstat(const char *path, struct stat *st);
+
 /* A directory stream; opaque, like DIR. */
 typedef struct pw_dir PW_DIR;
 PW_DIR *pw_opendir(const char *path);

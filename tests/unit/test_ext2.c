@@ -311,9 +311,14 @@ TEST(ext2_statfs_via_debugfs)
 	ASSERT(dir_has(e2p(&e, "sub"), "link", &t));
 	ASSERT_EQ(t, DT_LNK);
 	struct stat st;
-	ASSERT_OK(pw_stat(e2p(&e, "sub/link"), &st));
+	ASSERT_OK(pw_lstat(e2p(&e, "sub/link"), &st));
 	ASSERT(S_ISLNK(st.st_mode));
 	ASSERT_EQ(st.st_size, 11);
+	/* followed, the target is looked up in pagewright's namespace */
+	ASSERT_ERR(pw_stat(e2p(&e, "sub/link"), &st), ENOENT);
+	char t2[32];
+	ASSERT_EQ(pw_readlink(e2p(&e, "sub/link"), t2, sizeof(t2)), 11);
+	ASSERT_MEM_EQ(t2, "/some/where", 11);
 	e2_umount_fsck(&e);
 }
 
@@ -937,9 +942,18 @@ TEST(ext2_links_symlinks_xattrs)
 		struct stat st;
 		ASSERT_OK(pw_stat(e2p(&e, "g"), &st));
 		ASSERT_EQ(st.st_nlink, 2);
-		ASSERT_OK(pw_stat(e2p(&e, "slow"), &st));
+		ASSERT_OK(pw_lstat(e2p(&e, "slow"), &st));
 		ASSERT(S_ISLNK(st.st_mode));
 		ASSERT_GT(st.st_blocks, 0);
+		ASSERT_OK(pw_lstat(e2p(&e, "fast"), &st));
+		ASSERT_EQ(st.st_blocks, 0);
+		char t[128];
+		ASSERT_EQ(pw_readlink(e2p(&e, "fast"), t, sizeof(t)), 13);
+		ASSERT_MEM_EQ(t, "/short/target", 13);
+		const char *slow = "/a/very/long/target/that/does/not/fit/in/the/"
+		                   "inode/itself/because/it/is/longer/than/sixty/bytes";
+		ASSERT_EQ(pw_readlink(e2p(&e, "slow"), t, sizeof(t)), (int64_t)strlen(slow));
+		ASSERT_MEM_EQ(t, slow, strlen(slow));
 		ASSERT_OK(pw_unlink(e2p(&e, "g")));
 		ASSERT_OK(pw_stat(e2p(&e, "f"), &st));
 		ASSERT_EQ(st.st_nlink, 1);
