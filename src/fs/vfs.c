@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct mount {
@@ -1448,6 +1449,246 @@ out:
 	nd_put(&ond);
 	nd_put(&nnd);
 	return (int)ret(err);
+}
+
+/* ------------------------------------------------------------ attributes */
+
+/*
+ * chmod, chown and utimens: the filesystem's setattr under the inode's
+ * i_rwsem, then ctime.  There is no permission model beyond what
+ * may_access does: only the owner (or root) may change mode, times or
+ * group, and only root the owner (EPERM otherwise).
+ */
+static bool
+is_owner(struct inode *inode)
+{
+	uid_t uid = geteuid();
+	return uid == 0 || uid == inode->i_uid;
+}
+
+static int
+notify_change(struct inode *inode, struct pw_iattr *attr)
+{
+	if (inode->i_sb->s_flags & SB_RDONLY)
+		return -EROFS;
+	if (!inode->i_op->setattr)
+		return -EPERM;
+	struct timespec now = current_time();
+	inode_lock(inode);
+	int err = inode->i_op->setattr(inode, attr);
+	if (!err) {
+		inode->i_ctime = now;
+		mark_inode_dirty(inode);
+	}
+	inode_unlock(inode);
+	return err;
+}
+
+/* The inode a call works on: from fd if by_fd, else from path (follow:
+ * the final symlink too). */
+struct attr_target {
+	struct walk w;   /* w.inode: referenced, or the file's */
+	struct file *f;  /* referenced, if by_fd */
+};
+
+static int
+target_get(struct attr_target *t, bool by_fd, const char *path, int fd,
+           bool follow)
+{
+	int err = enter();
+	if (err)
+		return err;
+	t->f = NULL;
+	if (!by_fd)
+		return walk_path_flags(path, follow, &t->w);
+	if (!(t->f = pw__fget(fd)))
+		return -EBADF;
+	t->w.inode = t->f->f_inode;
+	return 0;
+}
+
+static void
+target_put(struct attr_target *t)
+{
+	if (t->f)
+		pw__fput(t->f);
+	else
+		iput(t->w.inode);
+}
+
+static int
+do_chmod(const char *path, int fd, mode_t mode)
+{
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, true);
+	if (err)
+		return err;
+	struct pw_iattr attr = {.valid = ATTR_MODE, .mode = mode & 07777};
+	err = is_owner(t.w.inode) ? notify_change(t.w.inode, &attr) : -EPERM;
+	target_put(&t);
+	return err;
+}
+
+int
+pw_chmod(const char *path, mode_t mode)
+{
+	return (int)ret(path ? do_chmod(path, -1, mode) : -EFAULT);
+}
+
+int
+pw_fchmod(int fd, mode_t mode)
+{
+	return (int)ret(do_chmod(NULL, fd, mode));
+}
+
+static int
+do_chown(const char *path, int fd, bool follow, uid_t uid, gid_t gid)
+{
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, follow);
+	if (err)
+		return err;
+	struct inode *inode = t.w.inode;
+	struct pw_iattr attr = {.uid = uid, .gid = gid};
+	if (uid != (uid_t)-1)
+		attr.valid |= ATTR_UID;
+	if (gid != (gid_t)-1)
+		attr.valid |= ATTR_GID;
+	bool root = geteuid() == 0;
+	if ((!root && uid != (uid_t)-1 && uid != inode->i_uid) ||
+	    (!root && gid != (gid_t)-1 && gid != inode->i_gid && gid != getegid()) ||
+	    !is_owner(inode)) {
+		err = -EPERM;
+	} else {
+		/* As Linux: a chown of a non-directory drops set-user-ID, and
+		 * set-group-ID if group execute is on, even for root. */
+		mode_t m = inode->i_mode;
+		mode_t kill = S_ISUID | ((m & S_IXGRP) ? S_ISGID : 0);
+		if (!S_ISDIR(m) && !S_ISLNK(m) && (m & kill)) {
+			attr.valid |= ATTR_MODE;
+			attr.mode = m & 07777 & ~kill;
+		}
+		err = notify_change(inode, &attr);
+	}
+	target_put(&t);
+	return err;
+}
+
+int
+pw_chown(const char *path, uid_t owner, gid_t group)
+{
+	return (int)ret(path ? do_chown(path, -1, true, owner, group) : -EFAULT);
+}
+
+int
+pw_lchown(const char *path, uid_t owner, gid_t group)
+{
+	return (int)ret(path ? do_chown(path, -1, false, owner, group) : -EFAULT);
+}
+
+int
+pw_fchown(int fd, uid_t owner, gid_t group)
+{
+	return (int)ret(do_chown(NULL, fd, false, owner, group));
+}
+
+/* One time of utimensat: UTIME_NOW, UTIME_OMIT or a valid timespec.
+ * Return: 1 to set it (*ts filled), 0 to omit it, -EINVAL. */
+static int
+utime_arg(const struct timespec *in, struct timespec now, bool null,
+          struct timespec *ts, bool *explicit_time)
+{
+	if (null || in->tv_nsec == UTIME_NOW) {
+		*ts = now;
+		return 1;
+	}
+	if (in->tv_nsec == UTIME_OMIT)
+		return 0;
+	if (in->tv_nsec < 0 || in->tv_nsec > 999999999)
+		return -EINVAL;
+	*ts = *in;
+	*explicit_time = true;
+	return 1;
+}
+
+static int
+do_utimens(const char *path, int fd, const struct timespec *times, int flags)
+{
+	struct timespec in[2];
+	struct pw_iattr attr = {0};
+	bool explicit_time = false;
+	if (flags & ~AT_SYMLINK_NOFOLLOW)
+		return -EINVAL;
+	if (times && copy_from_user(in, times, sizeof(in)))
+		return -EFAULT;
+	struct timespec now = current_time();
+	int a = utime_arg(&in[0], now, !times, &attr.atime, &explicit_time);
+	int m = utime_arg(&in[1], now, !times, &attr.mtime, &explicit_time);
+	if (a < 0 || m < 0)
+		return -EINVAL;
+	attr.valid = (a ? ATTR_ATIME : 0) | (m ? ATTR_MTIME : 0);
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, !(flags & AT_SYMLINK_NOFOLLOW));
+	if (err)
+		return err;
+	struct inode *inode = t.w.inode;
+	if (!attr.valid)
+		err = 0; /* both UTIME_OMIT: nothing changes, not even ctime */
+	else if (explicit_time && !is_owner(inode))
+		err = -EPERM;
+	else if (!is_owner(inode) && may_access(inode, 2))
+		err = -EACCES;
+	else
+		err = notify_change(inode, &attr);
+	target_put(&t);
+	return err;
+}
+
+int
+pw_utimens(const char *path, const struct timespec times[2], int flags)
+{
+	return (int)ret(path ? do_utimens(path, -1, times, flags) : -EFAULT);
+}
+
+int
+pw_futimens(int fd, const struct timespec times[2])
+{
+	return (int)ret(do_utimens(NULL, fd, times, 0));
+}
+
+/* ------------------------------------------------------------ statvfs */
+
+static int
+do_statvfs(const char *path, int fd, struct statvfs *st)
+{
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, true);
+	if (err)
+		return err;
+	struct super_block *sb = t.w.inode->i_sb;
+	struct statvfs tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	err = sb->s_op->statfs ? sb->s_op->statfs(sb, &tmp) : -ENOSYS;
+	target_put(&t);
+	if (err)
+		return err;
+	if (sb->s_flags & SB_RDONLY)
+		tmp.f_flag |= ST_RDONLY;
+	if (!tmp.f_fsid)
+		tmp.f_fsid = (unsigned long)sb->s_dev;
+	return copy_to_user(st, &tmp, sizeof(tmp)) ? -EFAULT : 0;
+}
+
+int
+pw_statvfs(const char *path, struct statvfs *st)
+{
+	return (int)ret(path ? do_statvfs(path, -1, st) : -EFAULT);
+}
+
+int
+pw_fstatvfs(int fd, struct statvfs *st)
+{
+	return (int)ret(do_statvfs(NULL, fd, st));
 }
 
 /* ----------------------------------------------------------- directories */
