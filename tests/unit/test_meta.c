@@ -205,6 +205,11 @@ TEST(meta_symlink_resolution)
 		 * the mount (a lexical ".." would find no in_d there) */
 		ASSERT_EQ(get_file(mp(&t, "de/../in_d"), buf, sizeof(buf)), 4);
 		ASSERT_ERR(pw_stat(mp(&t, "de/../top"), &st), ENOENT);
+		/* a path ending in ".." names a directory, not an entry of one */
+		ASSERT_ERR(pw_rmdir(mp(&t, "d/e/..")), EBUSY);
+		ASSERT_ERR(pw_mkdir(mp(&t, "d/e/.."), 0755), EEXIST);
+		ASSERT_ERR(pw_rmdir(mp(&t, "d/e/.")), EBUSY);
+		ASSERT_OK(pw_stat(mp(&t, "d/e"), &st));
 		/* relative targets with ".." start at the link's directory */
 		ASSERT_OK(pw_symlink("../../top", mp(&t, "d/e/up")));
 		ASSERT_EQ(get_file(mp(&t, "d/e/up"), buf, sizeof(buf)), 10);
