@@ -297,7 +297,8 @@ struct inode_operations {
 	              struct inode *victim);
 	int (*rmdir)(struct inode *dir, const char *name, size_t len,
 	             struct inode *victim);
-	/* The target, if it exists, is replaced (the VFS has checked types). */
+	/* The target, if it exists, is replaced (the VFS has checked types).
+	 * The VFS then sets the renamed inode's ctime under its i_rwsem. */
 	int (*rename)(struct inode *odir, const char *oname, size_t olen,
 	              struct inode *ndir, const char *nname, size_t nlen);
 	/* Attribute changes arrive with the inode's i_rwsem held; the VFS
@@ -338,9 +339,12 @@ struct super_operations {
 
 struct inode {
 	uint64_t i_ino;                      /* (C) */
-	mode_t i_mode;                       /* (W) */
-	uid_t i_uid;                         /* (W) */
-	gid_t i_gid;                         /* (W) */
+	/* Mode and owner change only under i_rwsem (setattr; the type bits
+	 * never change) but are read without it (path walks, permission
+	 * checks, read and write): atomic. */
+	_Atomic mode_t i_mode;               /* (A) written under i_rwsem */
+	_Atomic uid_t i_uid;                 /* (A) written under i_rwsem */
+	_Atomic gid_t i_gid;                 /* (A) written under i_rwsem */
 	_Atomic unsigned i_nlink;            /* (A) */
 	_Atomic loff_t i_size;               /* (A) written under i_rwsem and
 	                                      * the page lock of the EOF page */
