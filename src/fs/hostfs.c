@@ -603,15 +603,17 @@ hostfs_lookup_name(struct inode *dir, const char *cname, struct inode **res)
 	return -ESTALE;
 }
 
-/* Pick up the link count (and ctime) the host now has; the fallback is
- * the change the caller expects. */
+/* Pick up the link count the host now has, and its ctime if the caller
+ * holds the inode's i_rwsem (link, unlink; not a rename's victim); the
+ * fallback is the change the caller expects. */
 static void
-hostfs_refresh_nlink(struct inode *inode, int delta)
+hostfs_refresh_nlink(struct inode *inode, int delta, bool locked)
 {
 	struct stat st;
 	if (fstat(host_fd(inode), &st) == 0) {
 		atomic_store(&inode->i_nlink, (unsigned)st.st_nlink);
-		inode->i_ctime = st.st_ctim;
+		if (locked)
+			inode->i_ctime = st.st_ctim;
 	} else if (delta < 0 && atomic_load(&inode->i_nlink) > 0) {
 		atomic_fetch_sub(&inode->i_nlink, 1);
 	} else if (delta > 0) {
@@ -714,7 +716,7 @@ hostfs_unlink(struct inode *dir, const char *name, size_t len,
 	if (unlinkat(host_fd(dir), cname, 0) != 0)
 		return -errno;
 	/* The host count, not a decrement: other hard links may remain. */
-	hostfs_refresh_nlink(victim, -1);
+	hostfs_refresh_nlink(victim, -1, true);
 	hostfs_refresh_dir(dir);
 	return 0;
 }
@@ -769,7 +771,7 @@ hostfs_link(struct inode *inode, struct inode *dir, const char *name,
 		if (linkat(AT_FDCWD, proc, host_fd(dir), cname, AT_SYMLINK_FOLLOW) != 0)
 			return -errno;
 	}
-	hostfs_refresh_nlink(inode, 1);
+	hostfs_refresh_nlink(inode, 1, true);
 	hostfs_refresh_dir(dir);
 	return 0;
 }
@@ -798,7 +800,7 @@ hostfs_replaced(struct super_block *sb, const struct stat *st)
 	if (!inode)
 		return;
 	if (hostfs_same(HOSTFS_I(inode), st))
-		hostfs_refresh_nlink(inode, -1);
+		hostfs_refresh_nlink(inode, -1, false);
 	iput(inode);
 }
 

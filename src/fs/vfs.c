@@ -1176,6 +1176,18 @@ current_time(void)
 	return now;
 }
 
+/* The victim, never a directory, is locked too (parent, then child), so
+ * that the filesystem may set its ctime.  rmdir does not lock its victim:
+ * rename locks two directories in address order, not parent first. */
+static int
+vfs_unlink(struct walk *dir, const char *name, size_t len, struct inode *victim)
+{
+	inode_lock(victim);
+	int err = dir->inode->i_op->unlink(dir->inode, name, len, victim);
+	inode_unlock(victim);
+	return err;
+}
+
 static int
 do_remove(const char *path, bool rmdir)
 {
@@ -1200,7 +1212,7 @@ do_remove(const char *path, bool rmdir)
 		else if (rmdir)
 			err = dir.inode->i_op->rmdir(dir.inode, name, len, v.inode);
 		else
-			err = dir.inode->i_op->unlink(dir.inode, name, len, v.inode);
+			err = vfs_unlink(&dir, name, len, v.inode);
 		iput(v.inode);
 	}
 	inode_unlock(dir.inode);

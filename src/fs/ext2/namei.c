@@ -251,7 +251,7 @@ pw__ext2_rename(struct inode *odir, const char *oname, size_t olen,
 		ext2_dec_nlink(odir);
 		ext2_inc_nlink(ndir);
 	}
-	pw__ext2_touch(src, false);
+	/* src's ctime: the VFS sets it under src's i_rwsem, which we lack. */
 	iput(src);
 	return err;
 }
