@@ -40,8 +40,8 @@ meta_umount(struct tfs *t)
 static const char *
 mp(const struct tfs *t, const char *name)
 {
-	static char buf[8][256];
-	static int n;
+	static __thread char buf[8][256];
+	static __thread int n;
 	char *b = buf[n++ & 7];
 	XSNPRINTF(b, sizeof(buf[0]), "%s/%s", t->mnt, name);
 	return b;
@@ -664,4 +664,80 @@ TEST(meta_bad_path_pointers)
 	ASSERT_ERR(pw_readlink("/s", two + PG, 4), EFAULT);
 	ASSERT_ERR(pw_stat("/s", (struct stat *)(two + PG)), EFAULT);
 	munmap(two, 2 * PG);
+}
+
+/* ------------------------------------------------------------- threads */
+
+struct meta_thr {
+	const struct tfs *t;
+	int role;
+	int iters;
+};
+
+static void *
+meta_thread(void *arg)
+{
+	struct meta_thr *a = arg;
+	const struct tfs *t = a->t;
+	struct stat st;
+	char buf[64];
+	for (int i = 0; i < a->iters; i++) {
+		switch (a->role) {
+		case 0: /* names come and go */
+			ASSERT_OK(pw_link(mp(t, "f"), mp(t, "h")));
+			ASSERT_OK(pw_symlink("f", mp(t, "s")));
+			ASSERT_OK(pw_unlink(mp(t, "h")));
+			ASSERT_OK(pw_unlink(mp(t, "s")));
+			break;
+		case 1: { /* walks through links while they change */
+			int r = pw_stat(mp(t, "s"), &st);
+			ASSERT(r == 0 || errno == ENOENT);
+			r = pw_stat(mp(t, "h"), &st);
+			ASSERT(r == 0 || errno == ENOENT);
+			ssize_t n = pw_readlink(mp(t, "s"), buf, sizeof(buf));
+			ASSERT(n == 1 || (n < 0 && (errno == ENOENT || errno == EINVAL)));
+			ASSERT_OK(pw_stat(mp(t, "ld/../f"), &st));
+			ASSERT_EQ(st.st_size, 4);
+			r = pw_stat(mp(t, "ld/x"), &st);
+			ASSERT(r == 0 || errno == ENOENT);
+			ASSERT_EQ(get_file(mp(t, "lf"), buf, sizeof(buf)), 4);
+			break;
+		}
+		case 2: /* attributes of the file the others name */
+			ASSERT_OK(pw_chmod(mp(t, "lf"), 0600 | (mode_t)(i & 044)));
+			ASSERT_OK(pw_utimens(mp(t, "f"), NULL, 0));
+			ASSERT_OK(pw_stat(mp(t, "f"), &st));
+			ASSERT_GE(st.st_nlink, 1);
+			break;
+		default: /* a directory renamed back and forth under a link */
+			ASSERT_OK(pw_rename(mp(t, "d/x"), mp(t, "d/y")));
+			ASSERT_OK(pw_rename(mp(t, "d/y"), mp(t, "d/x")));
+			break;
+		}
+	}
+	return NULL;
+}
+
+TEST_THREADED(meta_threads)
+{
+	int kinds[] = {0, 1, 3};
+	for (size_t k = 0; k < PW_ARRAY_SIZE(kinds); k++) {
+		struct tfs t;
+		tfs_mount(&t, kinds[k]);
+		TLOG("%s", test_kind_name(kinds[k]));
+		put_file(&t, "f", "data");
+		ASSERT_OK(pw_mkdir(mp(&t, "d"), 0755));
+		ASSERT_OK(pw_mkdir(mp(&t, "d/x"), 0755));
+		ASSERT_OK(pw_symlink("d", mp(&t, "ld")));
+		ASSERT_OK(pw_symlink("f", mp(&t, "lf")));
+		struct meta_thr args[4];
+		for (int r = 0; r < 4; r++)
+			args[r] = (struct meta_thr){&t, r, 150};
+		run_threads(4, meta_thread, args, sizeof(args[0]));
+		struct stat st;
+		ASSERT_OK(pw_stat(mp(&t, "f"), &st));
+		ASSERT_EQ(st.st_nlink, 1);
+		ASSERT_ERR(pw_lstat(mp(&t, "s"), &st), ENOENT);
+		meta_umount(&t);
+	}
 }
