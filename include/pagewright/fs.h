@@ -261,6 +261,9 @@ bool pagefault_disabled(void);
 /* Return the number of bytes NOT copied. */
 size_t copy_from_user(void *to, const void *from, size_t n);
 size_t copy_to_user(void *to, const void *from, size_t n);
+/* Copy a user string: its length, count if it has no NUL in count
+ * bytes, or -EFAULT (NULL included). */
+long strncpy_from_user(char *dst, const char *src, long count);
 int fault_in_pages_readable(const void *uaddr, size_t size);
 /* Prefault up to two pages; return the readable prefix (0: none). */
 size_t fault_in_readable_prefix(const void *uaddr, size_t size);
@@ -299,12 +302,31 @@ struct inode_operations {
 	              struct inode *victim);
 	int (*rmdir)(struct inode *dir, const char *name, size_t len,
 	             struct inode *victim);
-	/* The target, if it exists, is replaced (the VFS has checked types). */
+	/* The target, if it exists, is replaced (the VFS has checked types).
+	 * The VFS then sets the renamed inode's ctime under its i_rwsem. */
 	int (*rename)(struct inode *odir, const char *oname, size_t olen,
 	              struct inode *ndir, const char *nname, size_t nlen);
-	/* Size changes arrive with i_rwsem held. */
+	/* Attribute changes arrive with the inode's i_rwsem held; the VFS
+	 * sets i_ctime and marks the inode dirty after a successful call. */
 	int (*setattr)(struct inode *inode, const struct pw_iattr *attr);
 	int (*readdir)(struct inode *dir, void *ctx, filldir_t fill);
+	/* Optional (else EPERM).  Make name in dir a symbolic link to target,
+	 * a C string of 1 to PATH_MAX - 1 bytes (checked by the VFS; a
+	 * filesystem that holds less refuses with -ENAMETOOLONG).  The new
+	 * inode is S_IFLNK | 0777 with i_size = strlen(target).  dir's
+	 * i_rwsem held; *res holds a reference. */
+	int (*symlink)(struct inode *dir, const char *name, size_t len,
+	               const char *target, struct inode **res);
+	/* Optional (else EPERM).  Add name in dir for inode, an existing
+	 * non-directory of the same superblock with links left.  The fs
+	 * raises i_nlink and sets i_ctime; -EMLINK at its link limit.  dir's
+	 * i_rwsem held, then inode's. */
+	int (*link)(struct inode *inode, struct inode *dir, const char *name,
+	            size_t len);
+	/* Symlinks: copy the target into buf, at most size bytes and no NUL
+	 * added (readlink(2)).  Return: the bytes copied (size means "maybe
+	 * truncated"), or -errno.  No lock held: a target never changes. */
+	int (*readlink)(struct inode *inode, char *buf, size_t size);
 };
 
 struct super_operations {
@@ -322,9 +344,12 @@ struct super_operations {
 
 struct inode {
 	uint64_t i_ino;                      /* (C) */
-	mode_t i_mode;                       /* (W) */
-	uid_t i_uid;                         /* (W) */
-	gid_t i_gid;                         /* (W) */
+	/* Mode and owner change only under i_rwsem (setattr; the type bits
+	 * never change) but are read without it (path walks, permission
+	 * checks, read and write): atomic. */
+	_Atomic mode_t i_mode;               /* (A) written under i_rwsem */
+	_Atomic uid_t i_uid;                 /* (A) written under i_rwsem */
+	_Atomic gid_t i_gid;                 /* (A) written under i_rwsem */
 	_Atomic unsigned i_nlink;            /* (A) */
 	_Atomic loff_t i_size;               /* (A) written under i_rwsem and
 	                                      * the page lock of the EOF page */

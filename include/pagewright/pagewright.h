@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -53,6 +54,30 @@ int pw_unlink(const char *path);
 int pw_mkdir(const char *path, mode_t mode);
 int pw_rmdir(const char *path);
 int pw_rename(const char *oldpath, const char *newpath);
+
+/* Links and attributes (added after DESIGN.md; docs/DESIGN-CHANGES.md).
+ * Symbolic links are followed in every component of a path, at most 40
+ * per call (then ELOOP); the final component is not followed by
+ * pw_lstat, pw_lchown, pw_readlink, pw_unlink, pw_rename, pw_link's
+ * oldpath (as Linux's link(2)), the new name of pw_symlink/pw_link/
+ * pw_mkdir, pw_open with O_NOFOLLOW (ELOOP) or O_CREAT|O_EXCL, and
+ * pw_utimens with AT_SYMLINK_NOFOLLOW.  An absolute target is resolved in
+ * pagewright's namespace, never the host's, also on hostfs. */
+int pw_symlink(const char *target, const char *linkpath);
+ssize_t pw_readlink(const char *path, char *buf, size_t bufsiz);
+int pw_link(const char *oldpath, const char *newpath);
+int pw_lstat(const char *path, struct stat *st);
+int pw_chmod(const char *path, mode_t mode);
+int pw_fchmod(int fd, mode_t mode);
+int pw_chown(const char *path, uid_t owner, gid_t group);
+int pw_lchown(const char *path, uid_t owner, gid_t group);
+int pw_fchown(int fd, uid_t owner, gid_t group);
+/* times NULL: both now; UTIME_NOW, UTIME_OMIT as utimensat(2); flags 0
+ * or AT_SYMLINK_NOFOLLOW (<fcntl.h>). */
+int pw_utimens(const char *path, const struct timespec times[2], int flags);
+int pw_futimens(int fd, const struct timespec times[2]);
+int pw_statvfs(const char *path, struct statvfs *st);
+int pw_fstatvfs(int fd, struct statvfs *st);
 
 /* A directory stream; opaque, like DIR. */
 typedef struct pw_dir PW_DIR;

@@ -603,16 +603,30 @@ hostfs_lookup_name(struct inode *dir, const char *cname, struct inode **res)
 	return -ESTALE;
 }
 
-/* Pick up the link count the host now has; the fallback is the change
- * the caller expects. */
+/* Pick up the link count the host now has, and its ctime if the caller
+ * holds the inode's i_rwsem (link, unlink; not a rename's victim); the
+ * fallback is the change the caller expects. */
 static void
-hostfs_refresh_nlink(struct inode *inode, int delta)
+hostfs_refresh_nlink(struct inode *inode, int delta, bool locked)
 {
 	struct stat st;
-	if (fstat(host_fd(inode), &st) == 0)
+	if (fstat(host_fd(inode), &st) == 0) {
 		atomic_store(&inode->i_nlink, (unsigned)st.st_nlink);
-	else if (delta < 0 && atomic_load(&inode->i_nlink) > 0)
+		if (locked)
+			inode->i_ctime = st.st_ctim;
+	} else if (delta < 0 && atomic_load(&inode->i_nlink) > 0) {
 		atomic_fetch_sub(&inode->i_nlink, 1);
+	} else if (delta > 0) {
+		atomic_fetch_add(&inode->i_nlink, 1);
+	}
+}
+
+/* The /proc name of a host descriptor, for the calls that take no
+ * O_PATH descriptor (utimensat, and linkat without privilege). */
+static void
+hostfs_proc_path(int fd, char *buf, size_t n)
+{
+	snprintf(buf, n, "/proc/self/fd/%d", fd);
 }
 
 /* After a change to a directory: its link count and times.  The VFS
@@ -702,7 +716,62 @@ hostfs_unlink(struct inode *dir, const char *name, size_t len,
 	if (unlinkat(host_fd(dir), cname, 0) != 0)
 		return -errno;
 	/* The host count, not a decrement: other hard links may remain. */
-	hostfs_refresh_nlink(victim, -1);
+	hostfs_refresh_nlink(victim, -1, true);
+	hostfs_refresh_dir(dir);
+	return 0;
+}
+
+/* The host keeps the target: symlinkat, then the entry is looked up as
+ * any other (an O_PATH handle). */
+static int
+hostfs_symlink(struct inode *dir, const char *name, size_t len,
+               const char *target, struct inode **res)
+{
+	char cname[NAME_MAX + 1];
+	int err = hostfs_may_change(dir, name, len, cname);
+	if (err)
+		return err;
+	if (symlinkat(target, host_fd(dir), cname) != 0)
+		return -errno;
+	err = hostfs_lookup_name(dir, cname, res);
+	if (err)
+		unlinkat(host_fd(dir), cname, 0);
+	else
+		hostfs_refresh_dir(dir);
+	return err;
+}
+
+/* The inode's own handle names the link: readlinkat(fd, ""). */
+static int
+hostfs_readlink(struct inode *inode, char *buf, size_t size)
+{
+	if (!S_ISLNK(HOSTFS_I(inode)->hi_type))
+		return -EINVAL;
+	ssize_t n = readlinkat(host_fd(inode), "", buf, size);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* A new host name for the file behind the inode's descriptor: linkat
+ * with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, so without it the /proc
+ * name of the descriptor is linked (AT_SYMLINK_FOLLOW follows only that
+ * magic link, never a symlink it leads to). */
+static int
+hostfs_link(struct inode *inode, struct inode *dir, const char *name,
+            size_t len)
+{
+	char cname[NAME_MAX + 1], proc[64];
+	int err = hostfs_may_change(dir, name, len, cname);
+	if (err)
+		return err;
+	int fd = host_fd(inode);
+	if (linkat(fd, "", host_fd(dir), cname, AT_EMPTY_PATH) != 0) {
+		if (errno != ENOENT && errno != EPERM)
+			return -errno;
+		hostfs_proc_path(fd, proc, sizeof(proc));
+		if (linkat(AT_FDCWD, proc, host_fd(dir), cname, AT_SYMLINK_FOLLOW) != 0)
+			return -errno;
+	}
+	hostfs_refresh_nlink(inode, 1, true);
 	hostfs_refresh_dir(dir);
 	return 0;
 }
@@ -731,7 +800,7 @@ hostfs_replaced(struct super_block *sb, const struct stat *st)
 	if (!inode)
 		return;
 	if (hostfs_same(HOSTFS_I(inode), st))
-		hostfs_refresh_nlink(inode, -1);
+		hostfs_refresh_nlink(inode, -1, false);
 	iput(inode);
 }
 
@@ -826,9 +895,17 @@ hostfs_utimes(struct inode *inode, const struct pw_iattr *attr)
 		ts[0] = attr->atime;
 	if (attr->valid & ATTR_MTIME)
 		ts[1] = attr->mtime;
-	if (HOSTFS_I(inode)->hi_access == 0)
-		return -EOPNOTSUPP;
-	if (futimens(host_fd(inode), ts) != 0)
+	int r;
+	if (HOSTFS_I(inode)->hi_access == 0) {
+		/* An O_PATH handle (a symlink, say): through its /proc name,
+		 * which leads to the file itself, never a symlink's target. */
+		char proc[64];
+		hostfs_proc_path(host_fd(inode), proc, sizeof(proc));
+		r = utimensat(AT_FDCWD, proc, ts, 0);
+	} else {
+		r = futimens(host_fd(inode), ts);
+	}
+	if (r != 0)
 		return -errno;
 	if (attr->valid & ATTR_ATIME)
 		inode_time_set(&inode->i_atime, attr->atime);
@@ -911,6 +988,9 @@ static const struct inode_operations hostfs_iops = {
 	.rename = hostfs_rename,
 	.setattr = hostfs_setattr,
 	.readdir = hostfs_readdir,
+	.symlink = hostfs_symlink,
+	.link = hostfs_link,
+	.readlink = hostfs_readlink,
 };
 
 /* ----------------------------------------------------- super ops */

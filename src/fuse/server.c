@@ -158,7 +158,7 @@ static int
 lookup_locked(struct pw_fuse *f, struct fnode *dir, const char *name,
               const char *path, struct stat *st, struct fnode **res)
 {
-	int err = pw__pending_lstat(path, st);
+	int err = pw__fuse_lstat(path, st);
 	return err ? err : pw__node_lookup(&f->tab, dir, name, st, res);
 }
 
@@ -209,7 +209,7 @@ stat_node(struct pw_fuse *f, struct fnode *n, struct stat *st)
 	int err = pw__node_path(&f->tab, n, path, sizeof(path));
 	bool unlinked = err == -ENOENT;
 	if (!err)
-		err = pw__pending_lstat(path, st);
+		err = pw__fuse_lstat(path, st);
 	tree_unlock(f);
 	if (unlinked)
 		err = pw__node_fstat_any(&f->tab, n, st);
@@ -230,7 +230,7 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* Size through the descriptor when there is one (ftruncate), else by path;
- * the rest goes to pending.c.  pagewright's truncate sets mtime and ctime
+ * the rest goes to attrs.c.  pagewright's truncate sets mtime and ctime
  * itself, so the times the kernel sends along with a size are done. */
 static int
 setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int to_set)
@@ -244,7 +244,7 @@ setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int
 	}
 	to_set &= ~FUSE_SET_ATTR_CTIME;
 	if (!err && to_set)
-		err = pw__pending_setattr(path, h ? h->fd : -1, attr, to_set);
+		err = pw__fuse_setattr(path, h ? h->fd : -1, attr, to_set);
 	return err;
 }
 
@@ -329,7 +329,7 @@ create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
 	if (fd < 0)
 		return fd;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	pw__pending_chown_new(path, ctx->uid, ctx->gid);
+	pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 	err = neg(pw_fstat(fd, st));
 	if (!err)
 		err = pw__node_lookup(&f->tab, dir, name, st, res);
@@ -603,7 +603,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 		err = neg(pw_mkdir(path, mode));
 	if (!err) {
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		pw__pending_chown_new(path, ctx->uid, ctx->gid);
+		pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 		err = lookup_locked(f, dir, name, path, &st, &n);
 	}
 	tree_unlock(f);
@@ -627,7 +627,7 @@ op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t
 		int fd = neg(pw_open(path, O_CREAT | O_EXCL | O_WRONLY, mode & 07777));
 		err = fd < 0 ? fd : neg(pw_close(fd));
 	} else if (!err) {
-		err = pw__pending_mknod(path, mode, rdev);
+		err = pw__fuse_mknod(path, mode, rdev);
 	}
 	if (!err)
 		err = lookup_locked(f, dir, name, path, &st, &n);
@@ -648,7 +648,7 @@ remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool rmdir)
 	tree_write(f);
 	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
 	if (!err)
-		err = pw__pending_lstat(path, &st);
+		err = pw__fuse_lstat(path, &st);
 	if (!err)
 		err = neg(rmdir ? pw_rmdir(path) : pw_unlink(path));
 	if (!err)
@@ -679,10 +679,10 @@ rename_locked(struct pw_fuse *f, struct fnode *odir, const char *oname,
 	if (!err)
 		err = pw__node_child_path(&f->tab, ndir, nname, npath, sizeof(npath));
 	if (!err)
-		err = pw__pending_lstat(opath, &ost);
+		err = pw__fuse_lstat(opath, &ost);
 	if (err)
 		return err;
-	bool replaces = pw__pending_lstat(npath, &nst) == 0;
+	bool replaces = pw__fuse_lstat(npath, &nst) == 0;
 	if (replaces && nst.st_dev == ost.st_dev && nst.st_ino == ost.st_ino)
 		return neg(pw_rename(opath, npath)); /* two links of one file */
 	if ((err = neg(pw_rename(opath, npath))))
@@ -710,7 +710,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpar
 	reply_errno(req, err);
 }
 
-/* ------------------------------------------ operations pending.c answers */
+/* ------------------------------------------- operations attrs.c answers */
 
 static void
 op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -720,7 +720,7 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 	tree_read(f);
 	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
 	if (!err)
-		err = pw__pending_readlink(path, target, sizeof(target));
+		err = pw__fuse_readlink(path, target, sizeof(target));
 	tree_unlock(f);
 	if (err)
 		reply_errno(req, err);
@@ -738,7 +738,7 @@ op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name
 	tree_read(f);
 	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
 	if (!err)
-		err = pw__pending_symlink(link, path);
+		err = pw__fuse_symlink(link, path);
 	if (!err)
 		err = lookup_locked(f, dir, name, path, &st, &n);
 	tree_unlock(f);
@@ -760,7 +760,7 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newnam
 	if (!err)
 		err = pw__node_child_path(&f->tab, dir, newname, npath, sizeof(npath));
 	if (!err)
-		err = pw__pending_link(opath, npath);
+		err = pw__fuse_link(opath, npath);
 	if (!err)
 		err = lookup_locked(f, dir, newname, npath, &st, &n);
 	tree_unlock(f);
@@ -776,7 +776,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 	struct pw_fuse *f = server(req);
 	struct statvfs st;
-	int err = pw__pending_statvfs(f->tab.root_path, &st);
+	int err = pw__fuse_statvfs(f->tab.root_path, &st);
 	if (err)
 		reply_errno(req, err);
 	else

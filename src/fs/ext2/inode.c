@@ -188,6 +188,8 @@ ext2_set_ops(struct inode *inode)
 {
 	if (S_ISDIR(inode->i_mode))
 		inode->i_op = &pw__ext2_dir_iops;
+	else if (S_ISLNK(inode->i_mode))
+		inode->i_op = &pw__ext2_symlink_iops;
 	else
 		inode->i_op = &pw__ext2_file_iops;
 }
