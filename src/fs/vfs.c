@@ -1732,6 +1732,30 @@ dir_fill(void *ctx, const char *name, size_t len, uint64_t ino, unsigned dtype)
 	return 0;
 }
 
+/* The inode number ".." names: the parent's, within the filesystem (at a
+ * filesystem's root, the root itself, as its own ".." entry says). */
+static uint64_t
+dotdot_ino(const char *path, struct inode *dir)
+{
+	if (dir == dir->i_sb->s_root)
+		return dir->i_ino;
+	size_t len = strnlen(path, PATH_MAX);
+	char *up = malloc(len + 4);
+	struct walk w;
+	uint64_t ino = dir->i_ino;
+	if (!up)
+		return ino;
+	memcpy(up, path, len);
+	memcpy(up + len, "/..", 4);
+	if (walk_path(up, &w) == 0) {
+		if (w.inode->i_sb == dir->i_sb)
+			ino = w.inode->i_ino;
+		iput(w.inode);
+	}
+	free(up);
+	return ino;
+}
+
 /* The stream is a snapshot taken at opendir, which POSIX allows: entries
  * added or removed later may or may not be seen. */
 PW_DIR *
@@ -1752,7 +1776,7 @@ pw_opendir(const char *path)
 		err = -ENOMEM;
 	if (!err) {
 		dir_fill(d, ".", 1, w.inode->i_ino, DT_DIR);
-		dir_fill(d, "..", 2, w.inode->i_ino, DT_DIR);
+		dir_fill(d, "..", 2, dotdot_ino(path, w.inode), DT_DIR);
 		err = w.inode->i_op->readdir(w.inode, d, dir_fill);
 		if (err) {
 			free(d->ents);
