@@ -299,6 +299,43 @@ filemap_get_read_page(struct file *file, pgoff_t index, int *err)
 	}
 }
 
+/*
+ * A large read of cached pages: the uptodate pages that follow `page` in
+ * the file and in the pool (consecutive frames, as the pool hands files
+ * contiguous runs) are copied with it in one go, and found with one index
+ * lookup.  Up to want more bytes, none past isize.  Returns how many
+ * pages it took (referenced, in run[]) and adds their bytes to *nr.
+ */
+enum { READ_RUN = 31 };
+static unsigned
+read_run(struct file *file, struct page *page, loff_t isize, size_t want,
+         struct page **run, size_t *nr)
+{
+	struct address_space *mapping = file->f_mapping;
+	pgoff_t index = page->index;
+	unsigned got = find_get_pages(mapping, index + 1, READ_RUN, run), n = 0;
+	loff_t end = ((loff_t)index + 1) << PAGE_SHIFT;
+	while (n < got && want > 0 && end < isize && run[n]->index == index + 1 + n &&
+	       page_to_pfn(run[n]) == page_to_pfn(page) + 1 + n && PageUptodate(run[n])) {
+		size_t bytes = PW_MIN(PW_MIN((size_t)PAGE_SIZE, want), (size_t)(isize - end));
+		mark_page_accessed(run[n]);
+		*nr += bytes;
+		want -= bytes;
+		end += (loff_t)bytes;
+		n++;
+	}
+	for (unsigned k = n; k < got; k++)
+		put_page(run[k]);
+	if (n) {
+		PW_STAT_ADD(hits, n);
+		/* the last page of a readahead window starts the next one */
+		pgoff_t next = atomic_load_explicit(&file->f_ra.next, memory_order_relaxed);
+		if (next > index + 1 && next <= index + 1 + n)
+			page_cache_ra(mapping, file, next, ra_window(file, next));
+	}
+	return n;
+}
+
 /**
  * generic_file_read_iter - read from the page cache into the iterator.
  * Context: no locks; copies to user memory with faults enabled, holding
@@ -330,8 +367,14 @@ generic_file_read_iter(struct file *file, struct iov_iter *to, loff_t *ppos)
 		}
 		size_t nr = PW_MIN(PAGE_SIZE - offset, (size_t)(isize - pos));
 		nr = PW_MIN(nr, iov_iter_count(to));
+		struct page *run[READ_RUN];
+		unsigned nrun = 0;
+		if (offset + nr == PAGE_SIZE && iov_iter_count(to) > nr)
+			nrun = read_run(file, page, isize, iov_iter_count(to) - nr, run, &nr);
 		size_t copied = copy_page_to_iter(page, offset, nr, to);
 		put_page(page);
+		for (unsigned k = 0; k < nrun; k++)
+			put_page(run[k]);
 		pos += (loff_t)copied;
 		done += (ssize_t)copied;
 		if (copied < nr) {
