@@ -143,6 +143,8 @@ struct pw__test_hooks {
 	/* generic_perform_write and 2copy: after the prefault of a step,
 	 * before write_begin / grabbing the page. */
 	void (*after_prefault)(struct file *file, loff_t pos, size_t bytes);
+	/* generic_perform_write: the page is locked, the copy comes next. */
+	void (*after_write_begin)(struct file *file, loff_t pos, size_t bytes);
 	/* pagecache_isize_extended: i_size has grown, the old EOF page is
 	 * not write-protected yet. */
 	void (*isize_extended)(struct inode *inode, loff_t from, loff_t to);

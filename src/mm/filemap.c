@@ -448,6 +448,8 @@ generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos)
 			}
 			break;
 		}
+		if (pw__hooks.after_write_begin)
+			pw__hooks.after_write_begin(file, pos, bytes);
 		pagefault_disable();
 		size_t copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
 		pagefault_enable();
