@@ -411,7 +411,7 @@ unmap_mapping_range(struct address_space *mapping, loff_t start, loff_t len)
 
 /* ------------------------------------------------------------ the API */
 
-/* The global list, sorted by address; mmap_lock held for write. */
+/* Test hook: unmap every mapping (the runner's cleanup). */
 void
 pw__test_munmap_all(void)
 {
@@ -424,6 +424,7 @@ pw__test_munmap_all(void)
 	}
 }
 
+/* The global list, sorted by address; mmap_lock held for write. */
 static void
 vmas_insert(struct vm_area_struct *vma)
 {
