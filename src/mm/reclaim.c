@@ -112,8 +112,14 @@ shrink(unsigned long nr)
 			struct address_space *mapping = page->mapping;
 			if (mapping && !PageDirty(page) && !PageWriteback(page)) {
 				pw__page_unmap(page);
-				/* A store may have redirtied it before the unmap. */
-				if (!PageDirty(page) && atomic_load(&page->mapcount) == 0) {
+				/* A store may have redirtied it before the unmap.
+				 * More references than the cache's and ours: someone
+				 * uses it, e.g. a metadata buffer held with sb_bread
+				 * (ext2 holds its superblock's for the life of the
+				 * mount), which would be left pointing into a page
+				 * that left the cache. */
+				if (!PageDirty(page) && atomic_load(&page->mapcount) == 0 &&
+				    atomic_load(&page->refcount) == 2) {
 					delete_from_page_cache(page);
 					freed++;
 				}
