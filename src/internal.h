@@ -63,10 +63,23 @@ uint64_t pw__mem_limit_pages(void);
 struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
 	    fault_around, short_copies, write_retries, pool_pages, allocated;
+	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
 #define PW_STAT_SUB(f, n) atomic_fetch_sub_explicit(&pw__stat.f, (n), memory_order_relaxed)
+/* The superblock whose counters a page of this mapping moves, or NULL. */
+static inline struct super_block *
+pw__mapping_sb(const struct address_space *m)
+{
+	return m && m->host ? m->host->i_sb : NULL;
+}
+#define PW_SB_ADD(sb, f, n)                                                    \
+	do {                                                                       \
+		struct super_block *sb_ = (sb);                                        \
+		if (sb_)                                                               \
+			atomic_fetch_add_explicit(&sb_->f, (n), memory_order_relaxed);     \
+	} while (0)
 
 /* ---- signal-safe allocator (src/mm/kmem.c): never calls malloc, so the
  * fault handler may use it. */
@@ -146,6 +159,9 @@ struct pw__test_hooks {
 	/* pagecache_isize_extended: i_size has grown, the old EOF page is
 	 * not write-protected yet. */
 	void (*isize_extended)(struct inode *inode, loff_t from, loff_t to);
+	/* write_cache_pages: a batch of pages is unlocked and under
+	 * writeback, and is about to be written. */
+	void (*before_writeback_io)(struct address_space *mapping);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and

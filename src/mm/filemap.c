@@ -57,6 +57,7 @@ pw__account_page_dirtied(struct address_space *mapping)
 		atomic_store_explicit(&mapping->host->i_dirtied_when, pw__now_ms(),
 		                      memory_order_relaxed);
 	PW_STAT_ADD(dirty, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_dirty, 1);
 }
 
 void
@@ -64,27 +65,47 @@ pw__account_page_cleaned(struct address_space *mapping)
 {
 	atomic_fetch_sub(&mapping->nrdirty, 1);
 	PW_STAT_SUB(dirty, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_dirty, -1);
 }
+
+/* Pages a throttled writer writes back before it may dirty more: enough
+ * to bring the cache back to the background threshold, but bounded, so
+ * that one stall stays short (a few MiB at device speed) and the writer
+ * goes back to copying while the writeback thread keeps the device busy. */
+#define THROTTLE_CHUNK_MIN 256
+#define THROTTLE_CHUNK_MAX 4096
 
 /**
  * balance_dirty_pages_ratelimited - the dirty-throttling hook.
  * Called once per page step of a buffered write, with i_rwsem held and no
- * page locked.  Above the hard limit the writer writes back its own
- * file's dirty pages before it may dirty more, so no writer can fill
- * memory with dirty pages.
+ * page locked.  Above the background threshold it wakes the writeback
+ * thread; above the hard limit the writer writes back a chunk of its own
+ * file (cyclically, where its last chunk stopped) before it may dirty
+ * more, so no writer can fill memory with dirty pages.  The time spent
+ * there is the throttling time of pw_get_stats.
  */
 void
 balance_dirty_pages_ratelimited(struct address_space *mapping)
 {
-	if (mapping->unevictable || !mapping->a_ops->writepage)
+	if (mapping->unevictable || (!mapping->a_ops->writepage && !mapping->a_ops->writepages))
 		return;
 	uint64_t dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
-	if (dirty >= pw__dirty_background_pages())
-		pw__wakeup_flusher();
-	/* Over the hard limit the writer writes back its own file before it
-	 * may dirty more: no writer can fill memory with dirty pages. */
-	if (dirty >= pw__dirty_limit_pages())
-		filemap_fdatawrite(mapping);
+	uint64_t background = pw__dirty_background_pages();
+	if (dirty < background)
+		return;
+	pw__wakeup_flusher();
+	if (dirty < pw__dirty_limit_pages() || atomic_load(&mapping->nrdirty) == 0)
+		return;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	long chunk = (long)PW_MIN(PW_MAX(dirty - background, THROTTLE_CHUNK_MIN),
+	                          THROTTLE_CHUNK_MAX);
+	struct writeback_control wbc = {.range_cyclic = true, .nr_to_write = chunk};
+	do_writepages(mapping, &wbc);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
+	PW_STAT_ADD(throttled, 1);
 }
 
 void
@@ -94,6 +115,10 @@ mapping_set_error(struct address_space *mapping, int err)
 		return;
 	atomic_store(&mapping->wb_err, -err);
 	atomic_fetch_add(&mapping->wb_err_seq, 1);
+	PW_STAT_ADD(write_errors, 1);
+	struct super_block *sb = pw__mapping_sb(mapping);
+	if (sb)
+		atomic_fetch_add(&sb->s_write_errors, 1);
 }
 
 /* --------------------------------------------------------- read side */
@@ -969,38 +994,158 @@ pw__writeout_locked_page(struct page *page, struct writeback_control *wbc)
 	return err;
 }
 
+/* The batch of filesystems without ->writepages: each page is written
+ * at once by ->writepage. */
+static int
+writepage_add(struct writeback_batch *b, struct page *page,
+              struct writeback_control *wbc)
+{
+	(void)b;
+	int err = page->mapping->a_ops->writepage(page, wbc);
+	return err == AOP_WRITEPAGE_ACTIVATE ? 0 : err;
+}
+
+/* Write what the batch holds.  The test hook runs first: the pages are
+ * unlocked and under writeback there, and nothing is written yet. */
+static void
+batch_submit(struct address_space *mapping, struct writeback_batch *b,
+             struct writeback_control *wbc, int *ret)
+{
+	if (b->nr_pages == 0 || !b->submit)
+		return;
+	if (pw__hooks.before_writeback_io)
+		pw__hooks.before_writeback_io(mapping);
+	int err = b->submit(b, wbc);
+	if (err && !*ret)
+		*ret = err;
+}
+
+/*
+ * Hand one referenced page to the batch if it is dirty.  It is locked
+ * without waiting while the batch holds pages not yet written (submit
+ * first: see struct writeback_batch), and write-protected in every user
+ * mapping by clear_page_dirty_for_io before it goes under writeback.
+ * Return: true when wbc->nr_to_write is reached.
+ */
+static bool
+writeback_one(struct address_space *mapping, struct writeback_control *wbc,
+              struct writeback_batch *b, struct page *page, int *ret)
+{
+	if (!PageDirty(page))
+		return false;
+	if (!trylock_page(page)) {
+		batch_submit(mapping, b, wbc, ret);
+		lock_page(page);
+	}
+	if (page->mapping != mapping || !PageDirty(page)) {
+		unlock_page(page);
+		return false;
+	}
+	/* Redirtied while a write of it was in flight: a metadata buffer
+	 * changed under its buffer lock, or a mapping that mkclean could
+	 * not write-protect.  Let that write finish first. */
+	if (PageWriteback(page)) {
+		batch_submit(mapping, b, wbc, ret);
+		wait_on_page_writeback(page);
+	}
+	if (!clear_page_dirty_for_io(page)) {
+		unlock_page(page);
+		return false;
+	}
+	set_page_writeback(page);
+	int err = b->add(b, page, wbc);
+	if (err && !*ret)
+		*ret = err;
+	wbc->nr_written++;
+	return wbc->nr_to_write > 0 && wbc->nr_written >= wbc->nr_to_write;
+}
+
+/**
+ * write_cache_pages - walk the dirty pages wbc describes in index order
+ * and hand each to the batch (struct writeback_batch in fs.h).  With
+ * range_cyclic the walk starts where the last cyclic one stopped and
+ * wraps around, so writers throttled a chunk at a time (balance_dirty_
+ * pages_ratelimited) move through a large file instead of rescanning its
+ * head.  Context: no page locked; may sleep.  Return: the first error.
+ */
+int
+write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
+                  struct writeback_batch *b)
+{
+	bool cyclic = wbc->range_cyclic, wrapped = false, stop = false;
+	pgoff_t index = cyclic ? atomic_load(&mapping->m_wb_index)
+	                       : (pgoff_t)wbc->range_start >> PAGE_SHIFT;
+	pgoff_t first = index, end = cyclic ? ~(pgoff_t)0 : (pgoff_t)wbc->range_end >> PAGE_SHIFT;
+	struct page *gang[16];
+	int ret = 0;
+	for (;;) {
+		unsigned n = index <= end ? find_get_pages(mapping, index, 16, gang) : 0;
+		bool past_end = n == 0;
+		for (unsigned k = 0; k < n; k++) {
+			struct page *page = gang[k];
+			if (page->index > end)
+				past_end = true;
+			else if (!stop) {
+				index = page->index + 1;
+				stop = writeback_one(mapping, wbc, b, page, &ret);
+			}
+			put_page(page);
+		}
+		if (stop)
+			break;
+		if (past_end || index == 0) {
+			if (!cyclic || wrapped || first == 0)
+				break;
+			wrapped = true;
+			index = 0;
+			end = first - 1;
+		}
+	}
+	batch_submit(mapping, b, wbc, &ret);
+	if (cyclic)
+		atomic_store(&mapping->m_wb_index, stop ? index : 0);
+	return ret;
+}
+
+/**
+ * do_writepages - write back what wbc describes, through ->writepages
+ * if the filesystem has it, else ->writepage one page at a time; and
+ * count it (pw_get_stats, pw_get_mount_stats).
+ */
+int
+do_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	const struct address_space_operations *a_ops = mapping->a_ops;
+	long written = wbc->nr_written, ios = wbc->nr_ios;
+	int err;
+	if (!a_ops->writepage && !a_ops->writepages)
+		return 0;
+	if (a_ops->writepages) {
+		err = a_ops->writepages(mapping, wbc);
+	} else {
+		struct writeback_batch b = {.add = writepage_add};
+		err = write_cache_pages(mapping, wbc, &b);
+	}
+	written = wbc->nr_written - written;
+	ios = wbc->nr_ios - ios;
+	PW_STAT_ADD(written, (uint64_t)written);
+	PW_STAT_ADD(writeback_ios, (uint64_t)ios);
+	struct super_block *sb = pw__mapping_sb(mapping);
+	if (sb) {
+		atomic_fetch_add_explicit(&sb->s_written, (uint64_t)written, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sb->s_write_ios, (uint64_t)ios, memory_order_relaxed);
+	}
+	return err;
+}
+
 static int
 write_range(struct address_space *mapping, loff_t start, loff_t end, bool sync)
 {
 	struct writeback_control wbc = {.range_start = start, .range_end = end,
 	                                .sync = sync};
-	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
-	pgoff_t last = (pgoff_t)end >> PAGE_SHIFT;
-	struct page *batch[16];
-	unsigned n;
-	int ret = 0;
-	if (!mapping->a_ops->writepage || atomic_load(&mapping->nrdirty) == 0)
+	if (atomic_load(&mapping->nrdirty) == 0)
 		return 0;
-	while (index <= last &&
-	       (n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
-		pgoff_t last_seen = batch[n - 1]->index;
-		for (unsigned k = 0; k < n; k++) {
-			struct page *page = batch[k];
-			index = page->index + 1;
-			if (page->index <= last && PageDirty(page)) {
-				lock_page(page);
-				int err = page->mapping == mapping
-				              ? pw__writeout_locked_page(page, &wbc)
-				              : (unlock_page(page), 0);
-				if (err && !ret)
-					ret = err;
-			}
-			put_page(page);
-		}
-		if (last_seen >= last)
-			break;
-	}
-	return ret;
+	return do_writepages(mapping, &wbc);
 }
 
 int
@@ -1011,8 +1156,8 @@ filemap_fdatawrite(struct address_space *mapping)
 
 /**
  * filemap_write_and_wait_range - write back the dirty pages of a range
- * and wait for them.  Writeback is synchronous here: writepage returns
- * when the data is with the backing store.
+ * and wait for them, including pages another thread (the writeback
+ * thread) had under writeback already.
  * Return: 0, or the first error of this call.
  */
 int
@@ -1023,7 +1168,6 @@ filemap_write_and_wait_range(struct address_space *mapping, loff_t start,
 	struct page *batch[16];
 	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
 	unsigned n;
-	/* Pages that were already under writeback by another thread. */
 	while ((n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
 		for (unsigned k = 0; k < n; k++) {
 			index = batch[k]->index + 1;

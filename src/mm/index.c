@@ -219,6 +219,7 @@ add_to_page_cache_locked(struct page *page, struct address_space *mapping,
 	}
 	pw__lru_add(page);
 	PW_STAT_ADD(cached, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_cached, 1);
 	return 0;
 }
 
@@ -245,6 +246,7 @@ delete_from_page_cache(struct page *page)
 	if (old & PG_dirty)
 		pw__account_page_cleaned(mapping);
 	PW_STAT_SUB(cached, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_cached, -1);
 	put_page(page);
 }
 

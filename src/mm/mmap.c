@@ -125,15 +125,20 @@ set_pte(struct vm_area_struct *vma, size_t idx, struct page *page, uint8_t pte)
 	uint8_t old = vma->vm_pte[idx];
 	bool had = old == PTE_RO || old == PTE_RW;
 	bool has = pte == PTE_RO || pte == PTE_RW;
+	struct super_block *sb = pw__mapping_sb(vma->vm_file->f_mapping);
 	vma->vm_pte[idx] = pte;
 	if (pte == PTE_RW && !(atomic_load(&page->flags) & PG_wrmapped))
 		atomic_fetch_or(&page->flags, PG_wrmapped);
 	if (has && !had) {
-		if (atomic_fetch_add(&page->mapcount, 1) == 0)
+		if (atomic_fetch_add(&page->mapcount, 1) == 0) {
 			PW_STAT_ADD(mapped, 1);
+			PW_SB_ADD(sb, s_nr_mapped, 1);
+		}
 	} else if (had && !has && page) {
-		if (atomic_fetch_sub(&page->mapcount, 1) == 1)
+		if (atomic_fetch_sub(&page->mapcount, 1) == 1) {
 			PW_STAT_SUB(mapped, 1);
+			PW_SB_ADD(sb, s_nr_mapped, -1);
+		}
 	}
 }
 
@@ -230,11 +235,18 @@ map_cow(struct vm_area_struct *vma, size_t idx, struct page *page)
 	return err;
 }
 
-/* Shared write fault: the page becomes dirty and writable here. */
+/*
+ * Shared write fault: the page becomes dirty and writable here.  Stable
+ * pages: a page under writeback is being written out by a thread that
+ * holds no page lock (write_cache_pages), and a store now would change
+ * the bytes in flight; wait until they are written.  That thread never
+ * waits for anything a fault holds (struct writeback_batch, fs.h).
+ */
 static int
 map_write(struct vm_area_struct *vma, size_t idx, struct page *page)
 {
 	struct address_space *mapping = page->mapping;
+	wait_on_page_writeback(page);
 	if (mapping->a_ops->page_mkwrite) {
 		int err = mapping->a_ops->page_mkwrite(vma, page);
 		if (err)

@@ -359,17 +359,21 @@ clear_page_dirty_for_io(struct page *page)
 	return true;
 }
 
+/* A page under writeback keeps its mapping: truncation and eviction wait
+ * for the writeback (or skip the page) before they remove it. */
 void
 set_page_writeback(struct page *page)
 {
 	atomic_fetch_or(&page->flags, PG_writeback);
 	PW_STAT_ADD(writeback, 1);
+	PW_SB_ADD(pw__mapping_sb(page->mapping), s_nr_writeback, 1);
 }
 
 void
 end_page_writeback(struct page *page)
 {
 	PW_STAT_SUB(writeback, 1);
+	PW_SB_ADD(pw__mapping_sb(page->mapping), s_nr_writeback, -1);
 	pw__clear_bit_wake(&page->flags, PG_writeback, PG_waiters);
 }
 
