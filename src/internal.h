@@ -64,6 +64,7 @@ struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
 	    fault_around, short_copies, write_retries, pool_pages, allocated;
 	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
+	_Atomic uint64_t reclaimed, reclaim_unmaps;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
@@ -121,6 +122,9 @@ int pw__handle_mm_fault(uintptr_t addr, bool write);
 bool pw__page_mkclean(struct page *page);
 /* Unmap every user mapping of a locked page (eviction, truncation). */
 void pw__page_unmap(struct page *page);
+/* Unmap every user mapping of nr locked pages of one mapping, sorted by
+ * index, with one call per run of consecutive pages of a vma (reclaim). */
+void pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr);
 void *pw__do_mmap(void *addr, size_t length, int prot, int flags,
                   struct file *file, off_t offset, int *errp);
 int pw__do_munmap(void *addr, size_t length);

@@ -106,6 +106,11 @@ struct pw_stats {
 	uint64_t throttle_ms;     /* time writers spent so, in total */
 	uint64_t dirty_limit_pages;      /* the hard dirty limit now */
 	uint64_t dirty_background_pages; /* the writeback thread starts here */
+	/* Reclaim and user mappings. */
+	uint64_t mem_limit_pages; /* the cap (pw_set_mem_limit), 0 = none */
+	uint64_t reclaimed_pages; /* pages evicted to stay under the cap */
+	uint64_t reclaim_unmaps;  /* unmap calls reclaim made for them (one
+	                           * per run of consecutive mapped pages) */
 };
 void pw_get_stats(struct pw_stats *st);
 

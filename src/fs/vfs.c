@@ -1503,6 +1503,9 @@ pw_get_stats(struct pw_stats *st)
 	st->throttle_ms = atomic_load(&pw__stat.throttle_ns) / 1000000;
 	st->dirty_limit_pages = pw__dirty_limit_pages();
 	st->dirty_background_pages = pw__dirty_background_pages();
+	st->mem_limit_pages = pw__mem_limit_pages();
+	st->reclaimed_pages = atomic_load(&pw__stat.reclaimed);
+	st->reclaim_unmaps = atomic_load(&pw__stat.reclaim_unmaps);
 }
 
 static void

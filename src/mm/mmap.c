@@ -24,6 +24,11 @@
  * what is mapped there.  page->mapcount counts PTE_RO/PTE_RW entries that
  * map the frame, so reclaim and writeback can skip unmapped pages.
  *
+ * Unmapping for reclaim (pw__pages_unmap) takes a batch of pages and
+ * zaps each run of them that sits at consecutive pages of a vma with one
+ * call, gaps of unmapped pages included, so evicting a mapped file costs
+ * a system call per run, not per page.
+ *
  * Invariants:
  *  (1) A PTE_RO or PTE_RW entry maps the frame of the page that is in the
  *      page cache at that index.  Removing a page from the cache unmaps
@@ -94,15 +99,17 @@ pte_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return r == -1 ? MAP_FAILED : (void *)r;
 }
 
-/* Replace [addr, addr+len) with a PROT_NONE reservation. */
-static void
+/* Replace [addr, addr+len) with a PROT_NONE reservation.  Return: false
+ * if the kernel refused (the old mapping is still there). */
+static bool
 zap_user(uintptr_t addr, size_t len)
 {
 	if (pte_mmap((void *)addr, len, PROT_NONE,
-	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
-	         0) == MAP_FAILED)
-		pw_log("zap of %#lx+%zu failed: %s", (unsigned long)addr, len,
-		       strerror(errno));
+	             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+	             0) != MAP_FAILED)
+		return true;
+	pw_log("zap of %#lx+%zu failed: %s", (unsigned long)addr, len, strerror(errno));
+	return false;
 }
 
 /* Map nr consecutive frames starting at first's at vma page idx; the pages
@@ -370,6 +377,79 @@ zap_range(struct vm_area_struct *vma, size_t from, size_t to)
 		if (page)
 			put_page(page);
 	}
+}
+
+/* Zap vma pages [from, to) with one call, mapped or not; vm_lock held,
+ * and no private copy (PTE_COW) in the range.  Return: false if the
+ * kernel refused (the entries are left as they were). */
+static bool
+zap_span(struct vm_area_struct *vma, size_t from, size_t to)
+{
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	if (!zap_user(vma->vm_start + from * PAGE_SIZE, (to - from) * PAGE_SIZE))
+		return false;
+	for (size_t k = from; k < to; k++) {
+		if (vma->vm_pte[k] != PTE_RO && vma->vm_pte[k] != PTE_RW)
+			continue;
+		struct page *page = find_get_page(mapping, vma->vm_pgoff + k);
+		set_pte(vma, k, page, PTE_NONE);
+		if (page)
+			put_page(page);
+	}
+	return true;
+}
+
+/* May vma pages (last, next) join a zap run: are they all unmapped (a
+ * zap there changes nothing)?  vm_lock held. */
+static bool
+gap_unmapped(struct vm_area_struct *vma, size_t last, size_t next)
+{
+	if (next - last > 4 * FAULT_AROUND)
+		return false;
+	for (size_t k = last + 1; k < next; k++)
+		if (vma->vm_pte[k] != PTE_NONE)
+			return false;
+	return true;
+}
+
+/**
+ * pw__pages_unmap - remove every user mapping of nr locked pages of one
+ * mapping, sorted by index (reclaim).  In each vma, pages at consecutive
+ * vma pages (or separated only by unmapped ones) are zapped with one
+ * call.  If the kernel refuses a zap, those pages stay mapped (mapcount
+ * stays up), so reclaim keeps them.
+ * Context: the pages locked; takes i_mmap_lock, then each vma's lock.
+ */
+void
+pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr)
+{
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	for (struct vm_area_struct *v = mapping->i_mmap; v; v = v->vm_i_next) {
+		size_t first = SIZE_MAX, last = 0;
+		pthread_mutex_lock(&v->vm_lock);
+		for (unsigned k = 0; k <= nr; k++) {
+			long i = -1;
+			if (k < nr && atomic_load(&pages[k]->mapcount) > 0 &&
+			    (i = vma_index_of(v, pages[k]->index)) >= 0 &&
+			    v->vm_pte[i] != PTE_RO && v->vm_pte[i] != PTE_RW)
+				i = -1;
+			if (i < 0 && k < nr)
+				continue;
+			if (first != SIZE_MAX &&
+			    (k == nr || !gap_unmapped(v, last, (size_t)i))) {
+				if (zap_span(v, first, last + 1))
+					PW_STAT_ADD(reclaim_unmaps, 1);
+				first = SIZE_MAX;
+			}
+			if (k < nr) {
+				if (first == SIZE_MAX)
+					first = (size_t)i;
+				last = (size_t)i;
+			}
+		}
+		pthread_mutex_unlock(&v->vm_lock);
+	}
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
 }
 
 /**
