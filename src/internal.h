@@ -64,7 +64,7 @@ struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
 	    fault_around, short_copies, write_retries, pool_pages, allocated;
 	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
-	_Atomic uint64_t reclaimed, reclaim_unmaps;
+	_Atomic uint64_t reclaimed, reclaim_unmaps, map_count, map_drops, map_dropped_vmas;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
@@ -105,6 +105,11 @@ struct vm_area_struct {
 	uint8_t *vm_pte;                /* (vm_lock) enum pw_pte per page */
 	struct vm_area_struct *vm_next; /* (M) all vmas, sorted by address */
 	struct vm_area_struct *vm_i_next; /* (R) mapping->i_mmap list */
+	_Atomic uint64_t vm_last_fault; /* (A) fault clock at its last fault:
+	                                 * the coldest are dropped first near
+	                                 * the mapping-count limit */
+	unsigned vm_drop_round;         /* (mmap.c maps_busy) last drop pass
+	                                 * that visited it */
 };
 
 /* Pages mapped per fault (fault-around), and read ahead on a fault miss.
@@ -125,6 +130,12 @@ void pw__page_unmap(struct page *page);
 /* Unmap every user mapping of nr locked pages of one mapping, sorted by
  * index, with one call per run of consecutive pages of a vma (reclaim). */
 void pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr);
+/* The mapping-count limit (vm.max_map_count): read it at start-up, and
+ * drop cold user mappings when the process nears it.  pw__mm_maps_check
+ * is called where no page lock is held (the writeback thread). */
+void pw__mm_maps_init(void);
+void pw__mm_maps_check(void);
+long pw__max_map_count(void);
 void *pw__do_mmap(void *addr, size_t length, int prot, int flags,
                   struct file *file, off_t offset, int *errp);
 int pw__do_munmap(void *addr, size_t length);
@@ -166,6 +177,9 @@ struct pw__test_hooks {
 	/* write_cache_pages: a batch of pages is unlocked and under
 	 * writeback, and is about to be written. */
 	void (*before_writeback_io)(struct address_space *mapping);
+	/* mmap.c, before each page-table call (op: 'm' map, 'p' protect,
+	 * 'z' zap): return an errno to make the call fail with it. */
+	int (*pte_call)(int op);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and
@@ -178,6 +192,11 @@ int pw__test_evict_all(int fd);
 void pw__test_release_all(void);
 struct file *pw__fget(int fd);
 void pw__fput(struct file *file);
+/* Set the mapping-count limit (0: back to vm.max_map_count) and forget
+ * the estimate, as if at start-up with PAGEWRIGHT_MAX_MAP_COUNT. */
+void pw__test_set_max_map_count(long limit);
+/* The process's kernel mappings now (lines of /proc/self/maps). */
+long pw__count_kernel_maps(void);
 /* 1 if the copy routines were built to fault under page locks
  * (PW_TEST_FAULTING_COPY), a test-only build that must deadlock. */
 int pw__test_faulting_copy_build(void);

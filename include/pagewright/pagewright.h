@@ -111,6 +111,12 @@ struct pw_stats {
 	uint64_t reclaimed_pages; /* pages evicted to stay under the cap */
 	uint64_t reclaim_unmaps;  /* unmap calls reclaim made for them (one
 	                           * per run of consecutive mapped pages) */
+	uint64_t kernel_maps;     /* the process's kernel mappings at the last
+	                           * count (vm.max_map_count applies to it) */
+	uint64_t max_map_count;   /* the limit pagewright keeps under */
+	uint64_t map_drops;       /* times cold user mappings were dropped
+	                           * near that limit */
+	uint64_t map_dropped_vmas; /* user mappings (pw_mmap ranges) dropped */
 };
 void pw_get_stats(struct pw_stats *st);
 

@@ -106,6 +106,7 @@ do_init(void)
 	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
 		return;
 	pw__reclaim_init();
+	pw__mm_maps_init();
 	pw__writeback_init();
 	register_filesystem(&pw__ramfs_type);
 	register_filesystem(&pw__hostfs_type);
@@ -1506,6 +1507,10 @@ pw_get_stats(struct pw_stats *st)
 	st->mem_limit_pages = pw__mem_limit_pages();
 	st->reclaimed_pages = atomic_load(&pw__stat.reclaimed);
 	st->reclaim_unmaps = atomic_load(&pw__stat.reclaim_unmaps);
+	st->kernel_maps = atomic_load(&pw__stat.map_count);
+	st->max_map_count = pw__max_map_count();
+	st->map_drops = atomic_load(&pw__stat.map_drops);
+	st->map_dropped_vmas = atomic_load(&pw__stat.map_dropped_vmas);
 }
 
 static void

@@ -136,6 +136,7 @@ flusher(void *arg)
 		if (atomic_load(&pw__forked_child))
 			return NULL;
 		flush_all();
+		pw__mm_maps_check();
 	}
 	return NULL;
 }
