@@ -47,6 +47,7 @@ void pw__writeback_init(void);
 uint64_t pw__dirty_limit_pages(void);
 uint64_t pw__dirty_background_pages(void);
 void pw__wakeup_flusher(void);
+bool pw__flusher_alive(void);
 /* The mounted superblocks, each with s_active raised; NULL-terminated,
  * free() it after pw__sb_put on each (vfs.c). */
 struct super_block **pw__get_supers(void);

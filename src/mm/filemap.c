@@ -50,12 +50,24 @@ struct pw__test_hooks pw__hooks;
 
 /* --------------------------------------------------------- accounting */
 
+/* Only pages that writeback can clean count as dirty for the limits and
+ * the statistics (ramfs pages are dirty for good, as in Linux, where
+ * they are not accounted either); nrdirty counts every dirty page. */
+static bool
+mapping_can_writeback(const struct address_space *mapping)
+{
+	return !mapping->unevictable &&
+	       (mapping->a_ops->writepage || mapping->a_ops->writepages);
+}
+
 void
 pw__account_page_dirtied(struct address_space *mapping)
 {
 	if (atomic_fetch_add(&mapping->nrdirty, 1) == 0 && mapping->host)
 		atomic_store_explicit(&mapping->host->i_dirtied_when, pw__now_ms(),
 		                      memory_order_relaxed);
+	if (!mapping_can_writeback(mapping))
+		return;
 	PW_STAT_ADD(dirty, 1);
 	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_dirty, 1);
 }
@@ -64,46 +76,72 @@ void
 pw__account_page_cleaned(struct address_space *mapping)
 {
 	atomic_fetch_sub(&mapping->nrdirty, 1);
+	if (!mapping_can_writeback(mapping))
+		return;
 	PW_STAT_SUB(dirty, 1);
 	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_dirty, -1);
 }
 
-/* Pages a throttled writer writes back before it may dirty more: enough
- * to bring the cache back to the background threshold, but bounded, so
- * that one stall stays short (a few MiB at device speed) and the writer
- * goes back to copying while the writeback thread keeps the device busy. */
-#define THROTTLE_CHUNK_MIN 256
-#define THROTTLE_CHUNK_MAX 4096
+/* A throttled writer whose wait sees the dirty count not fall for this
+ * long writes back a chunk of its own file (cyclically, where its last
+ * chunk stopped) instead of waiting on. */
+#define THROTTLE_PATIENCE_MS 100
+#define THROTTLE_CHUNK 1024
+
+static void
+throttle_own_chunk(struct address_space *mapping)
+{
+	struct writeback_control wbc = {.range_cyclic = true, .nr_to_write = THROTTLE_CHUNK};
+	do_writepages(mapping, &wbc);
+}
 
 /**
  * balance_dirty_pages_ratelimited - the dirty-throttling hook.
  * Called once per page step of a buffered write, with i_rwsem held and no
  * page locked.  Above the background threshold it wakes the writeback
- * thread; above the hard limit the writer writes back a chunk of its own
- * file (cyclically, where its last chunk stopped) before it may dirty
- * more, so no writer can fill memory with dirty pages.  The time spent
- * there is the throttling time of pw_get_stats.
+ * thread.  Above the hard limit the writer sleeps, a millisecond at a
+ * time, until the writeback thread has brought the dirty pages under the
+ * limit (the kernel's I/O-less throttling: one thread writes, in large
+ * batches, and writers are paced to what the device takes).  If that
+ * thread makes no progress for THROTTLE_PATIENCE_MS (or there is none),
+ * the writer writes back a chunk of its own file.  So no writer can fill
+ * memory with dirty pages.  The time spent here is the throttling time of
+ * pw_get_stats.
  */
 void
 balance_dirty_pages_ratelimited(struct address_space *mapping)
 {
-	if (mapping->unevictable || (!mapping->a_ops->writepage && !mapping->a_ops->writepages))
+	if (!mapping_can_writeback(mapping))
 		return;
 	uint64_t dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
-	uint64_t background = pw__dirty_background_pages();
-	if (dirty < background)
+	uint64_t limit = pw__dirty_limit_pages();
+	if (dirty < pw__dirty_background_pages())
 		return;
 	pw__wakeup_flusher();
-	if (dirty < pw__dirty_limit_pages() || atomic_load(&mapping->nrdirty) == 0)
+	if (dirty < limit || atomic_load(&mapping->nrdirty) == 0)
 		return;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	long chunk = (long)PW_MIN(PW_MAX(dirty - background, THROTTLE_CHUNK_MIN),
-	                          THROTTLE_CHUNK_MAX);
-	struct writeback_control wbc = {.range_cyclic = true, .nr_to_write = chunk};
-	do_writepages(mapping, &wbc);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+	int64_t t0 = pw__now_ms(), progress = t0;
+	uint64_t lowest = dirty;
+	struct timespec t_start, t_end;
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	while (dirty >= limit && atomic_load(&mapping->nrdirty) > 0) {
+		if (!pw__flusher_alive() || pw__now_ms() - progress >= THROTTLE_PATIENCE_MS) {
+			throttle_own_chunk(mapping);
+			progress = pw__now_ms();
+		} else {
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+			pw__wakeup_flusher();
+		}
+		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+		if (dirty < lowest) {
+			lowest = dirty;
+			progress = pw__now_ms();
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t_end);
+	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
+	             (t_end.tv_nsec - t_start.tv_nsec);
 	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
 	PW_STAT_ADD(throttled, 1);
 }

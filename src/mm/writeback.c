@@ -8,7 +8,8 @@
  * "pw-flush", does both: it wakes every interval, or at once when a
  * writer crosses the background threshold, and walks the inodes of every
  * mounted filesystem, then the filesystem's device cache (metadata).
- * Above the hard limit, writers write back their own files
+ * Above the hard limit, writers wait for it to bring the dirty pages
+ * under the limit, or write back their own files if it makes no progress
  * (balance_dirty_pages_ratelimited), so no writer can fill memory.
  *
  * Thresholds, from the environment at start-up:
@@ -41,6 +42,7 @@ static int64_t interval_ms = 1000;                            /* (C) */
 static pthread_mutex_t flush_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t flush_cond = PTHREAD_COND_INITIALIZER;
 static bool flush_kicked;                                      /* (flush_lock) */
+static _Atomic bool flusher_alive;                             /* (A) */
 
 int64_t
 pw__now_ms(void)
@@ -63,6 +65,13 @@ pw__dirty_background_pages(void)
 	uint64_t limit = pw__dirty_limit_pages();
 	return dirty_background_cfg && dirty_background_cfg < limit ? dirty_background_cfg
 	                                                            : limit / 2;
+}
+
+/* Is there a writeback thread to wait for (a forked child has none)? */
+bool
+pw__flusher_alive(void)
+{
+	return atomic_load_explicit(&flusher_alive, memory_order_relaxed);
 }
 
 void
@@ -133,8 +142,10 @@ flusher(void *arg)
 		}
 		flush_kicked = false;
 		pthread_mutex_unlock(&flush_lock);
-		if (atomic_load(&pw__forked_child))
+		if (atomic_load(&pw__forked_child)) {
+			atomic_store(&flusher_alive, false);
 			return NULL;
+		}
 		flush_all();
 		pw__mm_maps_check();
 	}
@@ -188,11 +199,15 @@ pw__writeback_init(void)
 		expire_ms = (int64_t)v;
 	if ((v = env_bytes("PAGEWRIGHT_WRITEBACK_MS")))
 		interval_ms = (int64_t)v;
+
 	pthread_t t;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, flusher, NULL) != 0)
+	atomic_store(&flusher_alive, true);
+	if (pthread_create(&t, &attr, flusher, NULL) != 0) {
+		atomic_store(&flusher_alive, false);
 		pw_log("no writeback thread: dirty pages are written by fsync and writers only");
+	}
 	pthread_attr_destroy(&attr);
 }

@@ -550,3 +550,40 @@ TEST(writeback_mount_stats)
 	ASSERT_OK(pw_umount(b.mnt));
 	ASSERT_OK(pw_umount(e.mnt));
 }
+
+/* Pages of ramfs are dirty for good (they have no backing store): they
+ * do not count against the dirty limit, so a full ramfs never throttles
+ * a writer of another filesystem, and the statistics leave them out. */
+TEST(writeback_ramfs_pages_not_counted_as_dirty)
+{
+	setenv("PAGEWRIGHT_DIRTY_LIMIT", "4M", 1);
+	struct tfs r, h;
+	tfs_mount(&r, 0);
+	tfs_mount(&h, 1);
+	const size_t CH = 1 << 20;
+	unsigned char *buf = xmalloc(CH);
+	pat_fill(buf, CH, 91, 0);
+	int fr = tfs_create(&r, "f"), fh = tfs_create(&h, "f");
+	for (size_t off = 0; off < 8 * CH; off += CH)
+		write_exact(fr, buf, CH, (off_t)off);
+	struct pw_stats st0, st;
+	pw_get_stats(&st0);
+	ASSERT_EQ(st0.dirty_pages, 0);
+	struct pw_mount_stats ms;
+	mount_stats(r.mnt, &ms);
+	ASSERT_EQ(ms.dirty_pages, 0);
+	ASSERT_EQ(ms.cached_pages, 8 * 256);
+	write_exact(fh, buf, CH, 0);
+	pw_get_stats(&st);
+	ASSERT_EQ(st.throttled, st0.throttled);
+	ASSERT_EQ(st.dirty_pages, 256);
+	unsigned char *got = xmalloc(CH);
+	read_exact(fr, got, CH, 7 * (off_t)CH);
+	ASSERT_MEM_EQ(got, buf, CH);
+	free(got);
+	ASSERT_OK(pw_close(fr));
+	ASSERT_OK(pw_close(fh));
+	ASSERT_OK(pw_umount(h.mnt));
+	ASSERT_OK(pw_umount(r.mnt));
+	free(buf);
+}
