@@ -133,6 +133,8 @@ struct writeback_control {
 	                                * stopped (m_wb_index), wrap around;
 	                                * the range is ignored */
 	long nr_to_write;              /* stop after this many pages; 0: all */
+	bool for_background;           /* the writeback thread: skip a mapping
+	                                * another thread is writing back */
 	long nr_written;               /* pages submitted */
 	long nr_ios;                   /* write system calls made: filesystems
 	                                * add one per pwrite/pwritev */
@@ -192,6 +194,9 @@ struct address_space {
 	_Atomic int wb_err;                          /* (A) last errno */
 	_Atomic pgoff_t m_wb_index;                  /* (A) where the last cyclic
 	                                              * writeback stopped */
+	_Atomic uint32_t m_wb_state;                 /* (A) one thread at a time
+	                                              * writes the mapping back
+	                                              * (do_writepages) */
 	bool unevictable;                            /* (C) ramfs: no backing */
 };
 

@@ -1145,10 +1145,14 @@ write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
 	return ret;
 }
 
+#define WB_BUSY 0x1    /* m_wb_state: a thread is in do_writepages */
+#define WB_WAITERS 0x2 /* ... and others wait for it */
+
 /**
  * do_writepages - write back what wbc describes, through ->writepages
  * if the filesystem has it, else ->writepage one page at a time; and
- * count it (pw_get_stats, pw_get_mount_stats).
+ * count it (pw_get_stats, pw_get_mount_stats).  One thread at a time per
+ * mapping.  Context: no page lock held (it takes them); may sleep.
  */
 int
 do_writepages(struct address_space *mapping, struct writeback_control *wbc)
@@ -1158,12 +1162,22 @@ do_writepages(struct address_space *mapping, struct writeback_control *wbc)
 	int err;
 	if (!a_ops->writepage && !a_ops->writepages)
 		return 0;
+	/* One writer per mapping (the kernel's I_SYNC): two threads walking
+	 * the same file break each other's batches at every page.  The
+	 * writeback thread leaves a busy mapping to its writer. */
+	if (wbc->for_background) {
+		if (atomic_fetch_or(&mapping->m_wb_state, WB_BUSY) & WB_BUSY)
+			return 0;
+	} else {
+		pw__wait_on_bit(&mapping->m_wb_state, WB_BUSY, WB_WAITERS, true);
+	}
 	if (a_ops->writepages) {
 		err = a_ops->writepages(mapping, wbc);
 	} else {
 		struct writeback_batch b = {.add = writepage_add};
 		err = write_cache_pages(mapping, wbc, &b);
 	}
+	pw__clear_bit_wake(&mapping->m_wb_state, WB_BUSY, WB_WAITERS);
 	written = wbc->nr_written - written;
 	ios = wbc->nr_ios - ios;
 	PW_STAT_ADD(written, (uint64_t)written);

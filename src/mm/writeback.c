@@ -88,7 +88,24 @@ pw__wakeup_flusher(void)
 struct flush_ctx {
 	int64_t now;
 	bool over_background;
+	bool more;            /* a mapping used up its chunk: pass again */
 };
+
+/* Pages written back per inode per pass (the kernel writes 1024): a
+ * chunk, cyclically, so that one file being dirtied as fast as it is
+ * written cannot keep the thread, and a fsync waiting for the mapping
+ * (do_writepages), forever. */
+#define FLUSH_CHUNK 2048
+
+static void
+flush_mapping(struct address_space *mapping, struct flush_ctx *c)
+{
+	struct writeback_control wbc = {.range_cyclic = true, .nr_to_write = FLUSH_CHUNK,
+	                                .for_background = true};
+	do_writepages(mapping, &wbc);
+	if (wbc.nr_written >= FLUSH_CHUNK)
+		c->more = true;
+}
 
 static void
 flush_inode(struct inode *inode, void *arg)
@@ -98,18 +115,21 @@ flush_inode(struct inode *inode, void *arg)
 	if (atomic_load(&inode->i_data.nrdirty) > 0) {
 		int64_t since = atomic_load_explicit(&inode->i_dirtied_when, memory_order_relaxed);
 		if (c->over_background || c->now - since >= expire_ms)
-			filemap_fdatawrite(inode->i_mapping);
+			flush_mapping(inode->i_mapping, c);
 	}
 	if (sop->write_inode && inode_test_clear_dirty(inode))
 		sop->write_inode(inode, false);
 }
 
-static void
+/* One pass over every mounted filesystem.  Return: true if some mapping
+ * used up its chunk (there is more to write now). */
+static bool
 flush_all(void)
 {
 	struct super_block **sbs = pw__get_supers();
+	bool more = false;
 	if (!sbs)
-		return;
+		return false;
 	for (struct super_block **p = sbs; *p; p++) {
 		struct flush_ctx c = {
 		    .now = pw__now_ms(),
@@ -117,10 +137,12 @@ flush_all(void)
 		};
 		pw__for_each_inode(*p, flush_inode, &c);
 		if ((*p)->s_bdev)
-			filemap_fdatawrite((*p)->s_bdev->bd_mapping);
+			flush_mapping((*p)->s_bdev->bd_mapping, &c);
+		more |= c.more;
 		pw__sb_put(*p);
 	}
 	free(sbs);
+	return more;
 }
 
 static void *
@@ -146,7 +168,8 @@ flusher(void *arg)
 			atomic_store(&flusher_alive, false);
 			return NULL;
 		}
-		flush_all();
+		while (flush_all() && !atomic_load(&pw__forked_child))
+			;
 		pw__mm_maps_check();
 	}
 	return NULL;
