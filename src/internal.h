@@ -48,6 +48,8 @@ uint64_t pw__dirty_limit_pages(void);
 uint64_t pw__dirty_background_pages(void);
 void pw__wakeup_flusher(void);
 bool pw__flusher_alive(void);
+/* PAGEWRIGHT_WRITEPAGES=0 turns ->writepages batching off (comparison). */
+extern bool pw__writepages_enabled;
 /* The mounted superblocks, each with s_active raised; NULL-terminated,
  * free() it after pw__sb_put on each (vfs.c). */
 struct super_block **pw__get_supers(void);

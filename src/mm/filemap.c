@@ -1171,7 +1171,7 @@ do_writepages(struct address_space *mapping, struct writeback_control *wbc)
 	} else {
 		pw__wait_on_bit(&mapping->m_wb_state, WB_BUSY, WB_WAITERS, true);
 	}
-	if (a_ops->writepages) {
+	if (a_ops->writepages && (pw__writepages_enabled || !a_ops->writepage)) {
 		err = a_ops->writepages(mapping, wbc);
 	} else {
 		struct writeback_batch b = {.add = writepage_add};

@@ -19,6 +19,9 @@
  *   PAGEWRIGHT_DIRTY_BACKGROUND  bytes; default half the limit
  *   PAGEWRIGHT_DIRTY_EXPIRE_MS   default 30000 (Linux's dirty_expire)
  *   PAGEWRIGHT_WRITEBACK_MS      wake-up interval, default 1000
+ *   PAGEWRIGHT_WRITEPAGES        0: write back page by page through
+ *                                ->writepage, not in batches (to measure
+ *                                what batching saves); default 1
  *
  * The thread holds no lock while writing; it pins each superblock with
  * s_active so that unmount waits for it (pw_umount), and each inode with
@@ -31,6 +34,7 @@
 
 #include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +47,7 @@ static pthread_mutex_t flush_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t flush_cond = PTHREAD_COND_INITIALIZER;
 static bool flush_kicked;                                      /* (flush_lock) */
 static _Atomic bool flusher_alive;                             /* (A) */
+bool pw__writepages_enabled = true;                            /* (C) */
 
 int64_t
 pw__now_ms(void)
@@ -222,7 +227,9 @@ pw__writeback_init(void)
 		expire_ms = (int64_t)v;
 	if ((v = env_bytes("PAGEWRIGHT_WRITEBACK_MS")))
 		interval_ms = (int64_t)v;
-
+	const char *wp = getenv("PAGEWRIGHT_WRITEPAGES");
+	if (wp && strcmp(wp, "0") == 0)
+		pw__writepages_enabled = false;
 	pthread_t t;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
