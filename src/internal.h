@@ -155,6 +155,8 @@ extern _Atomic bool pw__forked_child;
 /* ---- filemap internals */
 void pw__account_page_dirtied(struct address_space *mapping);
 void pw__account_page_cleaned(struct address_space *mapping);
+/* A write fault on a shared mapping, before it looks the page up. */
+void pw__balance_dirty_fault(struct address_space *mapping);
 int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
                            pgoff_t index, struct page **pagep);
 void pw__zero_eof_tail(struct inode *inode, loff_t newsize);

@@ -146,6 +146,50 @@ balance_dirty_pages_ratelimited(struct address_space *mapping)
 	PW_STAT_ADD(throttled, 1);
 }
 
+/**
+ * pw__balance_dirty_fault - the throttle for stores through shared
+ * mappings (Linux calls balance_dirty_pages from its fault path too): a
+ * write fault that is about to dirty a page waits while the dirty pages
+ * are over the limit, for the writeback thread only.  It cannot write
+ * back itself (the fault handler never writes), so after
+ * THROTTLE_PATIENCE_MS without progress it goes on.
+ * Context: the fault handler, mmap_lock held for read, no page lock; the
+ * writeback thread needs nothing the faulting thread may hold (it may
+ * hold some i_rwsem: writeback never takes one).
+ */
+void
+pw__balance_dirty_fault(struct address_space *mapping)
+{
+	if (!mapping_can_writeback(mapping))
+		return;
+	uint64_t dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+	uint64_t limit = pw__dirty_limit_pages();
+	if (dirty < pw__dirty_background_pages())
+		return;
+	pw__wakeup_flusher();
+	if (dirty < limit || !pw__flusher_alive())
+		return;
+	struct timespec t_start, t_end;
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	int64_t progress = pw__now_ms();
+	uint64_t lowest = dirty;
+	while (dirty >= limit && pw__now_ms() - progress < THROTTLE_PATIENCE_MS) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		pw__wakeup_flusher();
+		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+		if (dirty < lowest) {
+			lowest = dirty;
+			progress = pw__now_ms();
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t_end);
+	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
+	             (t_end.tv_nsec - t_start.tv_nsec);
+	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
+	PW_STAT_ADD(throttled, 1);
+}
+
 void
 mapping_set_error(struct address_space *mapping, int err)
 {

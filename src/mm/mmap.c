@@ -404,6 +404,8 @@ do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
 
 	if (pgoff >= pages_in_file(mapping->host))
 		return SIGBUS;
+	if (write && vma->vm_shared)
+		pw__balance_dirty_fault(mapping);
 	if (pw__filemap_fault_page(mapping, file, pgoff, &page) != 0)
 		return SIGBUS;
 	mark_page_accessed(page);

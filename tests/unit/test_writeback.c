@@ -587,3 +587,47 @@ TEST(writeback_ramfs_pages_not_counted_as_dirty)
 	ASSERT_OK(pw_umount(r.mnt));
 	free(buf);
 }
+
+/* Stores through a shared mapping, one new page dirtied per store, much
+ * faster than writeback: the write faults wake the writeback thread and
+ * wait for it over the limit, so the dirty pages stay under it, and
+ * every store reaches the backing store. */
+TEST(writeback_mapped_writer_stays_under_dirty_limit)
+{
+	setenv("PAGEWRIGHT_DIRTY_LIMIT", "4M", 1);
+	FOR_EACH_KIND(k)
+	{
+		if (k != 1 && k != 5)
+			continue; /* hostfs, ext2 4 KiB */
+		struct tfs t;
+		tfs_mount(&t, k);
+		const size_t NP = 6144, SZ = NP * PG;
+		int fd = tfs_create(&t, "m");
+		ASSERT_OK(pw_ftruncate(fd, (off_t)SZ));
+		unsigned char *m = map_shared(fd, SZ);
+		uint64_t peak = 0;
+		struct pw_stats st, st0;
+		pw_get_stats(&st0);
+		for (size_t p = 0; p < NP; p++) {
+			m[p * PG + (p % 4000)] = (unsigned char)(p | 1);
+			if ((p & 63) == 0) {
+				pw_get_stats(&st);
+				peak = PW_MAX(peak, st.dirty_pages);
+			}
+		}
+		pw_get_stats(&st);
+		TLOG("%s: peak dirty %llu pages for a limit of 1024; throttled %llu times",
+		     test_kind_name(k), (unsigned long long)peak,
+		     (unsigned long long)(st.throttled - st0.throttled));
+		ASSERT_LE(peak, 1024 + 64);
+		ASSERT_OK(pw_msync(m, SZ, MS_SYNC));
+		unsigned char *h = xmalloc(SZ);
+		ASSERT_EQ(host_read(&t, "m", h, SZ), (int64_t)SZ);
+		for (size_t p = 0; p < NP; p++)
+			ASSERT_EQ(h[p * PG + (p % 4000)], (unsigned char)(p | 1));
+		free(h);
+		ASSERT_OK(pw_munmap(m, SZ));
+		ASSERT_OK(pw_close(fd));
+		ASSERT_OK(pw_umount(t.mnt));
+	}
+}
