@@ -11,6 +11,7 @@
  *    superblock's inode-table lock.
  *  - Lock order, outermost first:
  *      i_rwsem -> mmap_lock -> page lock -> i_mmap_lock -> vma lock
+ *      i_rwsem -> m_wb_state (do_writepages) -> page lock
  *      page lock -> index lock;  index lock and vma lock are leaves.
  *    User memory is touched with faults enabled only while holding at most
  *    i_rwsem; under a page lock only atomic copies are made.

@@ -27,11 +27,24 @@
  *  (2) i_size is raised only under the page lock of the page that holds
  *      the new EOF, and never covers bytes write_end did not accept.
  *  (3) The iterator and *ppos advance only by accepted bytes.
+ *  (4) A page under writeback does not change: whoever would change its
+ *      bytes (write_begin, a write fault, truncation) waits for the
+ *      writeback, and its user mappings are read-only (stable pages).
+ *  (5) A thread holding pages under writeback that are not written yet
+ *      (a writeback batch) waits for nothing before it writes them.
+ *
+ * Writeback (the end of the file): do_writepages, one thread per mapping,
+ * runs ->writepages or write_cache_pages with a page-at-a-time batch;
+ * write_cache_pages hands each dirty page, write-protected and under
+ * writeback, to the batch, which unlocks it and writes runs of pages with
+ * one I/O.  Throttling: balance_dirty_pages_ratelimited (writers) and
+ * pw__balance_dirty_fault (write faults) wait for the writeback thread.
  *
  * Lock ordering:
  *   i_rwsem            (generic_file_write_iter, truncate)
- *     -> page lock     (write_begin .. write_end)
- *       -> i_pages_lock (index updates)
+ *     -> m_wb_state    (do_writepages: throttled writers under i_rwsem)
+ *       -> page lock   (write_begin .. write_end, write_cache_pages)
+ *         -> i_pages_lock (index updates)
  */
 #include "internal.h"
 
