@@ -59,6 +59,9 @@ void pw__sb_put(struct super_block *sb);
 void pw__reclaim_init(void);
 void pw__lru_add(struct page *page);
 void pw__lru_del(struct page *page);
+/* Remove a locked, clean, unmapped page that nobody else references
+ * (index.c); false if someone does. */
+bool pw__remove_mapping(struct page *page);
 void pw__reclaim_for_alloc(void);
 uint64_t pw__mem_limit_pages(void);
 

@@ -161,15 +161,20 @@ unmap_victims(struct page **v, unsigned n)
 	}
 }
 
-/* Evict up to nr clean pages.  Return: pages freed. */
+/* Evict up to nr clean pages.  Victims that cannot go (someone holds a
+ * reference: a metadata buffer in use) go to the young end; the scan
+ * stops after trying about every cached page twice, so a cache full of
+ * such pages ends it.  Return: pages freed. */
 static unsigned long
 shrink(unsigned long nr)
 {
 	struct page *victims[RECLAIM_BATCH];
-	unsigned long freed = 0;
+	unsigned long freed = 0, tried = 0;
+	unsigned long most = 2 * atomic_load(&pw__stat.cached) + RECLAIM_BATCH;
 	in_reclaim = true;
-	while (freed < nr) {
+	while (freed < nr && tried < most) {
 		unsigned n = isolate(victims, RECLAIM_BATCH), keep = 0;
+		tried += n;
 		if (n == 0)
 			break;
 		/* Locked by isolate: clean pages stay clean (a store to one
@@ -191,12 +196,11 @@ shrink(unsigned long nr)
 			 * references than the cache's and ours: someone uses it,
 			 * e.g. a metadata buffer held with sb_bread (the superblock
 			 * is held for the life of the mount), which would be left
-			 * pointing into a page that left the cache. */
+			 * pointing into a page that left the cache; checked under
+			 * the index lock (pw__remove_mapping). */
 			if (!PageDirty(page) && atomic_load(&page->mapcount) == 0 &&
-			    atomic_load(&page->refcount) == 2) {
-				delete_from_page_cache(page);
+			    pw__remove_mapping(page))
 				freed++;
-			}
 			unlock_page(page);
 			put_page(page);
 		}
