@@ -160,7 +160,8 @@ maps_note_enomem(void)
 /**
  * pw__count_kernel_maps - the process's kernel mappings: the lines of
  * /proc/self/maps.  Async-signal-safe (the fault handler calls it): no
- * malloc, a buffer on the stack.  Return: the count, or -1.
+ * malloc, a small buffer on the stack (the handler may run on an
+ * application's alternate signal stack).  Return: the count, or -1.
  */
 long
 pw__count_kernel_maps(void)
@@ -168,7 +169,7 @@ pw__count_kernel_maps(void)
 	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	char buf[4096];
+	char buf[1024];
 	long lines = 0;
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf));
