@@ -188,6 +188,9 @@ struct pw__test_hooks {
 	/* mmap.c, before each page-table call (op: 'm' map, 'p' protect,
 	 * 'z' zap): return an errno to make the call fail with it. */
 	int (*pte_call)(int op);
+	/* hostfs, before each write to a host file: return -errno to make
+	 * it fail with that (as an EIO from the host would). */
+	int (*host_write)(struct inode *inode);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and

@@ -249,11 +249,20 @@ hostfs_readpage(struct file *file, struct page *page)
 	return err;
 }
 
+/* Error injection for tests (pw__hooks.host_write), else 0. */
+static int
+hostfs_injected(struct inode *inode)
+{
+	return pw__hooks.host_write ? pw__hooks.host_write(inode) : 0;
+}
+
 static int
 hostfs_writepage(struct page *page, struct writeback_control *wbc)
 {
 	struct address_space *mapping = page->mapping;
-	int err = hostfs_write_out(mapping->host, page);
+	int err = hostfs_injected(mapping->host);
+	if (!err)
+		err = hostfs_write_out(mapping->host, page);
 	wbc->nr_ios++;
 	if (err) {
 		mapping_set_error(mapping, err);
@@ -318,7 +327,9 @@ hostfs_wb_submit(struct writeback_batch *b, struct writeback_control *wbc)
 {
 	struct hostfs_wb *w = (struct hostfs_wb *)b;
 	unsigned nr = b->nr_pages;
-	int err = hostfs_pwritev_all(host_fd(w->inode), w->iov, (int)nr, w->pos, wbc);
+	int err = hostfs_injected(w->inode);
+	if (!err)
+		err = hostfs_pwritev_all(host_fd(w->inode), w->iov, (int)nr, w->pos, wbc);
 	for (unsigned k = 0; k < nr; k++) {
 		if (err) {
 			mapping_set_error(w->pages[k]->mapping, err);
