@@ -7,7 +7,12 @@
  * pages of the whole cache pass the background threshold.  One thread,
  * "pw-flush", does both: it wakes every interval, or at once when a
  * writer crosses the background threshold, and walks the inodes of every
- * mounted filesystem, then the filesystem's device cache (metadata).
+ * mounted filesystem, then the filesystem's device cache (metadata),
+ * writing at most FLUSH_CHUNK pages of each per pass (cyclically) and
+ * passing again at once while one had more, so one busy file cannot hold
+ * it.  It skips a mapping another thread is writing back (do_writepages
+ * admits one thread per mapping).  Between passes it looks at the
+ * process's mapping count (pw__mm_maps_check, mmap.c).
  * Above the hard limit, writers wait for it to bring the dirty pages
  * under the limit, or write back their own files if it makes no progress
  * (balance_dirty_pages_ratelimited), so no writer can fill memory.
@@ -22,6 +27,9 @@
  *   PAGEWRIGHT_WRITEPAGES        0: write back page by page through
  *                                ->writepage, not in batches (to measure
  *                                what batching saves); default 1
+ *
+ * Writers hold i_rwsem while they wait; the thread never takes it.  A
+ * write fault on a shared mapping waits too (pw__balance_dirty_fault).
  *
  * The thread holds no lock while writing; it pins each superblock with
  * s_active so that unmount waits for it (pw_umount), and each inode with
