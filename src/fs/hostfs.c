@@ -31,7 +31,10 @@
  *
  * Lock context (docs/LOCKING.md): readpage and writepage are called with
  * the page locked and unlock it; readpage also runs in the fault handler,
- * so it must not call malloc.  write_begin..write_end, prepare_write and
+ * so it must not call malloc.  writepages (one pwritev per run of
+ * consecutive dirty pages) gets pages locked from write_cache_pages,
+ * unlocks them at once and ends their writeback when their run is
+ * written.  write_begin..write_end, prepare_write and
  * commit_write run under i_rwsem with the page locked in between; i_size
  * is raised under that page lock.  setattr(ATTR_SIZE) and the namespace
  * operations run under the i_rwsem of the inode or parent directories.
