@@ -120,8 +120,45 @@ struct pw_stats {
 	uint64_t fault_around;    /* extra pages mapped by fault-around */
 	uint64_t short_copies;    /* atomic copies that stopped early */
 	uint64_t write_retries;   /* zero-progress write steps retried */
+	/* Writeback (fields added after the first release: append only). */
+	uint64_t written_pages;   /* pages written back, in total */
+	uint64_t writeback_ios;   /* write calls writeback made for them:
+	                           * written_pages / writeback_ios is the
+	                           * batching (writepages) */
+	uint64_t write_errors;    /* pages whose writeback failed */
+	uint64_t throttled;       /* times a writer over the dirty limit had
+	                           * to write back before dirtying more */
+	uint64_t throttle_ms;     /* time writers spent so, in total */
+	uint64_t dirty_limit_pages;      /* the hard dirty limit now */
+	uint64_t dirty_background_pages; /* the writeback thread starts here */
+	/* Reclaim and user mappings. */
+	uint64_t mem_limit_pages; /* the cap (pw_set_mem_limit), 0 = none */
+	uint64_t reclaimed_pages; /* pages evicted to stay under the cap */
+	uint64_t reclaim_unmaps;  /* unmap calls reclaim made for them (one
+	                           * per run of consecutive mapped pages) */
+	uint64_t kernel_maps;     /* the process's kernel mappings at the last
+	                           * count (vm.max_map_count applies to it) */
+	uint64_t max_map_count;   /* the limit pagewright keeps under */
+	uint64_t map_drops;       /* times cold user mappings were dropped
+	                           * near that limit */
+	uint64_t map_dropped_vmas; /* user mappings (pw_mmap ranges) dropped */
 };
 void pw_get_stats(struct pw_stats *st);
+
+/* The pages of one mounted filesystem: its files' caches and, for a
+ * block filesystem, the cache of its device (metadata). */
+struct pw_mount_stats {
+	uint64_t cached_pages;
+	uint64_t dirty_pages;
+	uint64_t writeback_pages;
+	uint64_t mapped_pages;
+	uint64_t written_pages;   /* since mount */
+	uint64_t writeback_ios;   /* write calls made for them */
+	uint64_t write_errors;    /* pages whose writeback failed */
+};
+/* Statistics of the filesystem that holds path (any path inside the
+ * mount).  -1/errno as pw_stat. */
+int pw_get_mount_stats(const char *path, struct pw_mount_stats *st);
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,10 @@
  *
  * Lock context (docs/LOCKING.md): readpage and writepage are called with
  * the page locked and unlock it; readpage also runs in the fault handler,
- * so it must not call malloc.  write_begin..write_end, prepare_write and
+ * so it must not call malloc.  writepages (one pwritev per run of
+ * consecutive dirty pages) gets pages locked from write_cache_pages,
+ * unlocks them at once and ends their writeback when their run is
+ * written.  write_begin..write_end, prepare_write and
  * commit_write run under i_rwsem with the page locked in between; i_size
  * is raised under that page lock.  setattr(ATTR_SIZE) and the namespace
  * operations run under the i_rwsem of the inode or parent directories.
@@ -249,12 +252,21 @@ hostfs_readpage(struct file *file, struct page *page)
 	return err;
 }
 
+/* Error injection for tests (pw__hooks.host_write), else 0. */
+static int
+hostfs_injected(struct inode *inode)
+{
+	return pw__hooks.host_write ? pw__hooks.host_write(inode) : 0;
+}
+
 static int
 hostfs_writepage(struct page *page, struct writeback_control *wbc)
 {
-	(void)wbc;
 	struct address_space *mapping = page->mapping;
-	int err = hostfs_write_out(mapping->host, page);
+	int err = hostfs_injected(mapping->host);
+	if (!err)
+		err = hostfs_write_out(mapping->host, page);
+	wbc->nr_ios++;
 	if (err) {
 		mapping_set_error(mapping, err);
 		SetPageError(page);
@@ -262,6 +274,122 @@ hostfs_writepage(struct page *page, struct writeback_control *wbc)
 	unlock_page(page);
 	end_page_writeback(page);
 	return err;
+}
+
+/*
+ * ->writepages: pages of consecutive indices are written with one pwritev
+ * (up to HOSTFS_WB_MAX pages, 1 MiB).  A page enters the batch unlocked
+ * and under writeback (write_cache_pages), with its length below i_size
+ * taken then: only the EOF page is partial, and it ends a run, so the host
+ * file never grows past i_size.  A failed pwritev fails every page of its
+ * run (the error goes to the mapping, reported by the next fsync of each
+ * open file).  Writers and write faults wait for the batch (stable pages:
+ * they wait on writeback), so the bytes do not change while in flight.
+ */
+#define HOSTFS_WB_MAX 256
+
+struct hostfs_wb {
+	struct writeback_batch b;
+	struct inode *inode;
+	loff_t pos;      /* file offset of pages[0] */
+	size_t len;      /* bytes batched */
+	struct page *pages[HOSTFS_WB_MAX];
+	struct iovec iov[HOSTFS_WB_MAX];
+};
+
+/* pwritev the whole batch, resuming after short writes.  0 or -errno. */
+static int
+hostfs_pwritev_all(int fd, struct iovec *iov, int cnt, loff_t pos,
+                   struct writeback_control *wbc)
+{
+	while (cnt > 0) {
+		ssize_t n = pwritev(fd, iov, cnt, pos);
+		wbc->nr_ios++;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		pos += n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static int
+hostfs_wb_submit(struct writeback_batch *b, struct writeback_control *wbc)
+{
+	struct hostfs_wb *w = (struct hostfs_wb *)b;
+	unsigned nr = b->nr_pages;
+	int err = hostfs_injected(w->inode);
+	if (!err)
+		err = hostfs_pwritev_all(host_fd(w->inode), w->iov, (int)nr, w->pos, wbc);
+	for (unsigned k = 0; k < nr; k++) {
+		if (err) {
+			mapping_set_error(w->pages[k]->mapping, err);
+			SetPageError(w->pages[k]);
+		}
+		end_page_writeback(w->pages[k]);
+	}
+	b->nr_pages = 0;
+	w->len = 0;
+	return err;
+}
+
+static int
+hostfs_wb_add(struct writeback_batch *b, struct page *page,
+              struct writeback_control *wbc)
+{
+	struct hostfs_wb *w = (struct hostfs_wb *)b;
+	struct inode *inode = page->mapping->host;
+	loff_t off = hostfs_page_pos(page), isize = i_size_read(inode);
+	int err = 0;
+	if (off >= isize || !(HOSTFS_I(inode)->hi_access & HOST_WR)) {
+		/* Truncated meanwhile: never extend the host past EOF. */
+		if (off < isize) {
+			err = -EACCES;
+			mapping_set_error(page->mapping, err);
+			SetPageError(page);
+		}
+		unlock_page(page);
+		end_page_writeback(page);
+		return err;
+	}
+	size_t want = (size_t)PW_MIN((loff_t)PAGE_SIZE, isize - off);
+	unsigned nr = b->nr_pages;
+	if (nr && (nr == HOSTFS_WB_MAX || w->pos + (loff_t)w->len != off ||
+	           w->iov[nr - 1].iov_len != PAGE_SIZE))
+		err = hostfs_wb_submit(b, wbc);
+	nr = b->nr_pages;
+	if (nr == 0)
+		w->pos = off;
+	w->pages[nr] = page;
+	w->iov[nr].iov_base = page_address(page);
+	w->iov[nr].iov_len = want;
+	w->len += want;
+	b->nr_pages = nr + 1;
+	unlock_page(page);
+	return err;
+}
+
+static int
+hostfs_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	struct hostfs_wb w; /* the arrays are filled as pages come */
+	w.b = (struct writeback_batch){.add = hostfs_wb_add, .submit = hostfs_wb_submit};
+	w.inode = mapping->host;
+	w.pos = 0;
+	w.len = 0;
+	return write_cache_pages(mapping, wbc, &w.b);
 }
 
 /* Make the bytes of a locked, not uptodate page outside [from, from+len)
@@ -401,6 +529,7 @@ static const struct address_space_operations hostfs_aops = {
 	.readpage = hostfs_readpage,
 	.readahead = hostfs_readahead,
 	.writepage = hostfs_writepage,
+	.writepages = hostfs_writepages,
 	.write_begin = hostfs_write_begin,
 	.write_end = hostfs_write_end,
 	.page_mkwrite = hostfs_page_mkwrite,
@@ -410,6 +539,7 @@ static const struct address_space_operations hostfs_legacy_aops = {
 	.readpage = hostfs_readpage,
 	.readahead = hostfs_readahead,
 	.writepage = hostfs_writepage,
+	.writepages = hostfs_writepages,
 	.prepare_write = hostfs_prepare_write,
 	.commit_write = hostfs_commit_write,
 	.page_mkwrite = hostfs_page_mkwrite,

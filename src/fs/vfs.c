@@ -27,6 +27,8 @@
  */
 #include "internal.h"
 
+#include <pagewright/buffer_head.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -108,6 +110,7 @@ do_init(void)
 	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
 		return;
 	pw__reclaim_init();
+	pw__mm_maps_init();
 	pw__writeback_init();
 	register_filesystem(&pw__ramfs_type);
 	register_filesystem(&pw__hostfs_type);
@@ -2109,6 +2112,57 @@ pw_get_stats(struct pw_stats *st)
 	st->fault_around = atomic_load(&pw__stat.fault_around);
 	st->short_copies = atomic_load(&pw__stat.short_copies);
 	st->write_retries = atomic_load(&pw__stat.write_retries);
+	st->written_pages = atomic_load(&pw__stat.written);
+	st->writeback_ios = atomic_load(&pw__stat.writeback_ios);
+	st->write_errors = atomic_load(&pw__stat.write_errors);
+	st->throttled = atomic_load(&pw__stat.throttled);
+	st->throttle_ms = atomic_load(&pw__stat.throttle_ns) / 1000000;
+	st->dirty_limit_pages = pw__dirty_limit_pages();
+	st->dirty_background_pages = pw__dirty_background_pages();
+	st->mem_limit_pages = pw__mem_limit_pages();
+	st->reclaimed_pages = atomic_load(&pw__stat.reclaimed);
+	st->reclaim_unmaps = atomic_load(&pw__stat.reclaim_unmaps);
+	st->kernel_maps = atomic_load(&pw__stat.map_count);
+	st->max_map_count = pw__max_map_count();
+	st->map_drops = atomic_load(&pw__stat.map_drops);
+	st->map_dropped_vmas = atomic_load(&pw__stat.map_dropped_vmas);
+}
+
+static void
+add_sb_stats(struct super_block *sb, struct pw_mount_stats *st)
+{
+	/* Counters move in pairs that are not atomic together: a page seen
+	 * in flight may be counted on neither side.  Never below zero. */
+#define SB_GAUGE(f) ((uint64_t)PW_MAX(atomic_load(&sb->f), 0L))
+	st->cached_pages += SB_GAUGE(s_nr_cached);
+	st->dirty_pages += SB_GAUGE(s_nr_dirty);
+	st->writeback_pages += SB_GAUGE(s_nr_writeback);
+	st->mapped_pages += SB_GAUGE(s_nr_mapped);
+#undef SB_GAUGE
+	st->written_pages += atomic_load(&sb->s_written);
+	st->writeback_ios += atomic_load(&sb->s_write_ios);
+	st->write_errors += atomic_load(&sb->s_write_errors);
+}
+
+int
+pw_get_mount_stats(const char *path, struct pw_mount_stats *st)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path(path, &w);
+	if (err)
+		return (int)ret(err);
+	struct pw_mount_stats tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	struct super_block *sb = w.inode->i_sb;
+	add_sb_stats(sb, &tmp);
+	if (sb->s_bdev && sb->s_bdev->bd_inode)
+		add_sb_stats(sb->s_bdev->bd_inode->i_sb, &tmp);
+	iput(w.inode);
+	if (copy_to_user(st, &tmp, sizeof(tmp)))
+		return (int)ret(-EFAULT);
+	return 0;
 }
 
 /* ------------------------------------------------------------ test hooks */
