@@ -42,6 +42,7 @@ void pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_b
 
 /* ---- writeback (src/mm/writeback.c) */
 int64_t pw__now_ms(void);
+int64_t pw__now_ns(void);
 uint64_t pw__parse_bytes(const char *s);
 void pw__writeback_init(void);
 uint64_t pw__dirty_limit_pages(void);
@@ -62,7 +63,8 @@ uint64_t pw__mem_limit_pages(void);
 /* ---- statistics (atomic counters) */
 struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
-	    fault_around, short_copies, write_retries, pool_pages, allocated;
+	    fault_around, short_copies, write_retries, pool_pages, allocated, written,
+	    evicted, throttled, throttle_ns;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)

@@ -95,6 +95,12 @@ struct pw_stats {
 	uint64_t fault_around;    /* extra pages mapped by fault-around */
 	uint64_t short_copies;    /* atomic copies that stopped early */
 	uint64_t write_retries;   /* zero-progress write steps retried */
+	uint64_t written_pages;   /* pages written back (fsync, flusher, reclaim) */
+	uint64_t evicted_pages;   /* clean pages reclaimed to stay under the cap */
+	uint64_t throttled;       /* writer steps made to write back (dirty limit) */
+	uint64_t throttle_ns;     /* time writers spent throttled */
+	uint64_t dirty_limit_pages; /* the hard dirty limit now */
+	uint64_t mem_limit_pages; /* the page pool's cap; 0: none */
 };
 void pw_get_stats(struct pw_stats *st);
 

@@ -1494,6 +1494,12 @@ pw_get_stats(struct pw_stats *st)
 	st->fault_around = atomic_load(&pw__stat.fault_around);
 	st->short_copies = atomic_load(&pw__stat.short_copies);
 	st->write_retries = atomic_load(&pw__stat.write_retries);
+	st->written_pages = atomic_load(&pw__stat.written);
+	st->evicted_pages = atomic_load(&pw__stat.evicted);
+	st->throttled = atomic_load(&pw__stat.throttled);
+	st->throttle_ns = atomic_load(&pw__stat.throttle_ns);
+	st->dirty_limit_pages = pw__dirty_limit_pages();
+	st->mem_limit_pages = pw__mem_limit_pages();
 }
 
 /* ------------------------------------------------------------ test hooks */

@@ -83,8 +83,12 @@ balance_dirty_pages_ratelimited(struct address_space *mapping)
 		pw__wakeup_flusher();
 	/* Over the hard limit the writer writes back its own file before it
 	 * may dirty more: no writer can fill memory with dirty pages. */
-	if (dirty >= pw__dirty_limit_pages())
+	if (dirty >= pw__dirty_limit_pages()) {
+		int64_t t0 = pw__now_ns();
 		filemap_fdatawrite(mapping);
+		PW_STAT_ADD(throttled, 1);
+		PW_STAT_ADD(throttle_ns, (uint64_t)(pw__now_ns() - t0));
+	}
 }
 
 void

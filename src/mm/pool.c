@@ -364,6 +364,7 @@ set_page_writeback(struct page *page)
 {
 	atomic_fetch_or(&page->flags, PG_writeback);
 	PW_STAT_ADD(writeback, 1);
+	PW_STAT_ADD(written, 1);
 }
 
 void

@@ -123,6 +123,7 @@ shrink(unsigned long nr)
 		}
 	}
 	in_reclaim = false;
+	PW_STAT_ADD(evicted, freed);
 	return freed;
 }
 
