@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,13 @@ struct pw_fuse {
 	struct fuse_session *se;  /* (C) */
 	struct pw_fuse_opts opts; /* (C) */
 	bool mounted;             /* (C) fuse_session_mount succeeded */
+	struct {                  /* (A) relaxed atomics, for pagewright stat */
+		_Atomic uint64_t reads, read_bytes, writes, write_bytes, fsyncs, creates;
+	} count;
 };
+
+#define COUNT(f, field, n) \
+	atomic_fetch_add_explicit(&(f)->count.field, (n), memory_order_relaxed)
 
 /* A directory stream: a snapshot of the entries, so that the offsets the
  * kernel hands back (index + 1) mean the same entry on every call. */
@@ -354,6 +361,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		reply_errno(req, fd);
 		return;
 	}
+	COUNT(f, creates, 1);
 	struct fhandle *h = pw__handle_add(&f->tab, n, fd);
 	if (!h) {
 		pw_close(fd);
@@ -385,11 +393,15 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		reply_errno(req, -ENOMEM);
 		return;
 	}
+	struct pw_fuse *f = server(req);
 	ssize_t n = pw_pread(handle(fi)->fd, buf, size, off);
-	if (n < 0)
+	if (n < 0) {
 		reply_errno(req, -errno);
-	else
+	} else {
+		COUNT(f, reads, 1);
+		COUNT(f, read_bytes, (uint64_t)n);
 		fuse_reply_buf(req, buf, (size_t)n);
+	}
 	free(buf);
 }
 
@@ -398,11 +410,15 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
          struct fuse_file_info *fi)
 {
 	(void)ino;
+	struct pw_fuse *f = server(req);
 	ssize_t n = pw_pwrite(handle(fi)->fd, buf, size, off);
-	if (n < 0)
+	if (n < 0) {
 		reply_errno(req, -errno);
-	else
+	} else {
+		COUNT(f, writes, 1);
+		COUNT(f, write_bytes, (uint64_t)n);
 		fuse_reply_write(req, (size_t)n);
+	}
 }
 
 /* close(2) does not write back on a local filesystem either; fsync does,
@@ -428,6 +444,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi
 {
 	(void)ino;
 	int fd = handle(fi)->fd;
+	COUNT(server(req), fsyncs, 1);
 	reply_errno(req, neg(datasync ? pw_fdatasync(fd) : pw_fsync(fd)));
 }
 
@@ -581,6 +598,7 @@ op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info 
 		fd = neg(pw_open(path, O_RDONLY | O_DIRECTORY));
 	tree_unlock(f);
 	int err = fd;
+	COUNT(f, fsyncs, 1);
 	if (fd >= 0) {
 		err = neg(datasync ? pw_fdatasync(fd) : pw_fsync(fd));
 		pw_close(fd);
@@ -602,6 +620,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	if (!err)
 		err = neg(pw_mkdir(path, mode));
 	if (!err) {
+		COUNT(f, creates, 1);
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
 		pw__pending_chown_new(path, ctx->uid, ctx->gid);
 		err = lookup_locked(f, dir, name, path, &st, &n);
@@ -626,6 +645,8 @@ op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t
 	if (!err && S_ISREG(mode)) {
 		int fd = neg(pw_open(path, O_CREAT | O_EXCL | O_WRONLY, mode & 07777));
 		err = fd < 0 ? fd : neg(pw_close(fd));
+		if (!err)
+			COUNT(f, creates, 1);
 	} else if (!err) {
 		err = pw__pending_mknod(path, mode, rdev);
 	}
@@ -951,6 +972,17 @@ bool
 pw_fuse_mmap_granted(struct pw_fuse *f)
 {
 	return f->io.granted;
+}
+
+void
+pw_fuse_get_counters(struct pw_fuse *f, struct pw_fuse_counters *c)
+{
+	c->reads = atomic_load_explicit(&f->count.reads, memory_order_relaxed);
+	c->read_bytes = atomic_load_explicit(&f->count.read_bytes, memory_order_relaxed);
+	c->writes = atomic_load_explicit(&f->count.writes, memory_order_relaxed);
+	c->write_bytes = atomic_load_explicit(&f->count.write_bytes, memory_order_relaxed);
+	c->fsyncs = atomic_load_explicit(&f->count.fsyncs, memory_order_relaxed);
+	c->creates = atomic_load_explicit(&f->count.creates, memory_order_relaxed);
 }
 
 void
