@@ -4,7 +4,10 @@
  *   pagewright mount   serve a pagewright filesystem over FUSE (mount.c)
  *   pagewright umount  unmount and wait for the write-back (umount.c)
  *   pagewright stat    live cache statistics of a mount (stat.c)
- *   pagewright demo    (this file) a narrated run of the write path on a
+ *   pagewright demo    an ext2 image served over FUSE, a short workload,
+ *                      what the cache did, e2fsck (demo.c)
+ *   pagewright demo --same-page
+ *                      (this file) a narrated run of the write path on a
  *                      host directory in $TMPDIR, mounted once with
  *                      write_begin/write_end and once with the legacy
  *                      prepare_write/commit_write, and the write the seed
@@ -168,8 +171,10 @@ int
 main(int argc, char **argv)
 {
 	const char *cmd = argc >= 2 ? argv[1] : "";
-	if (strcmp(cmd, "demo") == 0)
+	if (strcmp(cmd, "demo") == 0 && argc == 3 && strcmp(argv[2], "--same-page") == 0)
 		return same_page_demo();
+	if (strcmp(cmd, "demo") == 0)
+		return cmd_demo(argc - 1, argv + 1);
 	if (strcmp(cmd, "mount") == 0)
 		return cmd_mount(argc - 1, argv + 1);
 	if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
@@ -180,7 +185,7 @@ main(int argc, char **argv)
 	        "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT [-o OPTIONS] [-f]\n"
 	        "       pagewright umount [-l] MOUNTPOINT\n"
 	        "       pagewright stat [-w [-n SECONDS] [-c COUNT]] [-r] [MOUNTPOINT]\n"
-	        "       pagewright demo\n"
+	        "       pagewright demo [--in-process | --same-page]\n"
 	        "(docs/fuse.md)\n");
 	return 2;
 }

@@ -13,6 +13,7 @@ struct pw_stats;
 int cmd_mount(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* The mount at arg, which must be pagewright's; otherwise one line on
  * stderr ("pagewright CMD: ... is not a pagewright mount") and exit 1. */
