@@ -4,7 +4,9 @@
 # Mounts ramfs, hostfs and ext2 images with build/pagewright, drives them
 # from a separate process (build/fuse-check: ordinary system calls,
 # mappings included), unmounts with fusermount3 -u and checks the server
-# exited 0, the host files, and the images with e2fsck -fn.  Then the
+# exited 0, the host files, and the images with e2fsck -fn.  The random
+# exerciser (build/fuse-random) on ext2 and hostfs, checked against its
+# oracle after the unmount too.  Then the
 # daemon mode, the one-line errors, a read-only mount, SIGTERM with files
 # open, unmount while busy, pagewright stat and umount (a busy mount, a
 # killed server, a failed write-back), the lock on the image, pagewright
@@ -161,6 +163,51 @@ serve_kind hostfs "$T/host" cache=direct
 serve_kind ext2 "$T/a.img" cache=direct,timeout=0
 serve_kind ext2 "$T/b.img" cache=kernel
 serve_kind hostfs "$T/host" cache=kernel,legacy_aops
+
+# ------------------------------------- the random exerciser, through the mount
+# build/fuse-random: threads of pwrite/pread/truncate/append, writes from
+# mappings, mapped loads and stores, msync, fsync..., checked against an
+# oracle that it then writes to $T/oracle-*; after the unmount, the files
+# must equal it: on a new mount of the image, or in the host directory.
+RANDOM_BIN=$PWD/build/fuse-random
+random_on() { # random_on KIND SOURCE OPTIONS
+	local kind=$1 src=$2 opts=$3 mp=$T/rmnt o=$T/oracle-$1
+	echo "# random exerciser: $kind ($src), -o $opts"
+	rm -rf "$o"; mkdir -p "$o"
+	if ! mount_fg "$mp" -t "$kind" "$src" -o "$opts"; then
+		nok "random $kind $opts: mount"; cat "$T/server.log"; return
+	fi
+	local rc=0
+	mkdir "$mp/rand"
+	timeout 300 "$RANDOM_BIN" "$mp/rand" "$o" >"$T/random.out" 2>&1 || rc=$?
+	grep -v '^[0-9]* passed' "$T/random.out"
+	check "random $kind $opts: the exerciser agrees with its oracle (status $rc)" test "$rc" -eq 0
+	check "random $kind $opts: unmount, the server exits 0" unmount_wait "$mp" "$server"
+	[ "$rc" -eq 0 ] || return
+	if [ "$kind" = hostfs ]; then
+		check "random $kind $opts: the host files equal the oracle" \
+			sh -c "for f in '$o'/*; do cmp \"\$f\" '$src/rand/'\$(basename \"\$f\") || exit 1; done"
+		rm -rf "${src:?}/rand"
+		return
+	fi
+	check "random $kind $opts: e2fsck -fn clean" fsck_clean "$src"
+	if mount_fg "$mp" -t "$kind" "$src" -o ro; then
+		check "random $kind $opts: after a new mount the files equal the oracle" \
+			sh -c "for f in '$o'/*; do cmp \"\$f\" '$mp/rand/'\$(basename \"\$f\") || exit 1; done"
+		unmount_wait "$mp" "$server"
+	else
+		nok "random $kind $opts: mount again"
+	fi
+}
+if [ -x "$RANDOM_BIN" ]; then
+	make_image "$T/r4.img" 4096
+	make_image "$T/r1.img" 1024
+	random_on ext2 "$T/r4.img" cache=direct
+	random_on ext2 "$T/r1.img" cache=kernel
+	random_on hostfs "$T/host" cache=direct
+else
+	nok "build/fuse-random is missing"
+fi
 
 # ------------------------------------------------------------ daemon mode
 echo "# daemon mode"
