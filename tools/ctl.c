@@ -21,6 +21,9 @@
  *
  * Protocol, one request per connection, text:
  *   "stats\n"  -> "key value\n" lines (mount.c's stats_text), then EOF
+ *   "sync\n"   -> pw_sync(): everything dirty written back, then "ok\n"
+ *                 or "error MESSAGE\n" (syncfs(2) does not reach a FUSE
+ *                 server, so `pagewright sync` asks here)
  *   "wait\n"   -> "pid N\n" at once; then, when the server has unmounted
  *                 and written everything back (or failed to), one line
  *                 "exit STATUS MESSAGE\n" and EOF.  EOF without that line
@@ -28,7 +31,8 @@
  *
  * One thread serves the socket; a stats reply is built from atomic
  * counters in microseconds, and a client gets one second to send its
- * request, so no client holds the thread for long.  Waiting clients stay
+ * request, so only a sync holds the thread for long (other requests wait
+ * for it).  Waiting clients stay
  * connected (at most CTL_MAX_WAITERS) until ctl_finish.
  */
 #include "ctl.h"
@@ -213,7 +217,7 @@ static struct {
 	pthread_t thread;            /* (C) */
 	bool running;                /* (C) the thread was started */
 	bool allow_other;            /* (C) answer every user */
-	ctl_stats_fn stats;          /* (C) */
+	struct ctl_ops ops;          /* (C) */
 	pthread_mutex_t lock;        /* guards the waiters */
 	int waiters[CTL_MAX_WAITERS]; /* (lock) clients of "wait" */
 	int nwaiters;                /* (lock) */
@@ -254,8 +258,15 @@ serve_client(int fd)
 	if (!read_request(fd, cmd, sizeof(cmd))) {
 		close(fd);
 	} else if (strcmp(cmd, "stats") == 0) {
-		size_t len = ctl.stats(buf, sizeof(buf));
+		size_t len = ctl.ops.stats(buf, sizeof(buf));
 		send_all(fd, buf, len < sizeof(buf) ? len : sizeof(buf) - 1);
+		close(fd);
+	} else if (strcmp(cmd, "sync") == 0) {
+		set_timeouts(fd, 0);
+		int err = ctl.ops.sync();
+		int len = err ? snprintf(buf, sizeof(buf), "error %s\n", strerror(-err))
+		              : snprintf(buf, sizeof(buf), "ok\n");
+		send_all(fd, buf, (size_t)len);
 		close(fd);
 	} else if (strcmp(cmd, "wait") == 0) {
 		int len = snprintf(buf, sizeof(buf), "pid %ld\n", (long)getpid());
@@ -293,7 +304,7 @@ ctl_thread(void *arg)
 }
 
 int
-ctl_listen(const char *mountpoint, bool allow_other, ctl_stats_fn stats, char *err,
+ctl_listen(const char *mountpoint, bool allow_other, const struct ctl_ops *ops, char *err,
            size_t errlen)
 {
 	struct sockaddr_un a;
@@ -309,7 +320,7 @@ ctl_listen(const char *mountpoint, bool allow_other, ctl_stats_fn stats, char *e
 		goto out_close;
 	}
 	ctl.allow_other = allow_other;
-	ctl.stats = stats;
+	ctl.ops = *ops;
 	if ((e = -pthread_create(&ctl.thread, NULL, ctl_thread, NULL)) != 0) {
 		snprintf(err, errlen, "control thread: %s", strerror(-e));
 		goto out_close;
@@ -381,7 +392,7 @@ ctl_request(int fd, const char *cmd, char *buf, size_t size, bool first_line)
 {
 	char line[64];
 	int n = snprintf(line, sizeof(line), "%s\n", cmd);
-	set_timeouts(fd, 5);
+	set_timeouts(fd, strcmp(cmd, "sync") == 0 ? 0 : 5); /* a sync takes its time */
 	if (send_all(fd, line, (size_t)n) != 0)
 		return -errno;
 	size_t len = 0;
@@ -398,7 +409,7 @@ ctl_request(int fd, const char *cmd, char *buf, size_t size, bool first_line)
 			break;
 	}
 	buf[len] = 0;
-	if (strncmp(buf, "error ", 6) == 0)
-		return strstr(buf, "permission") ? -EACCES : -EPROTO;
+	if (strncmp(buf, "error permission", 16) == 0)
+		return -EACCES;
 	return (ssize_t)len;
 }

@@ -33,13 +33,18 @@ int mnt_abspath(const char *arg, char *out, size_t size);
 
 /* ---- the control socket, server side (pagewright mount) */
 
-/* Writes the "key value" lines of a stats reply; returns their length. */
-typedef size_t (*ctl_stats_fn)(char *buf, size_t size);
+/* What the server does for its clients. */
+struct ctl_ops {
+	/* Write the "key value" lines of a stats reply; return their length. */
+	size_t (*stats)(char *buf, size_t size);
+	/* Write back everything (pw_sync).  Return: 0 or -errno. */
+	int (*sync)(void);
+};
 
 /* Listen on the socket of mountpoint and answer from a thread.
  * Return: 0, or -errno with a reason in err. */
-int ctl_listen(const char *mountpoint, bool allow_other, ctl_stats_fn stats, char *err,
-               size_t errlen);
+int ctl_listen(const char *mountpoint, bool allow_other, const struct ctl_ops *ops,
+               char *err, size_t errlen);
 /* Stop answering new requests; the waiting clients stay connected. */
 void ctl_stop(void);
 /* Tell each waiting client how the server ends ("exit STATUS MESSAGE"),
@@ -52,7 +57,7 @@ void ctl_finish(int status, const char *msg);
  * (or root).  Return: a descriptor, or -errno (-ECONNREFUSED: no server
  * listens; -EPERM: a stranger does). */
 int ctl_connect(const struct mnt_entry *e, pid_t *pid);
-/* Send cmd ("stats", "wait") and read the reply to its end (stats) or its
+/* Send cmd ("stats", "sync", "wait") and read the reply to its end (stats) or its
  * first line (wait).  Return: its length, or -errno. */
 ssize_t ctl_request(int fd, const char *cmd, char *buf, size_t size, bool first_line);
 

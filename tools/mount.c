@@ -485,7 +485,13 @@ stats_text(char *buf, size_t size)
 	return len + (n < 0 ? 0 : (size_t)n < size - len ? (size_t)n : size - len - 1);
 }
 
-/* Answer pagewright stat and umount; without the socket the mount still
+static int
+sync_all(void)
+{
+	return pw_sync() ? -errno : 0;
+}
+
+/* Answer pagewright stat, sync and umount; without the socket the mount still
  * works, so a failure is a warning. */
 static void
 start_control(struct mount_args *a, struct pw_fuse *f)
@@ -494,7 +500,8 @@ start_control(struct mount_args *a, struct pw_fuse *f)
 	served.args = a;
 	served.fuse = f;
 	clock_gettime(CLOCK_MONOTONIC, &served.started);
-	if (ctl_listen(a->mountpoint, a->allow_other, stats_text, err, sizeof(err)) != 0) {
+	static const struct ctl_ops ops = {.stats = stats_text, .sync = sync_all};
+	if (ctl_listen(a->mountpoint, a->allow_other, &ops, err, sizeof(err)) != 0) {
 		fprintf(stderr, "pagewright mount: warning: %s; pagewright stat and umount "
 		                "will not find this server\n", err);
 		if (!a->foreground)

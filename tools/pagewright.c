@@ -4,6 +4,7 @@
  *   pagewright mount   serve a pagewright filesystem over FUSE (mount.c)
  *   pagewright umount  unmount and wait for the write-back (umount.c)
  *   pagewright stat    live cache statistics of a mount (stat.c)
+ *   pagewright sync    write back everything a mount's server holds (stat.c)
  *   pagewright demo    an ext2 image served over FUSE, a short workload,
  *                      what the cache did, e2fsck (demo.c)
  *   pagewright demo --same-page
@@ -181,10 +182,13 @@ main(int argc, char **argv)
 		return cmd_umount(argc - 1, argv + 1);
 	if (strcmp(cmd, "stat") == 0)
 		return cmd_stat(argc - 1, argv + 1);
+	if (strcmp(cmd, "sync") == 0)
+		return cmd_sync(argc - 1, argv + 1);
 	fprintf(stderr,
 	        "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT [-o OPTIONS] [-f]\n"
 	        "       pagewright umount [-l] MOUNTPOINT\n"
 	        "       pagewright stat [-w [-n SECONDS] [-c COUNT]] [-r] [MOUNTPOINT]\n"
+	        "       pagewright sync MOUNTPOINT\n"
 	        "       pagewright demo [--in-process | --same-page]\n"
 	        "(docs/fuse.md)\n");
 	return 2;

@@ -7,6 +7,9 @@
  *                                          one line every S seconds (1),
  *                                          N times (until ^C)
  *   pagewright stat -r MOUNTPOINT          the server's "key value" lines
+ *   pagewright sync MOUNTPOINT             write back everything the
+ *                                          server holds (syncfs(2) does not
+ *                                          reach a FUSE server)
  *
  * The figures come from the server over its control socket (ctl.c); they
  * are pagewright's cache for the whole server process: pages cached,
@@ -336,4 +339,30 @@ cmd_stat(int argc, char **argv)
 	else
 		report(&s);
 	return 0;
+}
+
+int
+cmd_sync(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: pagewright sync MOUNTPOINT\n");
+		return 2;
+	}
+	struct mnt_entry e;
+	tool_find_mount("sync", argv[1], &e);
+	pid_t pid;
+	char reply[512];
+	int fd = ctl_connect(&e, &pid);
+	ssize_t n = fd < 0 ? fd : ctl_request(fd, "sync", reply, sizeof(reply), true);
+	if (fd >= 0)
+		close(fd);
+	if (n > 0 && strncmp(reply, "ok", 2) == 0)
+		return 0;
+	if (n > 0)
+		fprintf(stderr, "pagewright sync: %s: writing back failed: %.*s\n", e.mountpoint,
+		        (int)strcspn(reply + 6, "\n"), strncmp(reply, "error ", 6) ? reply : reply + 6);
+	else
+		fprintf(stderr, "pagewright sync: %s: %s\n", e.mountpoint,
+		        n == -ECONNREFUSED ? "its server does not answer" : strerror(n ? (int)-n : EPROTO));
+	return 1;
 }

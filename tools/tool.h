@@ -12,6 +12,7 @@ struct pw_stats;
 
 int cmd_mount(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 

@@ -8,7 +8,7 @@
 # exerciser (build/fuse-random) on ext2 and hostfs, checked against its
 # oracle after the unmount too.  Then the
 # daemon mode, the one-line errors, a read-only mount, SIGTERM with files
-# open, unmount while busy, pagewright stat and umount (a busy mount, a
+# open, unmount while busy, pagewright stat, sync and umount (a busy mount, a
 # killed server, a failed write-back), the lock on the image, pagewright
 # demo, and kill -9 of the server in the middle of writes (e2fsck -fy
 # repairs, e2fsck -fn is then clean, fsync'd files are intact).
@@ -308,6 +308,8 @@ if "$PW" mount -t ext2 "$T/u.img" "$T/umnt" 2>"$T/u.err"; then
 		sh -c "[ \$('$PW' stat -r '$T/umnt' | sed -n 's/^dirty_pages //p') -ge 768 ]"
 	check "stat -r: the kernel's WRITE requests are counted" \
 		sh -c "[ \$('$PW' stat -r '$T/umnt' | sed -n 's/^fuse_write_bytes //p') -ge 3145728 ]"
+	check "sync: pagewright sync leaves no dirty page" \
+		sh -c "'$PW' sync '$T/umnt' && [ \$('$PW' stat -r '$T/umnt' | sed -n 's/^dirty_pages //p') -eq 0 ]"
 	check "stat without a mount point lists this mount" \
 		sh -c "'$PW' stat | grep -q '^$T/umnt: ext2'"
 	check "stat -w -c 2: a header and two lines" \
