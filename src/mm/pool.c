@@ -101,8 +101,12 @@ pool_grow(void)
 		return -ENOMEM;
 	if (ftruncate(pool_fd, (off_t)(n * PAGE_SIZE)) != 0)
 		return -errno;
+	/* MAP_POPULATE: the kernel allocates and maps the chunk's memory in
+	 * this one call.  Touched one page at a time instead, each first
+	 * touch is a page fault: on the development machines (nested VMs)
+	 * that made a cold read through a fresh server 10x slower. */
 	void *p = mmap(pool_base + pool_nr * PAGE_SIZE, POOL_CHUNK * PAGE_SIZE,
-	               PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, pool_fd,
+	               PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, pool_fd,
 	               (off_t)(pool_nr * PAGE_SIZE));
 	if (p == MAP_FAILED)
 		return -errno;
