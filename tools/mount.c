@@ -118,7 +118,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT "
-	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel,threads=N,timeout=S] "
+	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel|writeback,threads=N,timeout=S] "
 	                "[-f] [-d]\n");
 	exit(2);
 }
@@ -146,6 +146,8 @@ parse_option(struct mount_args *a, const char *opt)
 		a->cache = PW_FUSE_CACHE_DIRECT;
 	} else if (strcmp(opt, "cache=kernel") == 0) {
 		a->cache = PW_FUSE_CACHE_KERNEL;
+	} else if (strcmp(opt, "cache=writeback") == 0) {
+		a->cache = PW_FUSE_CACHE_WRITEBACK;
 	} else if (strncmp(opt, "threads=", 8) == 0 && atoi(opt + 8) > 0) {
 		a->threads = (unsigned)atoi(opt + 8);
 	} else if (strncmp(opt, "timeout=", 8) == 0 && opt[8] && strtod(opt + 8, &end) >= 0 &&
@@ -453,6 +455,12 @@ lock_source(const struct mount_args *a)
 	return -1;
 }
 
+static const char *const cache_names[] = {
+	[PW_FUSE_CACHE_DIRECT] = "direct",
+	[PW_FUSE_CACHE_KERNEL] = "kernel",
+	[PW_FUSE_CACHE_WRITEBACK] = "writeback",
+};
+
 /* The reply to `pagewright stat`: "key value" lines (docs/fuse.md). */
 static size_t
 stats_text(char *buf, size_t size)
@@ -470,8 +478,8 @@ stats_text(char *buf, size_t size)
 	                 "pid %ld\ntype %s\nsource %s\nmountpoint %s\ncache %s\n"
 	                 "shared_mmap %s\nuptime_ms %lld\n",
 	                 (long)getpid(), a->type, a->source[0] ? a->source : "none",
-	                 a->mountpoint, a->cache == PW_FUSE_CACHE_DIRECT ? "direct" : "kernel",
-	                 a->cache == PW_FUSE_CACHE_KERNEL || pw_fuse_mmap_granted(served.fuse)
+	                 a->mountpoint, cache_names[a->cache],
+	                 a->cache != PW_FUSE_CACHE_DIRECT || pw_fuse_mmap_granted(served.fuse)
 	                     ? "yes" : "no",
 	                 up_ms);
 	size_t len = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;

@@ -238,9 +238,15 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* Size through the descriptor when there is one (ftruncate), else by path;
  * the rest goes to pending.c.  pagewright's truncate sets mtime and ctime
- * itself, so the times the kernel sends along with a size are done. */
+ * itself, so the times the kernel sends along with a size are done.
+ *
+ * With the writeback cache the kernel keeps a file's mtime itself and sends
+ * it (alone) with every write-back of the inode, on close and fsync among
+ * others: until pagewright can set times, that is answered as done, since
+ * pagewright set the file's mtime when the data reached it. */
 static int
-setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int to_set)
+setattr_locked(struct pw_fuse *f, const char *path, struct fhandle *h,
+               const struct stat *attr, int to_set)
 {
 	int err = 0;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -252,6 +258,9 @@ setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int
 	to_set &= ~FUSE_SET_ATTR_CTIME;
 	if (!err && to_set)
 		err = pw__pending_setattr(path, h ? h->fd : -1, attr, to_set);
+	if (err == -EOPNOTSUPP && f->opts.cache == PW_FUSE_CACHE_WRITEBACK &&
+	    to_set == FUSE_SET_ATTR_MTIME)
+		err = 0;
 	return err;
 }
 
@@ -269,7 +278,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (err == -ENOENT && h)
 		err = 0, path[0] = 0; /* unlinked, but open: the descriptor will do */
 	if (!err)
-		err = setattr_locked(path, h, attr, to_set);
+		err = setattr_locked(f, path, h, attr, to_set);
 	tree_unlock(f);
 	if (!err)
 		err = h ? neg(pw_fstat(h->fd, &st)) : stat_node(f, n, &st);
@@ -281,12 +290,24 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 
 /* ----------------------------------------------------------- open files */
 
+/* With the writeback cache the kernel reads pages in to complete partial
+ * writes, through whatever descriptor it has: write-only files are opened
+ * read-write. */
+static int
+open_flags(struct pw_fuse *f, int flags)
+{
+	flags &= OPEN_FLAGS;
+	if (f->opts.cache == PW_FUSE_CACHE_WRITEBACK && (flags & O_ACCMODE) == O_WRONLY)
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags;
+}
+
 static void
 set_open_mode(struct pw_fuse *f, struct fuse_file_info *fi, struct fhandle *h)
 {
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = f->opts.cache == PW_FUSE_CACHE_DIRECT;
-	fi->keep_cache = 0;
+	fi->keep_cache = f->opts.cache == PW_FUSE_CACHE_WRITEBACK;
 }
 
 static void
@@ -306,7 +327,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	tree_read(f);
 	int fd = pw__node_path(&f->tab, n, path, sizeof(path));
 	if (fd == 0)
-		fd = neg(pw_open(path, fi->flags & OPEN_FLAGS));
+		fd = neg(pw_open(path, open_flags(f, fi->flags)));
 	tree_unlock(f);
 	if (fd < 0) {
 		reply_errno(req, fd);
@@ -332,7 +353,7 @@ create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
 	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
 	if (err)
 		return err;
-	int fd = neg(pw_open(path, (flags & (OPEN_FLAGS | O_EXCL)) | O_CREAT, mode));
+	int fd = neg(pw_open(path, open_flags(f, flags) | (flags & O_EXCL) | O_CREAT, mode));
 	if (fd < 0)
 		return fd;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -419,16 +440,6 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
 		COUNT(f, write_bytes, (uint64_t)n);
 		fuse_reply_write(req, (size_t)n);
 	}
-}
-
-/* close(2) does not write back on a local filesystem either; fsync does,
- * and pw_umount at the end writes back everything. */
-static void
-op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
 }
 
 static void
@@ -814,6 +825,15 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	 * does it for us when this is off. */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (f->opts.cache == PW_FUSE_CACHE_WRITEBACK) {
+		/* Every change comes through this mount, so the kernel's copy
+		 * stays right without being dropped on mtime changes. */
+		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+			conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+		conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+		conn->max_background = 64;
+		conn->congestion_threshold = 48;
+	}
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Lookups and readdirs of one directory may run in parallel: the
@@ -828,8 +848,6 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
 		f->io.granted = true;
 	}
-#else
-	(void)f;
 #endif
 }
 
@@ -851,7 +869,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
-	.flush = op_flush,
+	/* No .flush: close(2) does not write back on a local filesystem
+	 * either (fsync does, and pw_umount at the end).  libfuse answers the
+	 * first FLUSH with ENOSYS and the kernel sends no more, which saves a
+	 * round trip on every close. */
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,

@@ -21,6 +21,8 @@
 enum pw_fuse_cache {
 	PW_FUSE_CACHE_DIRECT, /* direct_io: pagewright's cache is the only one */
 	PW_FUSE_CACHE_KERNEL, /* the kernel's page cache too, written through */
+	PW_FUSE_CACHE_WRITEBACK, /* the kernel's page cache kept across opens,
+	                          * and its writeback cache */
 };
 
 struct pw_fuse_opts {

@@ -163,6 +163,8 @@ serve_kind hostfs "$T/host" cache=direct
 serve_kind ext2 "$T/a.img" cache=direct,timeout=0
 serve_kind ext2 "$T/b.img" cache=kernel
 serve_kind hostfs "$T/host" cache=kernel,legacy_aops
+make_image "$T/c.img" 4096
+serve_kind ext2 "$T/c.img" cache=writeback
 
 # ------------------------------------- the random exerciser, through the mount
 # build/fuse-random: threads of pwrite/pread/truncate/append, writes from
@@ -205,6 +207,8 @@ if [ -x "$RANDOM_BIN" ]; then
 	random_on ext2 "$T/r4.img" cache=direct
 	random_on ext2 "$T/r1.img" cache=kernel
 	random_on hostfs "$T/host" cache=direct
+	make_image "$T/r4.img" 4096
+	random_on ext2 "$T/r4.img" cache=writeback
 else
 	nok "build/fuse-random is missing"
 fi
