@@ -101,15 +101,19 @@ pool_grow(void)
 		return -ENOMEM;
 	if (ftruncate(pool_fd, (off_t)(n * PAGE_SIZE)) != 0)
 		return -errno;
-	/* MAP_POPULATE: the kernel allocates and maps the chunk's memory in
-	 * this one call.  Touched one page at a time instead, each first
-	 * touch is a page fault: on the development machines (nested VMs)
-	 * that made a cold read through a fresh server 10x slower. */
 	void *p = mmap(pool_base + pool_nr * PAGE_SIZE, POOL_CHUNK * PAGE_SIZE,
-	               PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_POPULATE, pool_fd,
+	               PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, pool_fd,
 	               (off_t)(pool_nr * PAGE_SIZE));
 	if (p == MAP_FAILED)
 		return -errno;
+	/* Allocate the chunk's memory and map it writable in this one call
+	 * (Linux 5.14+; older kernels fault it in as it is used).  Touched
+	 * one page at a time instead, each first touch is a page fault and
+	 * each first store another: on the development machines (nested VMs)
+	 * that made a cold read through a fresh server several times slower. */
+#ifdef MADV_POPULATE_WRITE
+	(void)madvise(p, POOL_CHUNK * PAGE_SIZE, MADV_POPULATE_WRITE);
+#endif
 	for (unsigned long f = pool_nr; f < n; f++)
 		pool_free[f / 64] |= 1ULL << (f % 64);
 	pool_nr = n;
