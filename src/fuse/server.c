@@ -37,14 +37,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <pagewright/pagewright.h>
 
+#define FUSE_SUPER_MAGIC 0x65735546
 #define OPEN_FLAGS (O_ACCMODE | O_TRUNC | O_SYNC | O_DSYNC)
 
 struct pw_fuse {
@@ -883,6 +886,144 @@ static const struct fuse_lowlevel_ops ops = {
 	.create = op_create,
 };
 
+/*
+ * Signals.  libfuse's own handlers end the session at once, and then the
+ * kernel can no longer send the dirty pages it holds (those of shared
+ * mappings, and with cache=writeback every written page): they would be
+ * lost.  So SIGINT, SIGTERM and SIGHUP wake a thread that first has the
+ * kernel write them (syncfs(2) of the mount, served by the request
+ * threads as any write), then unmounts, which ends the session as
+ * `fusermount3 -u` does.  A second signal ends the session at once, as
+ * libfuse's handler would.
+ */
+static int sig_pipe[2] = {-1, -1};
+static _Atomic int sig_count;
+static struct fuse_session *sig_session;
+static pthread_t loop_thread;  /* the thread in fuse_session_loop_mt */
+
+static void
+on_signal(int sig)
+{
+	if (atomic_fetch_add(&sig_count, 1) > 0) {
+		fuse_session_exit(sig_session);
+		return;
+	}
+	char c = (char)sig;
+	ssize_t w = write(sig_pipe[1], &c, 1);
+	(void)w;
+}
+
+/* The paths, relative to the mount point, of the files open now (NULL
+ * when unlinked or out of memory); *n of them. */
+static char **
+open_files(struct pw_fuse *f, size_t *n)
+{
+	char path[PATH_MAX];
+	size_t cap = 0, rlen = strlen(f->tab.root_path);
+	char **v = NULL;
+	*n = 0;
+	tree_read(f);
+	pthread_mutex_lock(&f->tab.tab_lock);
+	for (struct fhandle *h = f->tab.handles; h; h = h->all_next) {
+		if (*n == cap) {
+			char **nv = realloc(v, (cap = cap * 2 + 16) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		bool ok = pw__node_path(&f->tab, h->node, path, sizeof(path)) == 0 &&
+		          strlen(path) > rlen;
+		v[(*n)++] = ok ? strdup(path + rlen + (rlen > 1)) : NULL;
+	}
+	pthread_mutex_unlock(&f->tab.tab_lock);
+	tree_unlock(f);
+	return v;
+}
+
+/*
+ * Have the kernel send the dirty pages it holds, and wait until they are
+ * here.  syncfs(2) writes them back, but FUSE ends a page's writeback as
+ * soon as its WRITE is queued, so syncfs can return before a single WRITE
+ * has reached us; fsync(2) of a file waits for its queued WRITEs, so each
+ * open file gets one too.  Requests go through the kernel and come back to
+ * the request threads, which are still serving.
+ */
+static void
+kernel_writeback(struct pw_fuse *f)
+{
+	int dfd = open(f->opts.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct statfs sfs;
+	/* Not if the mount is gone already: that would sync the host's. */
+	if (dfd < 0 || fstatfs(dfd, &sfs) != 0 || sfs.f_type != FUSE_SUPER_MAGIC) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	syncfs(dfd);
+	size_t n;
+	char **paths = open_files(f, &n);
+	for (size_t k = 0; k < n; k++) {
+		int fd = paths[k] ? openat(dfd, paths[k], O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		                                          O_CLOEXEC) : -1;
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+		free(paths[k]);
+	}
+	free(paths);
+	close(dfd);
+}
+
+/* Waits for the first signal (a byte), or for pw_fuse_run's 0 byte. */
+static void *
+ender_thread(void *arg)
+{
+	struct pw_fuse *f = arg;
+	char c = 0;
+	while (read(sig_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	if (c == 0)
+		return NULL;
+	kernel_writeback(f);
+	fuse_session_exit(f->se);
+	fuse_session_unmount(f->se);
+	/* The loop waits in sem_wait for a request thread to end, which a busy
+	 * mount never makes happen; a signal there lets it see the exit flag
+	 * and stop the request threads itself (the handler only counts). */
+	pthread_kill(loop_thread, SIGHUP);
+	return NULL;
+}
+
+static int
+set_handlers(void (*fn)(int))
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	for (unsigned k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++)
+		if (sigaction(sigs[k], &sa, NULL) != 0)
+			return -errno;
+	return 0;
+}
+
+static int
+signals_install(void)
+{
+	if (sig_pipe[0] < 0 && pipe2(sig_pipe, O_CLOEXEC) != 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return set_handlers(on_signal);
+}
+
+static void
+signals_remove(void)
+{
+	set_handlers(SIG_DFL);
+}
+
 /* fuse_opt splits on commas; a backslash escapes one. */
 static void
 append_escaped(char *buf, size_t size, const char *s)
@@ -927,7 +1068,8 @@ session_create(struct pw_fuse *f, char *err, size_t errlen)
 		set_err(err, errlen, "libfuse refused the options \"%s\"", opts);
 		return -EINVAL;
 	}
-	if (fuse_set_signal_handlers(f->se) != 0) {
+	sig_session = f->se;
+	if (signals_install() != 0) {
 		set_err(err, errlen, "cannot install signal handlers");
 		return -EINVAL;
 	}
@@ -978,13 +1120,22 @@ int
 pw_fuse_run(struct pw_fuse *f)
 {
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	pthread_t t;
 	if (!cfg)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	if (f->opts.max_threads)
 		fuse_loop_cfg_set_max_threads(cfg, f->opts.max_threads);
+	loop_thread = pthread_self();
+	bool ender = pthread_create(&t, NULL, ender_thread, f) == 0;
 	int r = fuse_session_loop_mt(f->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	if (ender) {
+		char stop = 0;
+		ssize_t w = write(sig_pipe[1], &stop, 1);
+		(void)w;
+		pthread_join(t, NULL);
+	}
 	/* A positive value is the signal that ended the loop: a clean exit. */
 	return r < 0 ? r : 0;
 }
@@ -1010,7 +1161,7 @@ void
 pw_fuse_destroy(struct pw_fuse *f)
 {
 	if (f->se) {
-		fuse_remove_signal_handlers(f->se);
+		signals_remove();
 		if (f->mounted)
 			fuse_session_unmount(f->se);
 		fuse_session_destroy(f->se);

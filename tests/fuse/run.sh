@@ -286,6 +286,27 @@ if mount_fg "$T/smnt" -t ext2 "$T/s.img"; then
 	fi
 fi
 
+# SIGTERM while the kernel holds dirty pages (a shared mapping; everything
+# written, with cache=writeback): the server has the kernel write them first.
+for mode in direct writeback; do
+	make_image "$T/h.img"
+	if mount_fg "$T/hmnt" -t ext2 "$T/h.img" -o cache=$mode; then
+		coproc HOLD { exec "$CHECK" hold-dirty "$T/hmnt"; }
+		read -r -t 20 line <&"${HOLD[0]}"
+		kill -TERM "$server"
+		wait "$server"
+		check "SIGTERM, cache=$mode, dirty pages in the kernel: the server exits 0" test $? -eq 0
+		kill "$HOLD_PID" 2>/dev/null
+		wait "$HOLD_PID" 2>/dev/null
+		fusermount3 -u -z "$T/hmnt" 2>/dev/null
+		check "SIGTERM, cache=$mode: e2fsck -fn clean" fsck_clean "$T/h.img"
+		if mount_fg "$T/hmnt" -t ext2 "$T/h.img" -o ro; then
+			run_check held-intact "$T/hmnt"
+			unmount_wait "$T/hmnt" "$server"
+		fi
+	fi
+done
+
 # --------------------------------------------------- unmount while busy
 echo "# unmount while busy"
 if mount_fg "$T/bmnt" -t ext2 "$T/s.img"; then
