@@ -407,12 +407,41 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 }
 
+/* Each request thread keeps its read buffer: a fresh 1 MiB malloc per
+ * READ is a fresh mapping whose every page faults on first touch (dear on
+ * virtual machines).  Freed when the thread ends. */
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+static __thread char *rbuf;
+static __thread size_t rbuf_size;
+
+static void
+rbuf_key_init(void)
+{
+	pthread_key_create(&rbuf_key, free);
+}
+
+static char *
+read_buffer(size_t size)
+{
+	if (size <= rbuf_size)
+		return rbuf;
+	char *b = realloc(rbuf, size);
+	if (!b)
+		return NULL;
+	pthread_once(&rbuf_once, rbuf_key_init);
+	pthread_setspecific(rbuf_key, b);
+	rbuf = b;
+	rbuf_size = size;
+	return b;
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
 	(void)ino;
-	char *buf = malloc(size ? size : 1);
+	char *buf = read_buffer(size);
 	if (!buf) {
 		reply_errno(req, -ENOMEM);
 		return;
@@ -426,7 +455,6 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		COUNT(f, read_bytes, (uint64_t)n);
 		fuse_reply_buf(req, buf, (size_t)n);
 	}
-	free(buf);
 }
 
 static void
