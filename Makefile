@@ -86,7 +86,7 @@ test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_repla
 		build/pagewright build/fuse-check build/fuse-random
 	tests/run-all.sh
 
-bench: $(BENCH_SRC:bench/%.c=build/bench/%)
+bench: $(BENCH_SRC:bench/%.c=build/bench/%) build/pagewright
 
 demo: build/pagewright
 	build/pagewright demo
