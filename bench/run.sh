@@ -11,9 +11,10 @@
 #                    bench_ext2 its images (/tmp)
 #   BENCH_EXT2_REPS  repetitions of bench_ext2 (default 3)
 #
-# bench_ext2 needs root (loop mounts, FUSE, drop_caches), mke2fs/e2fsck and
-# fuse2fs (Debian: apt-get install fuse2fs); a missing contender is printed
-# as skipped, not an error.
+# bench_ext2 and bench_mount need root (loop mounts, FUSE, drop_caches),
+# mke2fs/e2fsck and fuse2fs (Debian: apt-get install fuse2fs); a missing
+# contender is printed as skipped, not an error.  bench_mount also runs
+# build/pagewright (BENCH_MOUNT_REPS, default 3).
 #
 # Each program measures its own references (memcpy, the kernel) in the same
 # run and prints ratios against them; there are no pass/fail thresholds.
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 make bench >/dev/null
 
-progs=${*:-"write read mmap legacy meta ext2"}
+progs=${*:-"write read mmap legacy meta ext2 mount"}
 start=$(date +%s)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
