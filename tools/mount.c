@@ -12,6 +12,8 @@
  *                  user_allow_other in /etc/fuse.conf for non-root)
  *   cache=direct   (default) the kernel caches no file data
  *   cache=kernel   the kernel's page cache too, written through
+ *   cache=writeback  the kernel's page cache kept across opens, and its
+ *                  writeback cache (docs/fuse.md: the coherent fast mode)
  *   threads=N      at most N request threads
  *   timeout=S      the kernel keeps attributes and names S seconds
  *                  (default 1; 0 asks the server every time)
@@ -29,9 +31,9 @@
  * The server holds a lock on its source for its whole life (flock, which
  * the kernel drops however the process ends): exclusive, or shared with
  * -o ro, so two servers never cache one image and overwrite each other's
- * blocks.  It answers `pagewright stat` and `pagewright umount` on its
- * control socket (ctl.c): live statistics, and the final status of the
- * write-back for a client that waits for it.
+ * blocks.  It answers `pagewright stat`, `sync` and `umount` on its
+ * control socket (ctl.c): live statistics, a pw_sync, and the final
+ * status of the write-back for a client that waits for it.
  */
 #include "tool.h"
 #include "ctl.h"

@@ -22,6 +22,14 @@
  *       through (no writeback cache), and drops it at each open
  *       (keep_cache off), so both caches hold the same bytes as long as
  *       all changes come through the mount.
+ *   PW_FUSE_CACHE_WRITEBACK  the kernel's page cache is kept across opens
+ *       and is a writeback cache: writes stay in it until the kernel
+ *       writes them back (at the latest on close and fsync).  Coherent
+ *       for the same reason; write-only opens are read-write here.
+ *
+ * Ending: a signal makes the kernel write back the dirty pages it holds
+ * before the session stops (kernel_writeback); unmounting makes the kernel
+ * do so itself.
  *
  * Replies: each handler replies exactly once.  A reply that fails because
  * the request was interrupted means the kernel never saw the answer, so a
