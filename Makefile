@@ -63,6 +63,8 @@ build/pagewright: $(TOOL_SRC:%.c=build/rel/obj/%.o) $(FUSE_SRC:%.c=build/rel/obj
 # The FUSE tests' client: ordinary system calls on the mount, no pagewright.
 build/fuse-check: tests/fuse/fuse_check.c
 	$(CC) $(CFLAGS_BASE) -O1 -o $@ $< $(LDLIBS)
+build/fuse-random: tests/fuse/fuse_random.c
+	$(CC) $(CFLAGS_BASE) -O1 -o $@ $< $(LDLIBS)
 build/bench/%: build/rel/obj/bench/%.o build/rel/libpagewright.a
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDLIBS)
@@ -81,10 +83,10 @@ fuzz: build/fuzz/fuzz_ext2
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay \
-		build/pagewright build/fuse-check
+		build/pagewright build/fuse-check build/fuse-random
 	tests/run-all.sh
 
-bench: $(BENCH_SRC:bench/%.c=build/bench/%)
+bench: $(BENCH_SRC:bench/%.c=build/bench/%) build/pagewright
 
 demo: build/pagewright
 	build/pagewright demo

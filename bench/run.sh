@@ -13,9 +13,10 @@
 #   BENCH_WB_MB, BENCH_WB_REPS, BENCH_WB_SYNC_MB   bench_writeback (1024, 3, 64)
 #   BENCH_RECLAIM_REPS                              bench_reclaim (5)
 #
-# bench_ext2 needs root (loop mounts, FUSE, drop_caches), mke2fs/e2fsck and
-# fuse2fs (Debian: apt-get install fuse2fs); a missing contender is printed
-# as skipped, not an error.
+# bench_ext2 and bench_mount need root (loop mounts, FUSE, drop_caches),
+# mke2fs/e2fsck and fuse2fs (Debian: apt-get install fuse2fs); a missing
+# contender is printed as skipped, not an error.  bench_mount also runs
+# build/pagewright (BENCH_MOUNT_REPS, default 3).
 #
 # Each program measures its own references (memcpy, the kernel) in the same
 # run and prints ratios against them; there are no pass/fail thresholds.
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 
 make bench >/dev/null
 
-progs=${*:-"write read mmap legacy meta writeback reclaim ext2"}
+progs=${*:-"write read mmap legacy meta writeback reclaim ext2 mount"}
 start=$(date +%s)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then

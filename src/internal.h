@@ -42,6 +42,7 @@ void pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_b
 
 /* ---- writeback (src/mm/writeback.c) */
 int64_t pw__now_ms(void);
+int64_t pw__now_ns(void);
 uint64_t pw__parse_bytes(const char *s);
 void pw__writeback_init(void);
 uint64_t pw__dirty_limit_pages(void);

@@ -12,6 +12,8 @@
  *                  user_allow_other in /etc/fuse.conf for non-root)
  *   cache=direct   (default) the kernel caches no file data
  *   cache=kernel   the kernel's page cache too, written through
+ *   cache=writeback  the kernel's page cache kept across opens, and its
+ *                  writeback cache (docs/fuse.md: the coherent fast mode)
  *   threads=N      at most N request threads
  *   timeout=S      the kernel keeps attributes and names S seconds
  *                  (default 1; 0 asks the server every time)
@@ -25,8 +27,16 @@
  * unmounts pagewright's filesystem, which writes everything back; its exit
  * status is 0 only if that worked.  A daemon's stderr is /dev/null, so it
  * reports that last step's failure to syslog too.
+ *
+ * The server holds a lock on its source for its whole life (flock, which
+ * the kernel drops however the process ends): exclusive, or shared with
+ * -o ro, so two servers never cache one image and overwrite each other's
+ * blocks.  It answers `pagewright stat`, `sync` and `umount` on its
+ * control socket (ctl.c): live statistics, a pw_sync, and the final
+ * status of the write-back for a client that waits for it.
  */
 #include "tool.h"
+#include "ctl.h"
 
 #ifdef PW_NO_FUSE
 #include <stdio.h>
@@ -56,10 +66,13 @@ cmd_mount(int argc, char **argv)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ROOT "/mnt"
@@ -77,6 +90,13 @@ struct mount_args {
 
 static int report_fd = -1;       /* the child's pipe to the waiting parent */
 static char fuse_msg[512];       /* libfuse's last message while mounting */
+
+/* What the control thread reports (stats_text); set before it starts. */
+static struct {
+	const struct mount_args *args;
+	struct pw_fuse *fuse;
+	struct timespec started;
+} served;
 
 /* One line on stderr, or down the pipe to the parent that prints it. */
 static void
@@ -100,7 +120,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT "
-	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel,threads=N,timeout=S] "
+	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel|writeback,threads=N,timeout=S] "
 	                "[-f] [-d]\n");
 	exit(2);
 }
@@ -128,6 +148,8 @@ parse_option(struct mount_args *a, const char *opt)
 		a->cache = PW_FUSE_CACHE_DIRECT;
 	} else if (strcmp(opt, "cache=kernel") == 0) {
 		a->cache = PW_FUSE_CACHE_KERNEL;
+	} else if (strcmp(opt, "cache=writeback") == 0) {
+		a->cache = PW_FUSE_CACHE_WRITEBACK;
 	} else if (strncmp(opt, "threads=", 8) == 0 && atoi(opt + 8) > 0) {
 		a->threads = (unsigned)atoi(opt + 8);
 	} else if (strncmp(opt, "timeout=", 8) == 0 && opt[8] && strtod(opt + 8, &end) >= 0 &&
@@ -147,36 +169,11 @@ parse_options(struct mount_args *a, const char *list)
 	free(copy);
 }
 
-/* Is path listed as a mount point in /proc/self/mountinfo (field 5, with
- * octal escapes)? */
 static bool
 is_mount_point(const char *path)
 {
-	FILE *m = fopen("/proc/self/mountinfo", "r");
-	if (!m)
-		return false;
-	char line[4096], mp[PATH_MAX];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), m)) {
-		char *p = line;
-		for (int k = 0; k < 4 && p; k++)
-			p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL;
-		if (!p)
-			continue;
-		size_t n = 0;
-		for (; *p && *p != ' ' && n + 1 < sizeof(mp); p++) {
-			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] && p[3]) {
-				mp[n++] = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-				p += 3;
-			} else {
-				mp[n++] = *p;
-			}
-		}
-		mp[n] = 0;
-		found = strcmp(mp, path) == 0;
-	}
-	fclose(m);
-	return found;
+	struct mnt_entry e;
+	return mnt_find(path, &e) == 0;
 }
 
 static void
@@ -403,6 +400,126 @@ mount_fuse(struct mount_args *a)
 	return f;
 }
 
+/* The pid holding a lock on st's file, from /proc/locks ("1: FLOCK
+ * ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF", device numbers in hex). */
+static long
+lock_holder(const struct stat *st)
+{
+	FILE *f = fopen("/proc/locks", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long pid = -1;
+	while (pid < 0 && fgets(line, sizeof(line), f)) {
+		long p;
+		unsigned maj, min;
+		unsigned long ino;
+		if (strstr(line, "->") == NULL &&
+		    sscanf(line, "%*d: %*s %*s %*s %ld %x:%x:%lu", &p, &maj, &min, &ino) == 4 &&
+		    maj == major(st->st_dev) && min == minor(st->st_dev) && ino == st->st_ino)
+			pid = p;
+	}
+	fclose(f);
+	return pid;
+}
+
+/* Lock the source for the server's life: a second server of one image
+ * would cache it too and overwrite this one's blocks.  Return: the
+ * descriptor holding the lock, or -1 for ramfs. */
+static int
+lock_source(const struct mount_args *a)
+{
+	if (!a->source[0])
+		return -1;
+	int fd = open(a->source, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("%s: %s", a->source, strerror(errno));
+	if (flock(fd, (a->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+		return fd;
+	if (errno != EWOULDBLOCK)
+		fail("cannot lock %s: %s", a->source, strerror(errno));
+	struct stat st;
+	long pid = fstat(fd, &st) == 0 ? lock_holder(&st) : -1;
+	char path[64], comm[64] = "";
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	FILE *c = pid > 0 ? fopen(path, "r") : NULL;
+	if (c) {
+		if (!fgets(comm, sizeof(comm), c))
+			comm[0] = 0;
+		comm[strcspn(comm, "\n")] = 0;
+		fclose(c);
+	}
+	if (pid < 0)
+		fail("%s is in use by another pagewright (pid unknown)", a->source);
+	if (comm[0] && strcmp(comm, "pagewright") != 0)
+		fail("%s is locked by %s (pid %ld)", a->source, comm, pid);
+	fail("%s is in use by another pagewright (pid %ld)", a->source, pid);
+	return -1;
+}
+
+static const char *const cache_names[] = {
+	[PW_FUSE_CACHE_DIRECT] = "direct",
+	[PW_FUSE_CACHE_KERNEL] = "kernel",
+	[PW_FUSE_CACHE_WRITEBACK] = "writeback",
+};
+
+/* The reply to `pagewright stat`: "key value" lines (docs/fuse.md). */
+static size_t
+stats_text(char *buf, size_t size)
+{
+	struct pw_stats s;
+	struct pw_fuse_counters c;
+	struct timespec now;
+	pw_get_stats(&s);
+	pw_fuse_get_counters(served.fuse, &c);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	const struct mount_args *a = served.args;
+	long long up_ms = (now.tv_sec - served.started.tv_sec) * 1000LL +
+	                  (now.tv_nsec - served.started.tv_nsec) / 1000000;
+	int n = snprintf(buf, size,
+	                 "pid %ld\ntype %s\nsource %s\nmountpoint %s\ncache %s\n"
+	                 "shared_mmap %s\nuptime_ms %lld\n",
+	                 (long)getpid(), a->type, a->source[0] ? a->source : "none",
+	                 a->mountpoint, cache_names[a->cache],
+	                 a->cache != PW_FUSE_CACHE_DIRECT || pw_fuse_mmap_granted(served.fuse)
+	                     ? "yes" : "no",
+	                 up_ms);
+	size_t len = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+	len += stats_format_cache(buf + len, size - len, &s);
+	n = snprintf(buf + len, size - len,
+	             "fuse_reads %llu\nfuse_read_bytes %llu\nfuse_writes %llu\n"
+	             "fuse_write_bytes %llu\nfuse_fsyncs %llu\nfuse_creates %llu\n",
+	             (unsigned long long)c.reads, (unsigned long long)c.read_bytes,
+	             (unsigned long long)c.writes, (unsigned long long)c.write_bytes,
+	             (unsigned long long)c.fsyncs, (unsigned long long)c.creates);
+	return len + (n < 0 ? 0 : (size_t)n < size - len ? (size_t)n : size - len - 1);
+}
+
+static int
+sync_all(void)
+{
+	return pw_sync() ? -errno : 0;
+}
+
+/* Answer pagewright stat, sync and umount; without the socket the mount still
+ * works, so a failure is a warning. */
+static void
+start_control(struct mount_args *a, struct pw_fuse *f)
+{
+	char err[512];
+	served.args = a;
+	served.fuse = f;
+	clock_gettime(CLOCK_MONOTONIC, &served.started);
+	static const struct ctl_ops ops = {.stats = stats_text, .sync = sync_all};
+	if (ctl_listen(a->mountpoint, a->allow_other, &ops, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pagewright mount: warning: %s; pagewright stat and umount "
+		                "will not find this server\n", err);
+		if (!a->foreground)
+			syslog(LOG_DAEMON | LOG_WARNING, "pagewright mount %s: %s", a->mountpoint,
+			       err);
+	}
+}
+
 int
 cmd_mount(int argc, char **argv)
 {
@@ -411,8 +528,10 @@ cmd_mount(int argc, char **argv)
 	parse_args(&a, argc, argv);
 	if (!a.foreground)
 		daemonize();
+	int lock_fd = lock_source(&a);
 	mount_pagewright(&a);
 	struct pw_fuse *f = mount_fuse(&a);
+	start_control(&a, f);
 	if (report_fd >= 0) {
 		ssize_t w = write(report_fd, "ok", 2);
 		(void)w;
@@ -421,18 +540,22 @@ cmd_mount(int argc, char **argv)
 		detach_stdio();
 	}
 	int r = pw_fuse_run(f);
+	ctl_stop();
 	pw_fuse_destroy(f);
+	char msg[512] = "";
 	if (pw_umount(ROOT) != 0) {
-		int err = errno;
-		fprintf(stderr, "pagewright mount: writing back %s failed: %s\n",
-		        a.source[0] ? a.source : "ramfs", strerror(err));
+		snprintf(msg, sizeof(msg), "writing back %s failed: %s",
+		         a.source[0] ? a.source : "ramfs", strerror(errno));
 		if (!a.foreground)
-			syslog(LOG_DAEMON | LOG_ERR, "pagewright mount %s: writing back %s failed: %s",
-			       a.mountpoint, a.source[0] ? a.source : "ramfs", strerror(err));
-		return 1;
+			syslog(LOG_DAEMON | LOG_ERR, "pagewright mount %s: %s", a.mountpoint, msg);
+	} else if (r != 0) {
+		snprintf(msg, sizeof(msg), "the FUSE session failed: %s", strerror(-r));
 	}
-	if (r != 0)
-		fprintf(stderr, "pagewright mount: the FUSE session failed: %s\n", strerror(-r));
-	return r ? 1 : 0;
+	if (msg[0])
+		fprintf(stderr, "pagewright mount: %s\n", msg);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	ctl_finish(msg[0] ? 1 : 0, msg[0] ? msg : "written back");
+	return msg[0] ? 1 : 0;
 }
 #endif /* PW_NO_FUSE */

@@ -2,12 +2,18 @@
  * pagewright - the command.
  *
  *   pagewright mount   serve a pagewright filesystem over FUSE (mount.c)
- *   pagewright demo    a narrated run of the write path on an embedded
- *                      default: a host directory in $TMPDIR, mounted
- *                      once with write_begin/write_end and once with the
- *                      legacy prepare_write/commit_write, and the write
- *                      the seed exists for: a write whose source buffer
- *                      is a mapping of the very page being written.
+ *   pagewright umount  unmount and wait for the write-back (umount.c)
+ *   pagewright stat    live cache statistics of a mount (stat.c)
+ *   pagewright sync    write back everything a mount's server holds (stat.c)
+ *   pagewright demo    an ext2 image served over FUSE, a short workload,
+ *                      what the cache did, e2fsck (demo.c)
+ *   pagewright demo --same-page
+ *                      (this file) a narrated run of the write path on a
+ *                      host directory in $TMPDIR, mounted once with
+ *                      write_begin/write_end and once with the legacy
+ *                      prepare_write/commit_write, and the write the seed
+ *                      exists for: a write whose source buffer is a
+ *                      mapping of the very page being written.
  *
  * It uses the application API only.
  */
@@ -133,7 +139,7 @@ same_page(const char *mnt, const char *host, const char *label)
 }
 
 static int
-demo(void)
+same_page_demo(void)
 {
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char host[256];
@@ -165,11 +171,25 @@ demo(void)
 int
 main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "demo") == 0)
-		return demo();
-	if (argc >= 2 && strcmp(argv[1], "mount") == 0)
+	const char *cmd = argc >= 2 ? argv[1] : "";
+	if (strcmp(cmd, "demo") == 0 && argc == 3 && strcmp(argv[2], "--same-page") == 0)
+		return same_page_demo();
+	if (strcmp(cmd, "demo") == 0)
+		return cmd_demo(argc - 1, argv + 1);
+	if (strcmp(cmd, "mount") == 0)
 		return cmd_mount(argc - 1, argv + 1);
-	fprintf(stderr, "usage: pagewright demo\n"
-	                "       pagewright mount -t TYPE SOURCE MOUNTPOINT [-o OPTIONS] [-f]\n");
+	if (strcmp(cmd, "umount") == 0 || strcmp(cmd, "unmount") == 0)
+		return cmd_umount(argc - 1, argv + 1);
+	if (strcmp(cmd, "stat") == 0)
+		return cmd_stat(argc - 1, argv + 1);
+	if (strcmp(cmd, "sync") == 0)
+		return cmd_sync(argc - 1, argv + 1);
+	fprintf(stderr,
+	        "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT [-o OPTIONS] [-f]\n"
+	        "       pagewright umount [-l] MOUNTPOINT\n"
+	        "       pagewright stat [-w [-n SECONDS] [-c COUNT]] [-r] [MOUNTPOINT]\n"
+	        "       pagewright sync MOUNTPOINT\n"
+	        "       pagewright demo [--in-process | --same-page]\n"
+	        "(docs/fuse.md)\n");
 	return 2;
 }

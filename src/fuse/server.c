@@ -22,6 +22,14 @@
  *       through (no writeback cache), and drops it at each open
  *       (keep_cache off), so both caches hold the same bytes as long as
  *       all changes come through the mount.
+ *   PW_FUSE_CACHE_WRITEBACK  the kernel's page cache is kept across opens
+ *       and is a writeback cache: writes stay in it until the kernel
+ *       writes them back (at the latest on close and fsync).  Coherent
+ *       for the same reason; write-only opens are read-write here.
+ *
+ * Ending: a signal makes the kernel write back the dirty pages it holds
+ * before the session stops (kernel_writeback); unmounting makes the kernel
+ * do so itself.
  *
  * Replies: each handler replies exactly once.  A reply that fails because
  * the request was interrupted means the kernel never saw the answer, so a
@@ -37,13 +45,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <pagewright/pagewright.h>
 
+#define FUSE_SUPER_MAGIC 0x65735546
 #define OPEN_FLAGS (O_ACCMODE | O_TRUNC | O_SYNC | O_DSYNC)
 
 struct pw_fuse {
@@ -52,7 +64,13 @@ struct pw_fuse {
 	struct fuse_session *se;  /* (C) */
 	struct pw_fuse_opts opts; /* (C) */
 	bool mounted;             /* (C) fuse_session_mount succeeded */
+	struct {                  /* (A) relaxed atomics, for pagewright stat */
+		_Atomic uint64_t reads, read_bytes, writes, write_bytes, fsyncs, creates;
+	} count;
 };
+
+#define COUNT(f, field, n) \
+	atomic_fetch_add_explicit(&(f)->count.field, (n), memory_order_relaxed)
 
 /* A directory stream: a snapshot of the entries, so that the offsets the
  * kernel hands back (index + 1) mean the same entry on every call. */
@@ -274,12 +292,24 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 
 /* ----------------------------------------------------------- open files */
 
+/* With the writeback cache the kernel reads pages in to complete partial
+ * writes, through whatever descriptor it has: write-only files are opened
+ * read-write. */
+static int
+open_flags(struct pw_fuse *f, int flags)
+{
+	flags &= OPEN_FLAGS;
+	if (f->opts.cache == PW_FUSE_CACHE_WRITEBACK && (flags & O_ACCMODE) == O_WRONLY)
+		flags = (flags & ~O_ACCMODE) | O_RDWR;
+	return flags;
+}
+
 static void
 set_open_mode(struct pw_fuse *f, struct fuse_file_info *fi, struct fhandle *h)
 {
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = f->opts.cache == PW_FUSE_CACHE_DIRECT;
-	fi->keep_cache = 0;
+	fi->keep_cache = f->opts.cache == PW_FUSE_CACHE_WRITEBACK;
 }
 
 static void
@@ -299,7 +329,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	tree_read(f);
 	int fd = pw__node_path(&f->tab, n, path, sizeof(path));
 	if (fd == 0)
-		fd = neg(pw_open(path, fi->flags & OPEN_FLAGS));
+		fd = neg(pw_open(path, open_flags(f, fi->flags)));
 	tree_unlock(f);
 	if (fd < 0) {
 		reply_errno(req, fd);
@@ -325,7 +355,7 @@ create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
 	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
 	if (err)
 		return err;
-	int fd = neg(pw_open(path, (flags & (OPEN_FLAGS | O_EXCL)) | O_CREAT, mode));
+	int fd = neg(pw_open(path, open_flags(f, flags) | (flags & O_EXCL) | O_CREAT, mode));
 	if (fd < 0)
 		return fd;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -354,6 +384,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		reply_errno(req, fd);
 		return;
 	}
+	COUNT(f, creates, 1);
 	struct fhandle *h = pw__handle_add(&f->tab, n, fd);
 	if (!h) {
 		pw_close(fd);
@@ -375,22 +406,54 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 }
 
+/* Each request thread keeps its read buffer: a fresh 1 MiB malloc per
+ * READ is a fresh mapping whose every page faults on first touch (dear on
+ * virtual machines).  Freed when the thread ends. */
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+static __thread char *rbuf;
+static __thread size_t rbuf_size;
+
+static void
+rbuf_key_init(void)
+{
+	pthread_key_create(&rbuf_key, free);
+}
+
+static char *
+read_buffer(size_t size)
+{
+	if (size <= rbuf_size)
+		return rbuf;
+	char *b = realloc(rbuf, size);
+	if (!b)
+		return NULL;
+	pthread_once(&rbuf_once, rbuf_key_init);
+	pthread_setspecific(rbuf_key, b);
+	rbuf = b;
+	rbuf_size = size;
+	return b;
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
 	(void)ino;
-	char *buf = malloc(size ? size : 1);
+	char *buf = read_buffer(size);
 	if (!buf) {
 		reply_errno(req, -ENOMEM);
 		return;
 	}
+	struct pw_fuse *f = server(req);
 	ssize_t n = pw_pread(handle(fi)->fd, buf, size, off);
-	if (n < 0)
+	if (n < 0) {
 		reply_errno(req, -errno);
-	else
+	} else {
+		COUNT(f, reads, 1);
+		COUNT(f, read_bytes, (uint64_t)n);
 		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	}
 }
 
 static void
@@ -398,21 +461,15 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off
          struct fuse_file_info *fi)
 {
 	(void)ino;
+	struct pw_fuse *f = server(req);
 	ssize_t n = pw_pwrite(handle(fi)->fd, buf, size, off);
-	if (n < 0)
+	if (n < 0) {
 		reply_errno(req, -errno);
-	else
+	} else {
+		COUNT(f, writes, 1);
+		COUNT(f, write_bytes, (uint64_t)n);
 		fuse_reply_write(req, (size_t)n);
-}
-
-/* close(2) does not write back on a local filesystem either; fsync does,
- * and pw_umount at the end writes back everything. */
-static void
-op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	}
 }
 
 static void
@@ -428,6 +485,7 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi
 {
 	(void)ino;
 	int fd = handle(fi)->fd;
+	COUNT(server(req), fsyncs, 1);
 	reply_errno(req, neg(datasync ? pw_fdatasync(fd) : pw_fsync(fd)));
 }
 
@@ -581,6 +639,7 @@ op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info 
 		fd = neg(pw_open(path, O_RDONLY | O_DIRECTORY));
 	tree_unlock(f);
 	int err = fd;
+	COUNT(f, fsyncs, 1);
 	if (fd >= 0) {
 		err = neg(datasync ? pw_fdatasync(fd) : pw_fsync(fd));
 		pw_close(fd);
@@ -602,6 +661,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	if (!err)
 		err = neg(pw_mkdir(path, mode));
 	if (!err) {
+		COUNT(f, creates, 1);
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
 		pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 		err = lookup_locked(f, dir, name, path, &st, &n);
@@ -626,6 +686,8 @@ op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t
 	if (!err && S_ISREG(mode)) {
 		int fd = neg(pw_open(path, O_CREAT | O_EXCL | O_WRONLY, mode & 07777));
 		err = fd < 0 ? fd : neg(pw_close(fd));
+		if (!err)
+			COUNT(f, creates, 1);
 	} else if (!err) {
 		err = pw__fuse_mknod(path, mode, rdev);
 	}
@@ -793,6 +855,15 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	 * does it for us when this is off. */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	if (f->opts.cache == PW_FUSE_CACHE_WRITEBACK) {
+		/* Every change comes through this mount, so the kernel's copy
+		 * stays right without being dropped on mtime changes. */
+		if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
+			conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+		conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+		conn->max_background = 64;
+		conn->congestion_threshold = 48;
+	}
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Lookups and readdirs of one directory may run in parallel: the
@@ -807,8 +878,6 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
 		f->io.granted = true;
 	}
-#else
-	(void)f;
 #endif
 }
 
@@ -830,7 +899,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.open = op_open,
 	.read = op_read,
 	.write = op_write,
-	.flush = op_flush,
+	/* No .flush: close(2) does not write back on a local filesystem
+	 * either (fsync does, and pw_umount at the end).  libfuse answers the
+	 * first FLUSH with ENOSYS and the kernel sends no more, which saves a
+	 * round trip on every close. */
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,
@@ -840,6 +912,144 @@ static const struct fuse_lowlevel_ops ops = {
 	.statfs = op_statfs,
 	.create = op_create,
 };
+
+/*
+ * Signals.  libfuse's own handlers end the session at once, and then the
+ * kernel can no longer send the dirty pages it holds (those of shared
+ * mappings, and with cache=writeback every written page): they would be
+ * lost.  So SIGINT, SIGTERM and SIGHUP wake a thread that first has the
+ * kernel write them (syncfs(2) of the mount, served by the request
+ * threads as any write), then unmounts, which ends the session as
+ * `fusermount3 -u` does.  A second signal ends the session at once, as
+ * libfuse's handler would.
+ */
+static int sig_pipe[2] = {-1, -1};
+static _Atomic int sig_count;
+static struct fuse_session *sig_session;
+static pthread_t loop_thread;  /* the thread in fuse_session_loop_mt */
+
+static void
+on_signal(int sig)
+{
+	if (atomic_fetch_add(&sig_count, 1) > 0) {
+		fuse_session_exit(sig_session);
+		return;
+	}
+	char c = (char)sig;
+	ssize_t w = write(sig_pipe[1], &c, 1);
+	(void)w;
+}
+
+/* The paths, relative to the mount point, of the files open now (NULL
+ * when unlinked or out of memory); *n of them. */
+static char **
+open_files(struct pw_fuse *f, size_t *n)
+{
+	char path[PATH_MAX];
+	size_t cap = 0, rlen = strlen(f->tab.root_path);
+	char **v = NULL;
+	*n = 0;
+	tree_read(f);
+	pthread_mutex_lock(&f->tab.tab_lock);
+	for (struct fhandle *h = f->tab.handles; h; h = h->all_next) {
+		if (*n == cap) {
+			char **nv = realloc(v, (cap = cap * 2 + 16) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		bool ok = pw__node_path(&f->tab, h->node, path, sizeof(path)) == 0 &&
+		          strlen(path) > rlen;
+		v[(*n)++] = ok ? strdup(path + rlen + (rlen > 1)) : NULL;
+	}
+	pthread_mutex_unlock(&f->tab.tab_lock);
+	tree_unlock(f);
+	return v;
+}
+
+/*
+ * Have the kernel send the dirty pages it holds, and wait until they are
+ * here.  syncfs(2) writes them back, but FUSE ends a page's writeback as
+ * soon as its WRITE is queued, so syncfs can return before a single WRITE
+ * has reached us; fsync(2) of a file waits for its queued WRITEs, so each
+ * open file gets one too.  Requests go through the kernel and come back to
+ * the request threads, which are still serving.
+ */
+static void
+kernel_writeback(struct pw_fuse *f)
+{
+	int dfd = open(f->opts.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct statfs sfs;
+	/* Not if the mount is gone already: that would sync the host's. */
+	if (dfd < 0 || fstatfs(dfd, &sfs) != 0 || sfs.f_type != FUSE_SUPER_MAGIC) {
+		if (dfd >= 0)
+			close(dfd);
+		return;
+	}
+	syncfs(dfd);
+	size_t n;
+	char **paths = open_files(f, &n);
+	for (size_t k = 0; k < n; k++) {
+		int fd = paths[k] ? openat(dfd, paths[k], O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+		                                          O_CLOEXEC) : -1;
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+		free(paths[k]);
+	}
+	free(paths);
+	close(dfd);
+}
+
+/* Waits for the first signal (a byte), or for pw_fuse_run's 0 byte. */
+static void *
+ender_thread(void *arg)
+{
+	struct pw_fuse *f = arg;
+	char c = 0;
+	while (read(sig_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	if (c == 0)
+		return NULL;
+	kernel_writeback(f);
+	fuse_session_exit(f->se);
+	fuse_session_unmount(f->se);
+	/* The loop waits in sem_wait for a request thread to end, which a busy
+	 * mount never makes happen; a signal there lets it see the exit flag
+	 * and stop the request threads itself (the handler only counts). */
+	pthread_kill(loop_thread, SIGHUP);
+	return NULL;
+}
+
+static int
+set_handlers(void (*fn)(int))
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	for (unsigned k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++)
+		if (sigaction(sigs[k], &sa, NULL) != 0)
+			return -errno;
+	return 0;
+}
+
+static int
+signals_install(void)
+{
+	if (sig_pipe[0] < 0 && pipe2(sig_pipe, O_CLOEXEC) != 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return set_handlers(on_signal);
+}
+
+static void
+signals_remove(void)
+{
+	set_handlers(SIG_DFL);
+}
 
 /* fuse_opt splits on commas; a backslash escapes one. */
 static void
@@ -885,7 +1095,8 @@ session_create(struct pw_fuse *f, char *err, size_t errlen)
 		set_err(err, errlen, "libfuse refused the options \"%s\"", opts);
 		return -EINVAL;
 	}
-	if (fuse_set_signal_handlers(f->se) != 0) {
+	sig_session = f->se;
+	if (signals_install() != 0) {
 		set_err(err, errlen, "cannot install signal handlers");
 		return -EINVAL;
 	}
@@ -936,13 +1147,22 @@ int
 pw_fuse_run(struct pw_fuse *f)
 {
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	pthread_t t;
 	if (!cfg)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	if (f->opts.max_threads)
 		fuse_loop_cfg_set_max_threads(cfg, f->opts.max_threads);
+	loop_thread = pthread_self();
+	bool ender = pthread_create(&t, NULL, ender_thread, f) == 0;
 	int r = fuse_session_loop_mt(f->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	if (ender) {
+		char stop = 0;
+		ssize_t w = write(sig_pipe[1], &stop, 1);
+		(void)w;
+		pthread_join(t, NULL);
+	}
 	/* A positive value is the signal that ended the loop: a clean exit. */
 	return r < 0 ? r : 0;
 }
@@ -954,10 +1174,21 @@ pw_fuse_mmap_granted(struct pw_fuse *f)
 }
 
 void
+pw_fuse_get_counters(struct pw_fuse *f, struct pw_fuse_counters *c)
+{
+	c->reads = atomic_load_explicit(&f->count.reads, memory_order_relaxed);
+	c->read_bytes = atomic_load_explicit(&f->count.read_bytes, memory_order_relaxed);
+	c->writes = atomic_load_explicit(&f->count.writes, memory_order_relaxed);
+	c->write_bytes = atomic_load_explicit(&f->count.write_bytes, memory_order_relaxed);
+	c->fsyncs = atomic_load_explicit(&f->count.fsyncs, memory_order_relaxed);
+	c->creates = atomic_load_explicit(&f->count.creates, memory_order_relaxed);
+}
+
+void
 pw_fuse_destroy(struct pw_fuse *f)
 {
 	if (f->se) {
-		fuse_remove_signal_handlers(f->se);
+		signals_remove();
 		if (f->mounted)
 			fuse_session_unmount(f->se);
 		fuse_session_destroy(f->se);

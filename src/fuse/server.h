@@ -15,11 +15,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* How file data reaches the kernel (docs/fuse.md). */
 enum pw_fuse_cache {
 	PW_FUSE_CACHE_DIRECT, /* direct_io: pagewright's cache is the only one */
 	PW_FUSE_CACHE_KERNEL, /* the kernel's page cache too, written through */
+	PW_FUSE_CACHE_WRITEBACK, /* the kernel's page cache kept across opens,
+	                          * and its writeback cache */
 };
 
 struct pw_fuse_opts {
@@ -37,6 +40,14 @@ struct pw_fuse_opts {
 
 struct pw_fuse;
 
+/* What the kernel asked of the server since the mount (pagewright stat). */
+struct pw_fuse_counters {
+	uint64_t reads, read_bytes;   /* READ requests and bytes replied */
+	uint64_t writes, write_bytes; /* WRITE requests and bytes written */
+	uint64_t fsyncs;              /* FSYNC and FSYNCDIR requests */
+	uint64_t creates;             /* CREATE, MKNOD and MKDIR that made a file */
+};
+
 /* Mount.  Return: 0, or -errno with a one-line reason in err. */
 int pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err,
                 size_t errlen);
@@ -44,6 +55,8 @@ int pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err
 int pw_fuse_run(struct pw_fuse *f);
 /* Did the kernel grant shared mmap of direct_io files?  (After INIT.) */
 bool pw_fuse_mmap_granted(struct pw_fuse *f);
+/* A snapshot of the counters; any thread, any time before destroy. */
+void pw_fuse_get_counters(struct pw_fuse *f, struct pw_fuse_counters *c);
 void pw_fuse_destroy(struct pw_fuse *f);
 
 #endif

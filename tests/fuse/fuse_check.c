@@ -12,6 +12,9 @@
  *                               the kill -9 test); prints each fsync'd one
  *   fuse-check verify DIR LIST  files named in LIST (from writer) hold
  *                               their pattern
+ *   fuse-check hold-dirty DIR   leave written and mapped data in the
+ *                               kernel's cache, print "ready", wait
+ *   fuse-check held-intact DIR  ... and check it after a new mount
  *   fuse-check fill DIR         a few files to check after unmount
  *   fuse-check refill DIR       ... and check them after a new mount
  *
@@ -666,6 +669,45 @@ writer(void)
 	}
 }
 
+/* Leaves data the kernel holds and has not sent: a file written with
+ * write(2) (only in the kernel's cache with cache=writeback) and stores
+ * through a shared mapping of it, then prints "ready" and waits, the file
+ * open and mapped, to be killed after the server. */
+static int
+hold_dirty(void)
+{
+	size_t len = 1 << 20;
+	unsigned char *buf = malloc(len);
+	fill(buf, len, 77, 0);
+	int fd = open(P("held"), O_CREAT | O_RDWR | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
+		return 1;
+	unsigned char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return 1;
+	for (size_t off = 0; off < len; off += 65536)
+		memcpy(m + off, "stored", 6);
+	printf("ready\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+static int
+held_intact(void)
+{
+	size_t len = 1 << 20;
+	unsigned char *buf = malloc(len + 1), *want = malloc(len);
+	fill(want, len, 77, 0);
+	for (size_t off = 0; off < len; off += 65536)
+		memcpy(want + off, "stored", 6);
+	bool ok = read_file(P("held"), buf, len + 1) == (ssize_t)len && memcmp(buf, want, len) == 0;
+	printf("%s - the data and the mapped stores the kernel held reached the image\n",
+	       ok ? "ok" : "not ok");
+	printf("%d passed, %d failed\n", ok, !ok);
+	return !ok;
+}
+
 static int
 verify(const char *list)
 {
@@ -726,6 +768,10 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (strcmp(argv[1], "writer") == 0)
 		return writer();
+	if (strcmp(argv[1], "hold-dirty") == 0)
+		return hold_dirty();
+	if (strcmp(argv[1], "held-intact") == 0)
+		return held_intact();
 	if (strcmp(argv[1], "verify") == 0 && argc == 4)
 		return verify(argv[3]);
 	if (strcmp(argv[1], "posix") == 0)

@@ -4,11 +4,14 @@
 # Mounts ramfs, hostfs and ext2 images with build/pagewright, drives them
 # from a separate process (build/fuse-check: ordinary system calls,
 # mappings included), unmounts with fusermount3 -u and checks the server
-# exited 0, the host files, and the images with e2fsck -fn.  Then the
+# exited 0, the host files, and the images with e2fsck -fn.  The random
+# exerciser (build/fuse-random) on ext2 and hostfs, checked against its
+# oracle after the unmount too.  Then the
 # daemon mode, the one-line errors, a read-only mount, SIGTERM with files
-# open, unmount while busy, and kill -9 of the server in the middle of
-# writes (e2fsck -fy repairs, e2fsck -fn is then clean, fsync'd files are
-# intact).
+# open, unmount while busy, pagewright stat, sync and umount (a busy mount, a
+# killed server, a failed write-back), the lock on the image, pagewright
+# demo, and kill -9 of the server in the middle of writes (e2fsck -fy
+# repairs, e2fsck -fn is then clean, fsync'd files are intact).
 #
 # Skipped (with a message and "0 passed, 0 failed") where /dev/fuse or
 # fusermount3 is missing or this user may not mount.  Last line:
@@ -52,6 +55,10 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/pw-fuse.XXXXXX")
 trap cleanup EXIT
 
 is_mounted() { grep -q " $1 fuse" /proc/mounts; }
+# gone PID: the process has exited (a zombie counts: where PID 1 does not
+# reap, a daemon's zombie stays, holding no files).
+gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+umount_gone() { "$PW" umount "$1" && gone "$2"; }
 
 # mount_fg MOUNTPOINT ARGS...: a foreground server in the background;
 # sets $server; fails if the mount is not up within 10 s.
@@ -91,6 +98,18 @@ run_check() {
 	pass=$((pass + p)); fail=$((fail + f))
 }
 
+one_line_error() { # one_line_error NAME PATTERN COMMAND...
+	local name=$1 pat=$2; shift 2
+	local rc=0
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	local lines
+	lines=$(wc -l <"$T/err")
+	if [ "$rc" -ne 0 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err"; then
+		ok "error: $name"
+	else
+		nok "error: $name (status $rc, $lines lines: $(cat "$T/err"))"
+	fi
+}
 fsck_clean() { e2fsck -fn "$1" >"$T/fsck.log" 2>&1 || { cat "$T/fsck.log"; return 1; }; }
 
 # ------------------------------------------------------------- probe
@@ -144,6 +163,55 @@ serve_kind hostfs "$T/host" cache=direct
 serve_kind ext2 "$T/a.img" cache=direct,timeout=0
 serve_kind ext2 "$T/b.img" cache=kernel
 serve_kind hostfs "$T/host" cache=kernel,legacy_aops
+make_image "$T/c.img" 4096
+serve_kind ext2 "$T/c.img" cache=writeback
+
+# ------------------------------------- the random exerciser, through the mount
+# build/fuse-random: threads of pwrite/pread/truncate/append, writes from
+# mappings, mapped loads and stores, msync, fsync..., checked against an
+# oracle that it then writes to $T/oracle-*; after the unmount, the files
+# must equal it: on a new mount of the image, or in the host directory.
+RANDOM_BIN=$PWD/build/fuse-random
+random_on() { # random_on KIND SOURCE OPTIONS
+	local kind=$1 src=$2 opts=$3 mp=$T/rmnt o=$T/oracle-$1
+	echo "# random exerciser: $kind ($src), -o $opts"
+	rm -rf "$o"; mkdir -p "$o"
+	if ! mount_fg "$mp" -t "$kind" "$src" -o "$opts"; then
+		nok "random $kind $opts: mount"; cat "$T/server.log"; return
+	fi
+	local rc=0
+	mkdir "$mp/rand"
+	timeout 300 "$RANDOM_BIN" "$mp/rand" "$o" >"$T/random.out" 2>&1 || rc=$?
+	grep -v '^[0-9]* passed' "$T/random.out"
+	check "random $kind $opts: the exerciser agrees with its oracle (status $rc)" test "$rc" -eq 0
+	check "random $kind $opts: unmount, the server exits 0" unmount_wait "$mp" "$server"
+	[ "$rc" -eq 0 ] || return
+	if [ "$kind" = hostfs ]; then
+		check "random $kind $opts: the host files equal the oracle" \
+			sh -c "for f in '$o'/*; do cmp \"\$f\" '$src/rand/'\$(basename \"\$f\") || exit 1; done"
+		rm -rf "${src:?}/rand"
+		return
+	fi
+	check "random $kind $opts: e2fsck -fn clean" fsck_clean "$src"
+	if mount_fg "$mp" -t "$kind" "$src" -o ro; then
+		check "random $kind $opts: after a new mount the files equal the oracle" \
+			sh -c "for f in '$o'/*; do cmp \"\$f\" '$mp/rand/'\$(basename \"\$f\") || exit 1; done"
+		unmount_wait "$mp" "$server"
+	else
+		nok "random $kind $opts: mount again"
+	fi
+}
+if [ -x "$RANDOM_BIN" ]; then
+	make_image "$T/r4.img" 4096
+	make_image "$T/r1.img" 1024
+	random_on ext2 "$T/r4.img" cache=direct
+	random_on ext2 "$T/r1.img" cache=kernel
+	random_on hostfs "$T/host" cache=direct
+	make_image "$T/r4.img" 4096
+	random_on ext2 "$T/r4.img" cache=writeback
+else
+	nok "build/fuse-random is missing"
+fi
 
 # ------------------------------------------------------------ daemon mode
 echo "# daemon mode"
@@ -156,8 +224,8 @@ if "$PW" mount -t ext2 "$T/d.img" "$T/dmnt" 2>"$T/d.err" && is_mounted "$T/dmnt"
 	servers+=("$dpid")
 	check "daemon: write a file" sh -c "echo daemon > '$T/dmnt/file'"
 	fusermount3 -u "$T/dmnt"
-	for _ in $(seq 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
-	check "daemon: exits after fusermount3 -u" sh -c "! kill -0 '$dpid' 2>/dev/null"
+	for _ in $(seq 100); do gone "$dpid" && break; sleep 0.1; done
+	check "daemon: exits after fusermount3 -u" gone "$dpid"
 	check "daemon: e2fsck -fn clean" fsck_clean "$T/d.img"
 else
 	nok "daemon: exits 0 with the mount up ($(cat "$T/d.err"))"
@@ -165,18 +233,6 @@ fi
 
 # ---------------------------------------------------------------- errors
 echo "# errors"
-one_line_error() { # one_line_error NAME PATTERN COMMAND...
-	local name=$1 pat=$2; shift 2
-	local rc=0
-	"$@" >"$T/out" 2>"$T/err" || rc=$?
-	local lines
-	lines=$(wc -l <"$T/err")
-	if [ "$rc" -ne 0 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err"; then
-		ok "error: $name"
-	else
-		nok "error: $name (status $rc, $lines lines: $(cat "$T/err"))"
-	fi
-}
 mkdir -p "$T/emnt"
 one_line_error "missing mount point" "No such file" "$PW" mount -t ramfs none "$T/nonexistent"
 one_line_error "missing image" "No such file" "$PW" mount -t ext2 "$T/none.img" "$T/emnt"
@@ -230,6 +286,27 @@ if mount_fg "$T/smnt" -t ext2 "$T/s.img"; then
 	fi
 fi
 
+# SIGTERM while the kernel holds dirty pages (a shared mapping; everything
+# written, with cache=writeback): the server has the kernel write them first.
+for mode in direct writeback; do
+	make_image "$T/h.img"
+	if mount_fg "$T/hmnt" -t ext2 "$T/h.img" -o cache=$mode; then
+		coproc HOLD { exec "$CHECK" hold-dirty "$T/hmnt"; }
+		read -r -t 20 line <&"${HOLD[0]}"
+		kill -TERM "$server"
+		wait "$server"
+		check "SIGTERM, cache=$mode, dirty pages in the kernel: the server exits 0" test $? -eq 0
+		kill "$HOLD_PID" 2>/dev/null
+		wait "$HOLD_PID" 2>/dev/null
+		fusermount3 -u -z "$T/hmnt" 2>/dev/null
+		check "SIGTERM, cache=$mode: e2fsck -fn clean" fsck_clean "$T/h.img"
+		if mount_fg "$T/hmnt" -t ext2 "$T/h.img" -o ro; then
+			run_check held-intact "$T/hmnt"
+			unmount_wait "$T/hmnt" "$server"
+		fi
+	fi
+done
+
 # --------------------------------------------------- unmount while busy
 echo "# unmount while busy"
 if mount_fg "$T/bmnt" -t ext2 "$T/s.img"; then
@@ -240,6 +317,88 @@ if mount_fg "$T/bmnt" -t ext2 "$T/s.img"; then
 	check "busy: unmount once closed, the server exits 0" unmount_wait "$T/bmnt" "$server"
 	check "busy: e2fsck -fn clean" fsck_clean "$T/s.img"
 fi
+
+# ------------------------------------- pagewright stat, umount, the lock
+echo "# pagewright stat, pagewright umount, the lock on the image"
+make_image "$T/u.img"
+mkdir -p "$T/umnt" "$T/umnt2"
+mounts+=("$T/umnt" "$T/umnt2")
+if "$PW" mount -t ext2 "$T/u.img" "$T/umnt" 2>"$T/u.err"; then
+	upid=$("$PW" stat -r "$T/umnt" | sed -n 's/^pid //p')
+	servers+=("$upid")
+	check "stat: names the image and the server's pid" \
+		sh -c "'$PW' stat '$T/umnt' | grep -q 'ext2 on $T/u.img, server pid $upid'"
+	head -c 3M /dev/urandom >"$T/umnt/f"
+	check "stat -r: the 3 MiB written are dirty in pagewright's cache" \
+		sh -c "[ \$('$PW' stat -r '$T/umnt' | sed -n 's/^dirty_pages //p') -ge 768 ]"
+	check "stat -r: the kernel's WRITE requests are counted" \
+		sh -c "[ \$('$PW' stat -r '$T/umnt' | sed -n 's/^fuse_write_bytes //p') -ge 3145728 ]"
+	check "sync: pagewright sync leaves no dirty page" \
+		sh -c "'$PW' sync '$T/umnt' && [ \$('$PW' stat -r '$T/umnt' | sed -n 's/^dirty_pages //p') -eq 0 ]"
+	check "stat without a mount point lists this mount" \
+		sh -c "'$PW' stat | grep -q '^$T/umnt: ext2'"
+	check "stat -w -c 2: a header and two lines" \
+		sh -c "[ \$('$PW' stat -w -n 0.2 -c 2 '$T/umnt' | wc -l) -eq 4 ]"
+	one_line_error "stat of a directory with nothing mounted" \
+		"$T is not a pagewright mount (nothing is mounted there)" "$PW" stat "$T"
+	one_line_error "stat of another filesystem" "/proc is not a pagewright mount (it is proc)" \
+		"$PW" stat /proc
+	one_line_error "a second server of one image" "$T/u.img is in use by another pagewright (pid $upid)" \
+		"$PW" mount -t ext2 "$T/u.img" "$T/umnt2"
+	one_line_error "a read-only server of an image in use" "in use by another pagewright (pid $upid)" \
+		"$PW" mount -t ext2 "$T/u.img" "$T/umnt2" -o ro
+	exec 3<"$T/umnt/f"
+	one_line_error "umount while a file is open" "is busy" "$PW" umount "$T/umnt"
+	check "umount while busy: the mount and the server stay" \
+		sh -c "grep -q ' $T/umnt ' /proc/mounts && kill -0 $upid"
+	exec 3<&-
+	check "umount: exits 0 once the server has written back and exited" \
+		umount_gone "$T/umnt" "$upid"
+	check "umount: e2fsck -fn clean at once" fsck_clean "$T/u.img"
+	one_line_error "umount of a directory with nothing mounted" "not a pagewright mount" \
+		"$PW" umount "$T/umnt"
+else
+	nok "stat/umount: mount ($(cat "$T/u.err"))"
+fi
+# Two read-only servers may share an image.
+if "$PW" mount -t ext2 "$T/u.img" "$T/umnt" -o ro 2>"$T/u.err" &&
+	"$PW" mount -t ext2 "$T/u.img" "$T/umnt2" -o ro 2>>"$T/u.err"; then
+	ok "lock: two read-only servers share an image"
+	check "lock: both read the file" cmp "$T/umnt/f" "$T/umnt2/f"
+	check "umount -l of a busy read-only mount detaches it" \
+		sh -c "exec 3<'$T/umnt2/f'; '$PW' umount -l '$T/umnt2' 3<&- & sleep 0.5; exec 3<&-; wait \$!"
+	check "umount of the other" "$PW" umount "$T/umnt"
+else
+	nok "lock: two read-only servers share an image ($(cat "$T/u.err"))"
+fi
+# A killed server: umount still clears the mount, and says the image needs a check.
+if "$PW" mount -t ext2 "$T/u.img" "$T/umnt" 2>"$T/u.err"; then
+	kpid=$("$PW" stat -r "$T/umnt" | sed -n 's/^pid //p')
+	servers+=("$kpid")
+	kill -9 "$kpid"
+	for _ in $(seq 50); do gone "$kpid" && break; sleep 0.1; done
+	one_line_error "stat of a mount whose server was killed" "does not answer" "$PW" stat "$T/umnt"
+	one_line_error "umount of a mount whose server was killed" "already gone" "$PW" umount "$T/umnt"
+	check "... and the mount is gone" sh -c "! grep -q ' $T/umnt ' /proc/mounts"
+fi
+# A failed write-back reaches pagewright umount: the image sits on a
+# 6 MiB tmpfs, and 12 MiB of dirty data cannot all be written.
+if [ "$(id -u)" -eq 0 ] && mkdir -p "$T/tiny" && mount -t tmpfs -o size=6m none "$T/tiny" 2>/dev/null; then
+	make_image "$T/tiny/full.img" 4096 64M
+	if "$PW" mount -t ext2 "$T/tiny/full.img" "$T/umnt" 2>"$T/u.err"; then
+		head -c 12M /dev/urandom >"$T/umnt/big"
+		one_line_error "umount reports a failed write-back" "writing back $T/tiny/full.img failed" \
+			"$PW" umount "$T/umnt"
+	fi
+	umount "$T/tiny"
+fi
+
+# --------------------------------------------------------- pagewright demo
+echo "# pagewright demo"
+check "pagewright demo exits 0 (e2fsck clean, every byte read back)" \
+	sh -c "TMPDIR='$T' '$PW' demo >'$T/demo.out' 2>&1 || { cat '$T/demo.out'; false; }"
+check "pagewright demo --in-process exits 0" \
+	sh -c "TMPDIR='$T' '$PW' demo --in-process >'$T/demo.out' 2>&1 || { cat '$T/demo.out'; false; }"
 
 # ------------------------------------------------ kill -9 in mid-write
 echo "# kill -9 of the server during writes"
