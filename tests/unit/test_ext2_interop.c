@@ -208,6 +208,16 @@ kumount(struct img *im)
 		fprintf(stderr, "umount %s failed (%d): %s\n", im->kdir, st, out);
 	ASSERT_EQ(st, 0);
 	check_kernel_log(im);
+	/* The loop device detaches after umount returns (autoclear).  Until
+	 * it has, a new `mount -o loop` of the image may reuse it, read-only
+	 * if it was: wait for it to go. */
+	for (int k = 0; k < 500; k++) {
+		if (sh(out, sizeof(out), "losetup -j '%s' 2>/dev/null", im->path) != 0 || !out[0])
+			return;
+		usleep(10000);
+	}
+	fprintf(stderr, "loop device of %s still attached: %s\n", im->path, out);
+	abort();
 }
 
 static void
