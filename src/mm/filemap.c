@@ -32,6 +32,9 @@
  *      writeback, and its user mappings are read-only (stable pages).
  *  (5) A thread holding pages under writeback that are not written yet
  *      (a writeback batch) waits for nothing before it writes them.
+ *  (6) At every instant a page whose data is not yet written is dirty or
+ *      under writeback (start_writeback sets PG_writeback first): fsync
+ *      writes the dirty ones and waits for the others, without locks.
  *
  * Writeback (the end of the file): do_writepages, one thread per mapping,
  * runs ->writepages or write_cache_pages with a page-at-a-time batch;
