@@ -32,6 +32,9 @@
  *      writeback, and its user mappings are read-only (stable pages).
  *  (5) A thread holding pages under writeback that are not written yet
  *      (a writeback batch) waits for nothing before it writes them.
+ *  (6) At every instant a page whose data is not yet written is dirty or
+ *      under writeback (start_writeback sets PG_writeback first): fsync
+ *      writes the dirty ones and waits for the others, without locks.
  *
  * Writeback (the end of the file): do_writepages, one thread per mapping,
  * runs ->writepages or write_cache_pages with a page-at-a-time batch;
@@ -1115,6 +1118,27 @@ invalidate_mapping_pages(struct address_space *mapping, pgoff_t start,
 
 /* ---------------------------------------------------------- writeback */
 
+/*
+ * Move a locked dirty page to writeback: writeback is set *before* the
+ * dirty bit is cleared, so that at no instant is a page whose data has
+ * not been written neither dirty nor under writeback.  fsync skips clean
+ * pages and then waits only for pages under writeback, without their
+ * locks: with the opposite order, a fsync racing the writeback thread
+ * could find the page in between and return before its data (say an
+ * ext2 indirect block on the device cache) was written; a crash then
+ * lost what fsync had promised.  Return: false if the page was not dirty
+ * after all (writeback ended again).
+ */
+static bool
+start_writeback(struct page *page)
+{
+	set_page_writeback(page);
+	if (clear_page_dirty_for_io(page))
+		return true;
+	end_page_writeback(page);
+	return false;
+}
+
 /* Write back one locked page if it is dirty; unlocks it.  Return the
  * writepage result (errors are also recorded on the mapping). */
 int
@@ -1122,11 +1146,14 @@ pw__writeout_locked_page(struct page *page, struct writeback_control *wbc)
 {
 	struct address_space *mapping = page->mapping;
 	wait_on_page_writeback(page);
-	if (!mapping || !mapping->a_ops->writepage || !clear_page_dirty_for_io(page)) {
+	if (!mapping || !mapping->a_ops->writepage || !PageDirty(page)) {
 		unlock_page(page);
 		return 0;
 	}
-	set_page_writeback(page);
+	if (!start_writeback(page)) {
+		unlock_page(page);
+		return 0;
+	}
 	int err = mapping->a_ops->writepage(page, wbc);
 	if (err == AOP_WRITEPAGE_ACTIVATE)
 		err = 0;
@@ -1188,11 +1215,10 @@ writeback_one(struct address_space *mapping, struct writeback_control *wbc,
 		batch_submit(mapping, b, wbc, ret);
 		wait_on_page_writeback(page);
 	}
-	if (!clear_page_dirty_for_io(page)) {
+	if (!start_writeback(page)) {
 		unlock_page(page);
 		return false;
 	}
-	set_page_writeback(page);
 	int err = b->add(b, page, wbc);
 	if (err && !*ret)
 		*ret = err;
