@@ -10,6 +10,8 @@
 #   TMPDIR           where bench_legacy makes its host directory and
 #                    bench_ext2 its images (/tmp)
 #   BENCH_EXT2_REPS  repetitions of bench_ext2 (default 3)
+#   BENCH_WB_MB, BENCH_WB_REPS, BENCH_WB_SYNC_MB   bench_writeback (1024, 3, 64)
+#   BENCH_RECLAIM_REPS                              bench_reclaim (5)
 #
 # bench_ext2 and bench_mount need root (loop mounts, FUSE, drop_caches),
 # mke2fs/e2fsck and fuse2fs (Debian: apt-get install fuse2fs); a missing
@@ -19,13 +21,15 @@
 # Each program measures its own references (memcpy, the kernel) in the same
 # run and prints ratios against them; there are no pass/fail thresholds.
 # Run it on an otherwise idle machine: the banner of each program prints the
-# load average so a reader can tell.
+# load average so a reader can tell.  bench_writeback and bench_reclaim
+# write about 2.5 GiB and 0.8 GiB under $TMPDIR and need the disk to
+# themselves.
 set -eu
 cd "$(dirname "$0")/.."
 
 make bench >/dev/null
 
-progs=${*:-"write read mmap legacy meta ext2 mount"}
+progs=${*:-"write read mmap legacy meta writeback reclaim ext2 mount"}
 start=$(date +%s)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then

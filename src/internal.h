@@ -48,6 +48,9 @@ void pw__writeback_init(void);
 uint64_t pw__dirty_limit_pages(void);
 uint64_t pw__dirty_background_pages(void);
 void pw__wakeup_flusher(void);
+bool pw__flusher_alive(void);
+/* PAGEWRIGHT_WRITEPAGES=0 turns ->writepages batching off (comparison). */
+extern bool pw__writepages_enabled;
 /* The mounted superblocks, each with s_active raised; NULL-terminated,
  * free() it after pw__sb_put on each (vfs.c). */
 struct super_block **pw__get_supers(void);
@@ -57,18 +60,34 @@ void pw__sb_put(struct super_block *sb);
 void pw__reclaim_init(void);
 void pw__lru_add(struct page *page);
 void pw__lru_del(struct page *page);
+/* Remove a locked, clean, unmapped page that nobody else references
+ * (index.c); false if someone does. */
+bool pw__remove_mapping(struct page *page);
 void pw__reclaim_for_alloc(void);
 uint64_t pw__mem_limit_pages(void);
 
 /* ---- statistics (atomic counters) */
 struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
-	    fault_around, short_copies, write_retries, pool_pages, allocated, written,
-	    evicted, throttled, throttle_ns;
+	    fault_around, short_copies, write_retries, pool_pages, allocated;
+	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
+	_Atomic uint64_t reclaimed, reclaim_unmaps, map_count, map_drops, map_dropped_vmas;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
 #define PW_STAT_SUB(f, n) atomic_fetch_sub_explicit(&pw__stat.f, (n), memory_order_relaxed)
+/* The superblock whose counters a page of this mapping moves, or NULL. */
+static inline struct super_block *
+pw__mapping_sb(const struct address_space *m)
+{
+	return m && m->host ? m->host->i_sb : NULL;
+}
+#define PW_SB_ADD(sb, f, n)                                                    \
+	do {                                                                       \
+		struct super_block *sb_ = (sb);                                        \
+		if (sb_)                                                               \
+			atomic_fetch_add_explicit(&sb_->f, (n), memory_order_relaxed);     \
+	} while (0)
 
 /* ---- signal-safe allocator (src/mm/kmem.c): never calls malloc, so the
  * fault handler may use it. */
@@ -93,6 +112,11 @@ struct vm_area_struct {
 	uint8_t *vm_pte;                /* (vm_lock) enum pw_pte per page */
 	struct vm_area_struct *vm_next; /* (M) all vmas, sorted by address */
 	struct vm_area_struct *vm_i_next; /* (R) mapping->i_mmap list */
+	_Atomic uint64_t vm_last_fault; /* (A) fault clock at its last fault:
+	                                 * the coldest are dropped first near
+	                                 * the mapping-count limit */
+	unsigned vm_drop_round;         /* (mmap.c maps_busy) last drop pass
+	                                 * that visited it */
 };
 
 /* Pages mapped per fault (fault-around), and read ahead on a fault miss.
@@ -110,6 +134,15 @@ int pw__handle_mm_fault(uintptr_t addr, bool write);
 bool pw__page_mkclean(struct page *page);
 /* Unmap every user mapping of a locked page (eviction, truncation). */
 void pw__page_unmap(struct page *page);
+/* Unmap every user mapping of nr locked pages of one mapping, sorted by
+ * index, with one call per run of consecutive pages of a vma (reclaim). */
+void pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr);
+/* The mapping-count limit (vm.max_map_count): read it at start-up, and
+ * drop cold user mappings when the process nears it.  pw__mm_maps_check
+ * is called where no page lock is held (the writeback thread). */
+void pw__mm_maps_init(void);
+void pw__mm_maps_check(void);
+long pw__max_map_count(void);
 void *pw__do_mmap(void *addr, size_t length, int prot, int flags,
                   struct file *file, off_t offset, int *errp);
 int pw__do_munmap(void *addr, size_t length);
@@ -126,6 +159,8 @@ extern _Atomic bool pw__forked_child;
 /* ---- filemap internals */
 void pw__account_page_dirtied(struct address_space *mapping);
 void pw__account_page_cleaned(struct address_space *mapping);
+/* A write fault on a shared mapping, before it looks the page up. */
+void pw__balance_dirty_fault(struct address_space *mapping);
 int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
                            pgoff_t index, struct page **pagep);
 void pw__zero_eof_tail(struct inode *inode, loff_t newsize);
@@ -145,9 +180,20 @@ struct pw__test_hooks {
 	/* generic_perform_write and 2copy: after the prefault of a step,
 	 * before write_begin / grabbing the page. */
 	void (*after_prefault)(struct file *file, loff_t pos, size_t bytes);
+	/* generic_perform_write: the page is locked, the copy comes next. */
+	void (*after_write_begin)(struct file *file, loff_t pos, size_t bytes);
 	/* pagecache_isize_extended: i_size has grown, the old EOF page is
 	 * not write-protected yet. */
 	void (*isize_extended)(struct inode *inode, loff_t from, loff_t to);
+	/* write_cache_pages: a batch of pages is unlocked and under
+	 * writeback, and is about to be written. */
+	void (*before_writeback_io)(struct address_space *mapping);
+	/* mmap.c, before each page-table call (op: 'm' map, 'p' protect,
+	 * 'z' zap): return an errno to make the call fail with it. */
+	int (*pte_call)(int op);
+	/* hostfs, before each write to a host file: return -errno to make
+	 * it fail with that (as an EIO from the host would). */
+	int (*host_write)(struct inode *inode);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and
@@ -160,6 +206,11 @@ int pw__test_evict_all(int fd);
 void pw__test_release_all(void);
 struct file *pw__fget(int fd);
 void pw__fput(struct file *file);
+/* Set the mapping-count limit (0: back to vm.max_map_count) and forget
+ * the estimate, as if at start-up with PAGEWRIGHT_MAX_MAP_COUNT. */
+void pw__test_set_max_map_count(long limit);
+/* The process's kernel mappings now (lines of /proc/self/maps). */
+long pw__count_kernel_maps(void);
 /* 1 if the copy routines were built to fault under page locks
  * (PW_TEST_FAULTING_COPY), a test-only build that must deadlock. */
 int pw__test_faulting_copy_build(void);

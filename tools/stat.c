@@ -103,16 +103,16 @@ stats_format_cache(char *buf, size_t size, const struct pw_stats *s)
 	    "page_size 4096\npool_pages %llu\nallocated_pages %llu\ncached_pages %llu\n"
 	    "dirty_pages %llu\nwriteback_pages %llu\nmapped_pages %llu\nhits %llu\n"
 	    "misses %llu\nfaults %llu\nfault_around %llu\nshort_copies %llu\n"
-	    "write_retries %llu\nwritten_pages %llu\nevicted_pages %llu\nthrottled %llu\n"
-	    "throttle_ns %llu\ndirty_limit_pages %llu\nmem_limit_pages %llu\n",
+	    "write_retries %llu\nwritten_pages %llu\nreclaimed_pages %llu\nthrottled %llu\n"
+	    "throttle_ms %llu\ndirty_limit_pages %llu\nmem_limit_pages %llu\n",
 	    (unsigned long long)s->pool_pages, (unsigned long long)s->allocated_pages,
 	    (unsigned long long)s->cached_pages, (unsigned long long)s->dirty_pages,
 	    (unsigned long long)s->writeback_pages, (unsigned long long)s->mapped_pages,
 	    (unsigned long long)s->hits, (unsigned long long)s->misses,
 	    (unsigned long long)s->faults, (unsigned long long)s->fault_around,
 	    (unsigned long long)s->short_copies, (unsigned long long)s->write_retries,
-	    (unsigned long long)s->written_pages, (unsigned long long)s->evicted_pages,
-	    (unsigned long long)s->throttled, (unsigned long long)s->throttle_ns,
+	    (unsigned long long)s->written_pages, (unsigned long long)s->reclaimed_pages,
+	    (unsigned long long)s->throttled, (unsigned long long)s->throttle_ms,
 	    (unsigned long long)s->dirty_limit_pages, (unsigned long long)s->mem_limit_pages);
 	return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
 }
@@ -143,14 +143,14 @@ report(const struct stats *s)
 	printf("  writeback     %llu pages written (%s); writers throttled %llu times, "
 	       "%.1f ms in all\n", (unsigned long long)num(s, "written_pages"),
 	       size_str((double)num(s, "written_pages") * page, b1, sizeof(b1)),
-	       (unsigned long long)num(s, "throttled"), num(s, "throttle_ns") / 1e6);
+	       (unsigned long long)num(s, "throttled"), (double)num(s, "throttle_ms"));
 	printf("  memory        %s in the pool, %s in use; cap %s; dirty limit %s; "
 	       "%llu pages evicted\n",
 	       size_str((double)num(s, "pool_pages") * page, b1, sizeof(b1)),
 	       size_str((double)num(s, "allocated_pages") * page, b2, sizeof(b2)),
 	       mem ? size_str((double)mem * page, b3, sizeof(b3)) : "none",
 	       size_str((double)num(s, "dirty_limit_pages") * page, b4, sizeof(b4)),
-	       (unsigned long long)num(s, "evicted_pages"));
+	       (unsigned long long)num(s, "reclaimed_pages"));
 	if (strcmp(str(s, "fuse_reads"), "?") == 0)
 		return;
 	printf("  requests      %llu reads (%s), %llu writes (%s), %llu fsyncs, "
@@ -202,7 +202,7 @@ watch_line(const struct stats *s, const struct stats *o, double dt, double t)
 	       col(num(s, "cached_pages") * page, c[0]), col(num(s, "dirty_pages") * page, c[1]),
 	       col(num(s, "writeback_pages") * page, c[2]), col(num(s, "mapped_pages") * page, c[3]),
 	       RATE("hits"), RATE("misses"), RATE("faults"), col(RATE("written_pages") * page, c[4]),
-	       (double)(num(s, "throttle_ns") - num(o, "throttle_ns")) / 1e6,
+	       (double)(num(s, "throttle_ms") - num(o, "throttle_ms")),
 	       col(RATE("fuse_read_bytes"), c[5]), col(RATE("fuse_write_bytes"), c[6]));
 #undef RATE
 	fflush(stdout);

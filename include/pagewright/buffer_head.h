@@ -52,6 +52,10 @@ int blkdev_write(struct block_device *bdev, uint64_t off, const void *buf,
 /* Read into several buffers from consecutive device bytes at off. */
 int blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov,
                  int cnt);
+/* Write several buffers to consecutive device bytes at off: one write for
+ * the error injection and bd_writes. */
+int blkdev_writev(struct block_device *bdev, uint64_t off, const struct iovec *iov,
+                  int cnt);
 /* Make written data durable (fdatasync). */
 int blkdev_flush(struct block_device *bdev);
 
@@ -116,6 +120,7 @@ int create_empty_buffers(struct page *page, struct block_device *bdev,
 /* Drop a page's buffers (clean, unlocked ones); true if it has none now. */
 bool try_to_free_buffers(struct page *page);
 void lock_buffer(struct buffer_head *bh);
+bool trylock_buffer(struct buffer_head *bh);
 void unlock_buffer(struct buffer_head *bh);
 void get_bh(struct buffer_head *bh);
 void brelse(struct buffer_head *bh);
@@ -147,6 +152,11 @@ int block_read_full_page(struct page *page, get_block_t *get_block);
 void mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block);
 int block_write_full_page(struct page *page, get_block_t *get_block,
                           struct writeback_control *wbc);
+/* ->writepages for block filesystems (and the device's own cache): the
+ * buffers to write of every dirty page, merged into one pwritev per run
+ * of consecutive device blocks, across pages. */
+int mpage_writepages(struct address_space *mapping, struct writeback_control *wbc,
+                     get_block_t *get_block);
 int block_write_begin(struct address_space *mapping, loff_t pos, unsigned len,
                       unsigned flags, struct page **pagep, get_block_t *get_block);
 int block_write_end(struct file *file, struct address_space *mapping, loff_t pos,

@@ -11,6 +11,7 @@
  *    superblock's inode-table lock.
  *  - Lock order, outermost first:
  *      i_rwsem -> mmap_lock -> page lock -> i_mmap_lock -> vma lock
+ *      i_rwsem -> m_wb_state (do_writepages) -> page lock
  *      page lock -> index lock;  index lock and vma lock are leaves.
  *    User memory is touched with faults enabled only while holding at most
  *    i_rwsem; under a page lock only atomic copies are made.
@@ -129,7 +130,15 @@ void zero_user_segment(struct page *page, unsigned start, unsigned end);
 struct writeback_control {
 	loff_t range_start, range_end; /* bytes, inclusive */
 	bool sync;                     /* wait for the I/O (fsync) */
+	bool range_cyclic;             /* start where the last cyclic pass
+	                                * stopped (m_wb_index), wrap around;
+	                                * the range is ignored */
+	long nr_to_write;              /* stop after this many pages; 0: all */
+	bool for_background;           /* the writeback thread: skip a mapping
+	                                * another thread is writing back */
 	long nr_written;               /* pages submitted */
+	long nr_ios;                   /* write system calls made: filesystems
+	                                * add one per pwrite/pwritev */
 };
 
 struct address_space_operations {
@@ -144,6 +153,11 @@ struct address_space_operations {
 	 * unlocks it and ends writeback.  Errors are also recorded on the
 	 * mapping with mapping_set_error(). */
 	int (*writepage)(struct page *page, struct writeback_control *wbc);
+	/* Optional: write back the dirty pages wbc describes with as few
+	 * I/Os as possible (usually write_cache_pages with a batch that
+	 * merges contiguous pages).  No page locked on entry or return.
+	 * Without it each page goes to writepage.  Return: the first error. */
+	int (*writepages)(struct address_space *mapping, struct writeback_control *wbc);
 	/* SPEC section 2.  i_rwsem held.  On success *pagep is locked with a
 	 * reference for the caller. */
 	int (*write_begin)(struct file *file, struct address_space *mapping,
@@ -179,6 +193,11 @@ struct address_space {
 	struct vm_area_struct *i_mmap;               /* (R) vmas mapping us */
 	_Atomic uint32_t wb_err_seq;                 /* (A) bumped per error */
 	_Atomic int wb_err;                          /* (A) last errno */
+	_Atomic pgoff_t m_wb_index;                  /* (A) where the last cyclic
+	                                              * writeback stopped */
+	_Atomic uint32_t m_wb_state;                 /* (A) one thread at a time
+	                                              * writes the mapping back
+	                                              * (do_writepages) */
 	bool unevictable;                            /* (C) ramfs: no backing */
 };
 
@@ -208,6 +227,33 @@ void mapping_set_error(struct address_space *mapping, int err);
 int filemap_write_and_wait_range(struct address_space *mapping, loff_t start,
                                  loff_t end);
 int filemap_fdatawrite(struct address_space *mapping);
+/* Write back what wbc describes: ->writepages, or ->writepage per page. */
+int do_writepages(struct address_space *mapping, struct writeback_control *wbc);
+
+/*
+ * A writeback batch, for ->writepages: write_cache_pages hands each dirty
+ * page of the range to batch->add, locked, with its dirty bit cleared
+ * (user mappings write-protected) and PG_writeback set.  add must unlock
+ * the page; it may write the page at once and end its writeback, or keep
+ * it in the batch (writeback still set, the page unlocked) until submit
+ * writes the batch and ends writeback on each page.  write_cache_pages
+ * calls submit before anything that may block (a page lock held by
+ * another thread, a page under writeback) and at the end, so a thread
+ * never waits for anything while it holds pages under writeback that are
+ * not yet written: a thread waiting on one of them (a writer, a write
+ * fault: stable pages) always waits for a thread that is making progress.
+ * add must keep the same rule for its own waits (submit first).
+ */
+struct writeback_batch {
+	int (*add)(struct writeback_batch *b, struct page *page,
+	           struct writeback_control *wbc);
+	int (*submit)(struct writeback_batch *b, struct writeback_control *wbc);
+	unsigned nr_pages; /* pages held in the batch, not yet written */
+};
+/* Return: the first error of add or submit (also recorded on the mapping
+ * by whoever met it). */
+int write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
+                      struct writeback_batch *batch);
 /* Remove cached pages at and past byte lstart; unmaps them first. */
 void truncate_inode_pages(struct address_space *mapping, loff_t lstart);
 /* Unmap user mappings of [start, start+len) bytes of the file. */
@@ -261,6 +307,9 @@ bool pagefault_disabled(void);
 /* Return the number of bytes NOT copied. */
 size_t copy_from_user(void *to, const void *from, size_t n);
 size_t copy_to_user(void *to, const void *from, size_t n);
+/* Copy a user string: its length, count if it has no NUL in count
+ * bytes, or -EFAULT (NULL included). */
+long strncpy_from_user(char *dst, const char *src, long count);
 int fault_in_pages_readable(const void *uaddr, size_t size);
 /* Prefault up to two pages; return the readable prefix (0: none). */
 size_t fault_in_readable_prefix(const void *uaddr, size_t size);
@@ -299,12 +348,31 @@ struct inode_operations {
 	              struct inode *victim);
 	int (*rmdir)(struct inode *dir, const char *name, size_t len,
 	             struct inode *victim);
-	/* The target, if it exists, is replaced (the VFS has checked types). */
+	/* The target, if it exists, is replaced (the VFS has checked types).
+	 * The VFS then sets the renamed inode's ctime under its i_rwsem. */
 	int (*rename)(struct inode *odir, const char *oname, size_t olen,
 	              struct inode *ndir, const char *nname, size_t nlen);
-	/* Size changes arrive with i_rwsem held. */
+	/* Attribute changes arrive with the inode's i_rwsem held; the VFS
+	 * sets i_ctime and marks the inode dirty after a successful call. */
 	int (*setattr)(struct inode *inode, const struct pw_iattr *attr);
 	int (*readdir)(struct inode *dir, void *ctx, filldir_t fill);
+	/* Optional (else EPERM).  Make name in dir a symbolic link to target,
+	 * a C string of 1 to PATH_MAX - 1 bytes (checked by the VFS; a
+	 * filesystem that holds less refuses with -ENAMETOOLONG).  The new
+	 * inode is S_IFLNK | 0777 with i_size = strlen(target).  dir's
+	 * i_rwsem held; *res holds a reference. */
+	int (*symlink)(struct inode *dir, const char *name, size_t len,
+	               const char *target, struct inode **res);
+	/* Optional (else EPERM).  Add name in dir for inode, an existing
+	 * non-directory of the same superblock with links left.  The fs
+	 * raises i_nlink and sets i_ctime; -EMLINK at its link limit.  dir's
+	 * i_rwsem held, then inode's. */
+	int (*link)(struct inode *inode, struct inode *dir, const char *name,
+	            size_t len);
+	/* Symlinks: copy the target into buf, at most size bytes and no NUL
+	 * added (readlink(2)).  Return: the bytes copied (size means "maybe
+	 * truncated"), or -errno.  No lock held: a target never changes. */
+	int (*readlink)(struct inode *inode, char *buf, size_t size);
 };
 
 struct super_operations {
@@ -322,9 +390,12 @@ struct super_operations {
 
 struct inode {
 	uint64_t i_ino;                      /* (C) */
-	mode_t i_mode;                       /* (W) */
-	uid_t i_uid;                         /* (W) */
-	gid_t i_gid;                         /* (W) */
+	/* Mode and owner change only under i_rwsem (setattr; the type bits
+	 * never change) but are read without it (path walks, permission
+	 * checks, read and write): atomic. */
+	_Atomic mode_t i_mode;               /* (A) written under i_rwsem */
+	_Atomic uid_t i_uid;                 /* (A) written under i_rwsem */
+	_Atomic gid_t i_gid;                 /* (A) written under i_rwsem */
 	_Atomic unsigned i_nlink;            /* (A) */
 	_Atomic loff_t i_size;               /* (A) written under i_rwsem and
 	                                      * the page lock of the EOF page */
@@ -392,6 +463,10 @@ struct super_block {
 	struct block_device *s_bdev;           /* (C) block filesystems */
 	_Atomic bool s_dying;                  /* (A) unmount is evicting all */
 	_Atomic int s_active;                  /* (A) writeback thread users */
+	/* Page counts of this filesystem's caches, as the global ones in
+	 * pw_get_stats (pw_get_mount_stats adds the device cache's). */
+	_Atomic long s_nr_cached, s_nr_dirty, s_nr_writeback, s_nr_mapped; /* (A) */
+	_Atomic uint64_t s_written, s_write_ios, s_write_errors; /* (A) since mount */
 	/* Unreferenced inodes stay cached (with their pages) on an LRU; past
 	 * s_max_unused the oldest are written back and evicted.  0: keep all
 	 * (ramfs, whose inodes are their only copy). */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -53,6 +54,30 @@ int pw_unlink(const char *path);
 int pw_mkdir(const char *path, mode_t mode);
 int pw_rmdir(const char *path);
 int pw_rename(const char *oldpath, const char *newpath);
+
+/* Links and attributes (added after DESIGN.md; docs/DESIGN-CHANGES.md).
+ * Symbolic links are followed in every component of a path, at most 40
+ * per call (then ELOOP); the final component is not followed by
+ * pw_lstat, pw_lchown, pw_readlink, pw_unlink, pw_rename, pw_link's
+ * oldpath (as Linux's link(2)), the new name of pw_symlink/pw_link/
+ * pw_mkdir, pw_open with O_NOFOLLOW (ELOOP) or O_CREAT|O_EXCL, and
+ * pw_utimens with AT_SYMLINK_NOFOLLOW.  An absolute target is resolved in
+ * pagewright's namespace, never the host's, also on hostfs. */
+int pw_symlink(const char *target, const char *linkpath);
+ssize_t pw_readlink(const char *path, char *buf, size_t bufsiz);
+int pw_link(const char *oldpath, const char *newpath);
+int pw_lstat(const char *path, struct stat *st);
+int pw_chmod(const char *path, mode_t mode);
+int pw_fchmod(int fd, mode_t mode);
+int pw_chown(const char *path, uid_t owner, gid_t group);
+int pw_lchown(const char *path, uid_t owner, gid_t group);
+int pw_fchown(int fd, uid_t owner, gid_t group);
+/* times NULL: both now; UTIME_NOW, UTIME_OMIT as utimensat(2); flags 0
+ * or AT_SYMLINK_NOFOLLOW (<fcntl.h>). */
+int pw_utimens(const char *path, const struct timespec times[2], int flags);
+int pw_futimens(int fd, const struct timespec times[2]);
+int pw_statvfs(const char *path, struct statvfs *st);
+int pw_fstatvfs(int fd, struct statvfs *st);
 
 /* A directory stream; opaque, like DIR. */
 typedef struct pw_dir PW_DIR;
@@ -95,14 +120,45 @@ struct pw_stats {
 	uint64_t fault_around;    /* extra pages mapped by fault-around */
 	uint64_t short_copies;    /* atomic copies that stopped early */
 	uint64_t write_retries;   /* zero-progress write steps retried */
-	uint64_t written_pages;   /* pages written back (fsync, flusher, reclaim) */
-	uint64_t evicted_pages;   /* clean pages reclaimed to stay under the cap */
-	uint64_t throttled;       /* writer steps made to write back (dirty limit) */
-	uint64_t throttle_ns;     /* time writers spent throttled */
-	uint64_t dirty_limit_pages; /* the hard dirty limit now */
-	uint64_t mem_limit_pages; /* the page pool's cap; 0: none */
+	/* Writeback (fields added after the first release: append only). */
+	uint64_t written_pages;   /* pages written back, in total */
+	uint64_t writeback_ios;   /* write calls writeback made for them:
+	                           * written_pages / writeback_ios is the
+	                           * batching (writepages) */
+	uint64_t write_errors;    /* pages whose writeback failed */
+	uint64_t throttled;       /* times a writer over the dirty limit had
+	                           * to write back before dirtying more */
+	uint64_t throttle_ms;     /* time writers spent so, in total */
+	uint64_t dirty_limit_pages;      /* the hard dirty limit now */
+	uint64_t dirty_background_pages; /* the writeback thread starts here */
+	/* Reclaim and user mappings. */
+	uint64_t mem_limit_pages; /* the cap (pw_set_mem_limit), 0 = none */
+	uint64_t reclaimed_pages; /* pages evicted to stay under the cap */
+	uint64_t reclaim_unmaps;  /* unmap calls reclaim made for them (one
+	                           * per run of consecutive mapped pages) */
+	uint64_t kernel_maps;     /* the process's kernel mappings at the last
+	                           * count (vm.max_map_count applies to it) */
+	uint64_t max_map_count;   /* the limit pagewright keeps under */
+	uint64_t map_drops;       /* times cold user mappings were dropped
+	                           * near that limit */
+	uint64_t map_dropped_vmas; /* user mappings (pw_mmap ranges) dropped */
 };
 void pw_get_stats(struct pw_stats *st);
+
+/* The pages of one mounted filesystem: its files' caches and, for a
+ * block filesystem, the cache of its device (metadata). */
+struct pw_mount_stats {
+	uint64_t cached_pages;
+	uint64_t dirty_pages;
+	uint64_t writeback_pages;
+	uint64_t mapped_pages;
+	uint64_t written_pages;   /* since mount */
+	uint64_t writeback_ios;   /* write calls made for them */
+	uint64_t write_errors;    /* pages whose writeback failed */
+};
+/* Statistics of the filesystem that holds path (any path inside the
+ * mount).  -1/errno as pw_stat. */
+int pw_get_mount_stats(const char *path, struct pw_mount_stats *st);
 
 #ifdef __cplusplus
 }

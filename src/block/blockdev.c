@@ -50,9 +50,16 @@ blkdev_writepage(struct page *page, struct writeback_control *wbc)
 	return block_write_full_page(page, blkdev_get_block, wbc);
 }
 
+static int
+blkdev_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	return mpage_writepages(mapping, wbc, blkdev_get_block);
+}
+
 static const struct address_space_operations blkdev_aops = {
 	.readpage = blkdev_readpage,
 	.writepage = blkdev_writepage,
+	.writepages = blkdev_writepages,
 	.invalidatepage = block_invalidatepage,
 };
 
@@ -190,8 +197,10 @@ blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov, i
 	return 0;
 }
 
-int
-blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t len)
+/* The checks and error injection every write goes through; one call
+ * counts as one write.  0 or -errno. */
+static int
+write_checks(struct block_device *bdev, uint64_t off, size_t len)
 {
 	long n = atomic_fetch_add(&bdev->bd_writes, 1) + 1;
 	if (bdev->bd_rdonly)
@@ -215,6 +224,56 @@ blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t le
 	rlim_t limit = pw__fsize_limit();
 	if (limit != RLIM_INFINITY && off + len > (uint64_t)limit)
 		return -EFBIG;
+	return 0;
+}
+
+static int
+write_error(void)
+{
+	return errno == ENOSPC ? -ENOSPC : -EIO;
+}
+
+int
+blkdev_writev(struct block_device *bdev, uint64_t off, const struct iovec *iov, int cnt)
+{
+	size_t len = 0;
+	for (int k = 0; k < cnt; k++)
+		len += iov[k].iov_len;
+	int err = write_checks(bdev, off, len);
+	if (err)
+		return err;
+	ssize_t r;
+	do
+		r = pwritev(bdev->bd_fd, iov, cnt, (off_t)off);
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)len)
+		return 0;
+	if (r < 0)
+		return write_error();
+	/* A short transfer: finish it one buffer at a time. */
+	size_t done = (size_t)r, at = 0;
+	for (int k = 0; k < cnt; k++) {
+		size_t l = iov[k].iov_len;
+		for (size_t skip = done > at ? PW_MIN(done - at, l) : 0; skip < l;) {
+			ssize_t w = pwrite(bdev->bd_fd, (const char *)iov[k].iov_base + skip,
+			                   l - skip, (off_t)(off + at + skip));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return w < 0 ? write_error() : -EIO;
+			skip += (size_t)w;
+		}
+		at += l;
+	}
+	return 0;
+}
+
+int
+blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t len)
+{
+	int err = write_checks(bdev, off, len);
+	if (err)
+		return err;
 	for (size_t done = 0; done < len;) {
 		ssize_t r = pwrite(bdev->bd_fd, (const char *)buf + done, len - done,
 		                   (off_t)(off + done));

@@ -54,6 +54,12 @@ lock_buffer(struct buffer_head *bh)
 	pw__wait_on_bit(&bh->b_state, BH_Lock, BH_Waiters, true);
 }
 
+bool
+trylock_buffer(struct buffer_head *bh)
+{
+	return !(atomic_fetch_or_explicit(&bh->b_state, BH_Lock, memory_order_acquire) & BH_Lock);
+}
+
 void
 unlock_buffer(struct buffer_head *bh)
 {
@@ -357,13 +363,221 @@ mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block)
 
 /* ------------------------------------------------- data pages: writes */
 
+/*
+ * Writeback of block-backed pages (write_cache_pages batches, fs.h).
+ *
+ * mpage_add picks the buffers of a page that go out (below), maps the
+ * ones that need it, and appends them to the current run of consecutive
+ * device blocks; a buffer that does not continue the run (or a full run)
+ * writes the run first.  The page is then unlocked and waits in the batch
+ * under writeback; writing a run ends the writeback of every page in the
+ * batch, since their buffers all went out with it or before.  So a
+ * sequential file costs one pwritev per MPAGE_MAX blocks, not one pwrite
+ * per block.
+ *
+ * Metadata (the device's own cache) changes under each buffer's lock
+ * without the page lock (ext2.h), so its buffers stay locked from the
+ * moment their dirty bit is taken until their run is written: the block
+ * goes out whole.  A buffer lock another thread holds is waited for only
+ * after the run is written (the batch rule of fs.h); so is get_block,
+ * which may wait for ext2's locks and device pages.
+ */
+#define MPAGE_MAX 256 /* buffers in one write, 1 MiB at 4 KiB blocks */
+
+struct mpage_wb {
+	struct writeback_batch b;   /* b.nr_pages: pages[] in use */
+	get_block_t *get_block;
+	bool meta;                  /* the device's cache: buffers locked */
+	unsigned nbh;               /* buffers in the run */
+	struct buffer_head *bhs[MPAGE_MAX];
+	struct iovec iov[MPAGE_MAX];
+	struct page *pages[MPAGE_MAX]; /* their writeback ends with the run */
+};
+
+/* Write the run, then end the writeback of the batched pages.  A failed
+ * write fails every page of its run; a metadata buffer is dirtied again
+ * before its lock drops, so sync_dirty_buffer never takes it for clean. */
+static int
+mpage_submit(struct writeback_batch *b, struct writeback_control *wbc)
+{
+	struct mpage_wb *w = (struct mpage_wb *)b;
+	int err = 0;
+	if (w->nbh) {
+		struct buffer_head *first = w->bhs[0];
+		err = blkdev_writev(first->b_bdev, first->b_blocknr * first->b_size, w->iov,
+		                    (int)w->nbh);
+		wbc->nr_ios++;
+		for (unsigned k = 0; k < w->nbh; k++) {
+			struct buffer_head *bh = w->bhs[k];
+			if (err) {
+				set_buffer_Write_EIO(bh);
+				SetPageError(bh->b_page);
+				if (w->meta)
+					mark_buffer_dirty(bh);
+			}
+			if (w->meta)
+				unlock_buffer(bh);
+		}
+		if (err)
+			mapping_set_error(first->b_page->mapping, err);
+		w->nbh = 0;
+	}
+	for (unsigned k = 0; k < b->nr_pages; k++)
+		end_page_writeback(w->pages[k]);
+	b->nr_pages = 0;
+	return err;
+}
+
+/* Append a buffer (locked if metadata) to the run, writing the run
+ * first if the buffer does not continue it. */
+static int
+mpage_queue(struct mpage_wb *w, struct buffer_head *bh, struct writeback_control *wbc)
+{
+	int err = 0;
+	if (w->nbh && (w->nbh == MPAGE_MAX || bh->b_bdev != w->bhs[0]->b_bdev ||
+	               bh->b_blocknr != w->bhs[w->nbh - 1]->b_blocknr + 1)) {
+		/* Ends the pages batched so far, not the page being added (not
+		 * in pages[] yet), whose earlier buffers go out now. */
+		err = mpage_submit(&w->b, wbc);
+	}
+	w->bhs[w->nbh] = bh;
+	w->iov[w->nbh].iov_base = bh->b_data;
+	w->iov[w->nbh].iov_len = bh->b_size;
+	w->nbh++;
+	return err;
+}
+
+/*
+ * The buffers of a locked page under writeback that go out: the dirty
+ * ones inside i_size; or, for a page dirtied through a mapping, every
+ * buffer inside i_size.  Such a page has no dirty buffers, or dirty ones
+ * that do not cover every store: a mapping made writable while EOF was
+ * inside the page may have reached blocks that i_size took in later.  The
+ * user mappings are read-only now (clear_page_dirty_for_io), and a write
+ * fault waits until the writeback ends.  Never on the device's own cache,
+ * whose pages hold independent metadata blocks.  Buffers past i_size lose
+ * their dirty bit.  *unmapped: some of them need get_block first.
+ */
+static unsigned
+pick_buffers(struct page *page, loff_t isize, struct buffer_head **out, bool *unmapped)
+{
+	struct inode *inode = page->mapping->host;
+	struct buffer_head *head = page_buffers(page), *bh = head;
+	bool any_dirty = false;
+	do {
+		any_dirty |= buffer_Dirty(bh);
+		bh = bh->b_this_page;
+	} while (bh != head);
+	bool wrmapped = atomic_fetch_and(&page->flags, ~(uint32_t)PG_wrmapped) & PG_wrmapped;
+	if (wrmapped && PageDirty(page))
+		atomic_fetch_or(&page->flags, PG_wrmapped); /* still writable: mkclean failed */
+	bool whole = (!any_dirty || wrmapped) && !S_ISBLK(inode->i_mode);
+	loff_t off = (loff_t)page->index << PAGE_SHIFT;
+	unsigned n = 0;
+	*unmapped = false;
+	do {
+		if (off >= isize) {
+			clear_buffer_Dirty(bh);
+		} else if (buffer_Dirty(bh) || (whole && (buffer_Uptodate(bh) || PageUptodate(page)))) {
+			out[n++] = bh;
+			/* A new block's stale alias in the device cache is
+			 * dropped with the mapping (map_picked), which waits. */
+			*unmapped |= !buffer_Mapped(bh) || buffer_New(bh);
+		}
+		off += (loff_t)bh->b_size;
+		bh = bh->b_this_page;
+	} while (bh != head);
+	return n;
+}
+
+/* Map (allocating) the picked buffers that need it; the batch has been
+ * written, so waiting is allowed.  Return: how many are ready, and the
+ * error of the first that is not in *errp. */
+static unsigned
+map_picked(struct page *page, get_block_t *get_block, struct buffer_head **bhs,
+           unsigned n, int *errp)
+{
+	struct inode *inode = page->mapping->host;
+	unsigned bsize = (unsigned)bhs[0]->b_size;
+	uint64_t first = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+	for (unsigned k = 0; k < n; k++) {
+		struct buffer_head *bh = bhs[k];
+		uint64_t iblock = first + (uint64_t)(bh->b_data - (char *)page_address(page)) / bsize;
+		if (!buffer_Mapped(bh) && (*errp = get_block(inode, iblock, bh, 1)))
+			return k;
+		if (buffer_New(bh)) {
+			clean_bdev_alias(inode->i_sb->s_bdev, bh->b_blocknr);
+			clear_buffer_New(bh);
+		}
+	}
+	return n;
+}
+
+/* writeback_batch.add for block-backed pages (see above). */
+static int
+mpage_add(struct writeback_batch *b, struct page *page, struct writeback_control *wbc)
+{
+	struct mpage_wb *w = (struct mpage_wb *)b;
+	struct address_space *mapping = page->mapping;
+	struct inode *inode = mapping->host;
+	loff_t isize = i_size_read(inode), pstart = (loff_t)page->index << PAGE_SHIFT;
+	struct buffer_head *todo[MAX_BUF_PER_PAGE];
+	unsigned n = 0;
+	bool unmapped;
+	int err = 0, ioerr = 0;
+
+	if (pstart >= isize)
+		goto out; /* wholly past EOF (truncated meanwhile) */
+	if (isize - pstart < (loff_t)PAGE_SIZE)
+		zero_user_segment(page, (unsigned)(isize - pstart), PAGE_SIZE);
+	if (!page_has_buffers(page) &&
+	    (err = create_empty_buffers(page, inode->i_sb->s_bdev,
+	                                (unsigned)inode->i_sb->s_blocksize)))
+		goto out;
+	n = pick_buffers(page, isize, todo, &unmapped);
+	if (n && unmapped) {
+		ioerr = mpage_submit(b, wbc);
+		n = map_picked(page, w->get_block, todo, n, &err);
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct buffer_head *bh = todo[k];
+		set_buffer_Uptodate(bh);
+		if (w->meta && !trylock_buffer(bh)) {
+			int e = mpage_submit(b, wbc);
+			ioerr = ioerr ? ioerr : e;
+			lock_buffer(bh);
+		}
+		clear_buffer_Dirty(bh);
+		int e = mpage_queue(w, bh, wbc);
+		ioerr = ioerr ? ioerr : e;
+	}
+out:
+	if (err) {
+		mapping_set_error(mapping, err);
+		SetPageError(page);
+	}
+	unlock_page(page);
+	if (n && w->nbh)
+		w->pages[b->nr_pages++] = page;
+	else
+		end_page_writeback(page); /* nothing batched of it (or written already) */
+	return err ? err : ioerr;
+}
+
+static void
+mpage_init(struct mpage_wb *w, struct address_space *mapping, get_block_t *get_block)
+{
+	w->b = (struct writeback_batch){.add = mpage_add, .submit = mpage_submit};
+	w->get_block = get_block;
+	w->meta = S_ISBLK(mapping->host->i_mode);
+	w->nbh = 0;
+}
+
 /**
- * block_write_full_page - writepage for block filesystems.
- * Writes the dirty buffers that lie inside i_size; the part of the page
- * past i_size is zeroed first (it may hold stores made through a mapping
- * past EOF).  A dirty page without buffers (or with none dirty: dirtied
- * through a mapping) has all its in-size blocks written, allocating them
- * if needed.
+ * block_write_full_page - writepage for block filesystems: the page's
+ * buffers that go out (pick_buffers), merged where they are consecutive
+ * on the device.  The part of the page past i_size is zeroed first (it
+ * may hold stores made through a mapping past EOF).
  * Context: page locked, dirty cleared, writeback set; unlocks, ends
  * writeback.
  */
@@ -371,81 +585,26 @@ int
 block_write_full_page(struct page *page, get_block_t *get_block,
                       struct writeback_control *wbc)
 {
-	(void)wbc;
-	struct address_space *mapping = page->mapping;
-	struct inode *inode = mapping->host;
-	unsigned bsize = page_has_buffers(page) ? (unsigned)page_buffers(page)->b_size
-	                                        : (unsigned)inode->i_sb->s_blocksize;
-	struct block_device *bdev = inode->i_sb->s_bdev;
-	loff_t isize = i_size_read(inode);
-	loff_t pstart = (loff_t)page->index << PAGE_SHIFT;
-	int err = 0;
+	struct mpage_wb w;
+	mpage_init(&w, page->mapping, get_block);
+	int err = mpage_add(&w.b, page, wbc);
+	int e2 = mpage_submit(&w.b, wbc);
+	return err ? err : e2;
+}
 
-	if (pstart >= isize)
-		goto done; /* wholly past EOF (truncated meanwhile) */
-	if (isize - pstart < (loff_t)PAGE_SIZE)
-		zero_user_segment(page, (unsigned)(isize - pstart), PAGE_SIZE);
-	if (!page_has_buffers(page) && (err = create_empty_buffers(page, bdev, bsize)))
-		goto done;
-	struct buffer_head *head = page_buffers(page), *bh = head;
-	bool any_dirty = false;
-	do {
-		any_dirty |= buffer_Dirty(bh);
-		bh = bh->b_this_page;
-	} while (bh != head);
-	uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
-	loff_t off = pstart;
-	/* A page dirtied through a mapping has no dirty buffers, or dirty
-	 * ones that do not cover every store: a mapping made writable while
-	 * EOF was inside the page may have reached blocks that i_size took in
-	 * later.  Write every block of it inside i_size.  The user mappings
-	 * are read-only now (clear_page_dirty_for_io) and stay so while we
-	 * hold the page lock.  Never on the device's own cache, whose pages
-	 * hold independent metadata blocks. */
-	bool wrmapped = atomic_fetch_and(&page->flags, ~(uint32_t)PG_wrmapped) & PG_wrmapped;
-	if (wrmapped && PageDirty(page))
-		atomic_fetch_or(&page->flags, PG_wrmapped); /* still writable: mkclean failed */
-	bool whole = (!any_dirty || wrmapped) && !S_ISBLK(inode->i_mode);
-	do {
-		if (off >= isize) {
-			clear_buffer_Dirty(bh);
-		} else if (buffer_Dirty(bh) || (whole && (buffer_Uptodate(bh) || PageUptodate(page)))) {
-			if (!buffer_Mapped(bh) && (err = get_block(inode, iblock, bh, 1)))
-				break;
-			if (buffer_New(bh)) {
-				clean_bdev_alias(bdev, bh->b_blocknr);
-				clear_buffer_New(bh);
-			}
-			set_buffer_Uptodate(bh);
-			/* Metadata changes under the buffer lock (ext2.h), so
-			 * the block goes out whole. */
-			lock_buffer(bh);
-			clear_buffer_Dirty(bh);
-			int e = bh_submit(bh, true);
-			unlock_buffer(bh);
-			if (e) {
-				set_buffer_Write_EIO(bh);
-				/* A metadata block stays dirty and is tried again:
-				 * once clean, nothing would ever rewrite it, and the
-				 * disk would keep a stale bitmap or inode table. */
-				if (S_ISBLK(inode->i_mode))
-					mark_buffer_dirty(bh);
-				if (!err)
-					err = e;
-			}
-		}
-		iblock++;
-		off += (loff_t)bsize;
-		bh = bh->b_this_page;
-	} while (bh != head);
-done:
-	if (err) {
-		mapping_set_error(mapping, err);
-		SetPageError(page);
-	}
-	unlock_page(page);
-	end_page_writeback(page);
-	return err;
+/**
+ * mpage_writepages - ->writepages for block filesystems and the device's
+ * cache: every dirty page of the range through one batch, so that runs of
+ * consecutive device blocks go out with one pwritev each, across pages.
+ * Context: no page locked; may sleep.  Return: the first error.
+ */
+int
+mpage_writepages(struct address_space *mapping, struct writeback_control *wbc,
+                 get_block_t *get_block)
+{
+	struct mpage_wb w;
+	mpage_init(&w, mapping, get_block);
+	return write_cache_pages(mapping, wbc, &w.b);
 }
 
 /**

@@ -31,7 +31,10 @@
  *
  * Lock context (docs/LOCKING.md): readpage and writepage are called with
  * the page locked and unlock it; readpage also runs in the fault handler,
- * so it must not call malloc.  write_begin..write_end, prepare_write and
+ * so it must not call malloc.  writepages (one pwritev per run of
+ * consecutive dirty pages) gets pages locked from write_cache_pages,
+ * unlocks them at once and ends their writeback when their run is
+ * written.  write_begin..write_end, prepare_write and
  * commit_write run under i_rwsem with the page locked in between; i_size
  * is raised under that page lock.  setattr(ATTR_SIZE) and the namespace
  * operations run under the i_rwsem of the inode or parent directories.
@@ -249,12 +252,21 @@ hostfs_readpage(struct file *file, struct page *page)
 	return err;
 }
 
+/* Error injection for tests (pw__hooks.host_write), else 0. */
+static int
+hostfs_injected(struct inode *inode)
+{
+	return pw__hooks.host_write ? pw__hooks.host_write(inode) : 0;
+}
+
 static int
 hostfs_writepage(struct page *page, struct writeback_control *wbc)
 {
-	(void)wbc;
 	struct address_space *mapping = page->mapping;
-	int err = hostfs_write_out(mapping->host, page);
+	int err = hostfs_injected(mapping->host);
+	if (!err)
+		err = hostfs_write_out(mapping->host, page);
+	wbc->nr_ios++;
 	if (err) {
 		mapping_set_error(mapping, err);
 		SetPageError(page);
@@ -262,6 +274,122 @@ hostfs_writepage(struct page *page, struct writeback_control *wbc)
 	unlock_page(page);
 	end_page_writeback(page);
 	return err;
+}
+
+/*
+ * ->writepages: pages of consecutive indices are written with one pwritev
+ * (up to HOSTFS_WB_MAX pages, 1 MiB).  A page enters the batch unlocked
+ * and under writeback (write_cache_pages), with its length below i_size
+ * taken then: only the EOF page is partial, and it ends a run, so the host
+ * file never grows past i_size.  A failed pwritev fails every page of its
+ * run (the error goes to the mapping, reported by the next fsync of each
+ * open file).  Writers and write faults wait for the batch (stable pages:
+ * they wait on writeback), so the bytes do not change while in flight.
+ */
+#define HOSTFS_WB_MAX 256
+
+struct hostfs_wb {
+	struct writeback_batch b;
+	struct inode *inode;
+	loff_t pos;      /* file offset of pages[0] */
+	size_t len;      /* bytes batched */
+	struct page *pages[HOSTFS_WB_MAX];
+	struct iovec iov[HOSTFS_WB_MAX];
+};
+
+/* pwritev the whole batch, resuming after short writes.  0 or -errno. */
+static int
+hostfs_pwritev_all(int fd, struct iovec *iov, int cnt, loff_t pos,
+                   struct writeback_control *wbc)
+{
+	while (cnt > 0) {
+		ssize_t n = pwritev(fd, iov, cnt, pos);
+		wbc->nr_ios++;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		pos += n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+static int
+hostfs_wb_submit(struct writeback_batch *b, struct writeback_control *wbc)
+{
+	struct hostfs_wb *w = (struct hostfs_wb *)b;
+	unsigned nr = b->nr_pages;
+	int err = hostfs_injected(w->inode);
+	if (!err)
+		err = hostfs_pwritev_all(host_fd(w->inode), w->iov, (int)nr, w->pos, wbc);
+	for (unsigned k = 0; k < nr; k++) {
+		if (err) {
+			mapping_set_error(w->pages[k]->mapping, err);
+			SetPageError(w->pages[k]);
+		}
+		end_page_writeback(w->pages[k]);
+	}
+	b->nr_pages = 0;
+	w->len = 0;
+	return err;
+}
+
+static int
+hostfs_wb_add(struct writeback_batch *b, struct page *page,
+              struct writeback_control *wbc)
+{
+	struct hostfs_wb *w = (struct hostfs_wb *)b;
+	struct inode *inode = page->mapping->host;
+	loff_t off = hostfs_page_pos(page), isize = i_size_read(inode);
+	int err = 0;
+	if (off >= isize || !(HOSTFS_I(inode)->hi_access & HOST_WR)) {
+		/* Truncated meanwhile: never extend the host past EOF. */
+		if (off < isize) {
+			err = -EACCES;
+			mapping_set_error(page->mapping, err);
+			SetPageError(page);
+		}
+		unlock_page(page);
+		end_page_writeback(page);
+		return err;
+	}
+	size_t want = (size_t)PW_MIN((loff_t)PAGE_SIZE, isize - off);
+	unsigned nr = b->nr_pages;
+	if (nr && (nr == HOSTFS_WB_MAX || w->pos + (loff_t)w->len != off ||
+	           w->iov[nr - 1].iov_len != PAGE_SIZE))
+		err = hostfs_wb_submit(b, wbc);
+	nr = b->nr_pages;
+	if (nr == 0)
+		w->pos = off;
+	w->pages[nr] = page;
+	w->iov[nr].iov_base = page_address(page);
+	w->iov[nr].iov_len = want;
+	w->len += want;
+	b->nr_pages = nr + 1;
+	unlock_page(page);
+	return err;
+}
+
+static int
+hostfs_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	struct hostfs_wb w; /* the arrays are filled as pages come */
+	w.b = (struct writeback_batch){.add = hostfs_wb_add, .submit = hostfs_wb_submit};
+	w.inode = mapping->host;
+	w.pos = 0;
+	w.len = 0;
+	return write_cache_pages(mapping, wbc, &w.b);
 }
 
 /* Make the bytes of a locked, not uptodate page outside [from, from+len)
@@ -401,6 +529,7 @@ static const struct address_space_operations hostfs_aops = {
 	.readpage = hostfs_readpage,
 	.readahead = hostfs_readahead,
 	.writepage = hostfs_writepage,
+	.writepages = hostfs_writepages,
 	.write_begin = hostfs_write_begin,
 	.write_end = hostfs_write_end,
 	.page_mkwrite = hostfs_page_mkwrite,
@@ -410,6 +539,7 @@ static const struct address_space_operations hostfs_legacy_aops = {
 	.readpage = hostfs_readpage,
 	.readahead = hostfs_readahead,
 	.writepage = hostfs_writepage,
+	.writepages = hostfs_writepages,
 	.prepare_write = hostfs_prepare_write,
 	.commit_write = hostfs_commit_write,
 	.page_mkwrite = hostfs_page_mkwrite,
@@ -603,16 +733,30 @@ hostfs_lookup_name(struct inode *dir, const char *cname, struct inode **res)
 	return -ESTALE;
 }
 
-/* Pick up the link count the host now has; the fallback is the change
- * the caller expects. */
+/* Pick up the link count the host now has, and its ctime if the caller
+ * holds the inode's i_rwsem (link, unlink; not a rename's victim); the
+ * fallback is the change the caller expects. */
 static void
-hostfs_refresh_nlink(struct inode *inode, int delta)
+hostfs_refresh_nlink(struct inode *inode, int delta, bool locked)
 {
 	struct stat st;
-	if (fstat(host_fd(inode), &st) == 0)
+	if (fstat(host_fd(inode), &st) == 0) {
 		atomic_store(&inode->i_nlink, (unsigned)st.st_nlink);
-	else if (delta < 0 && atomic_load(&inode->i_nlink) > 0)
+		if (locked)
+			inode->i_ctime = st.st_ctim;
+	} else if (delta < 0 && atomic_load(&inode->i_nlink) > 0) {
 		atomic_fetch_sub(&inode->i_nlink, 1);
+	} else if (delta > 0) {
+		atomic_fetch_add(&inode->i_nlink, 1);
+	}
+}
+
+/* The /proc name of a host descriptor, for the calls that take no
+ * O_PATH descriptor (utimensat, and linkat without privilege). */
+static void
+hostfs_proc_path(int fd, char *buf, size_t n)
+{
+	snprintf(buf, n, "/proc/self/fd/%d", fd);
 }
 
 /* After a change to a directory: its link count and times.  The VFS
@@ -702,7 +846,62 @@ hostfs_unlink(struct inode *dir, const char *name, size_t len,
 	if (unlinkat(host_fd(dir), cname, 0) != 0)
 		return -errno;
 	/* The host count, not a decrement: other hard links may remain. */
-	hostfs_refresh_nlink(victim, -1);
+	hostfs_refresh_nlink(victim, -1, true);
+	hostfs_refresh_dir(dir);
+	return 0;
+}
+
+/* The host keeps the target: symlinkat, then the entry is looked up as
+ * any other (an O_PATH handle). */
+static int
+hostfs_symlink(struct inode *dir, const char *name, size_t len,
+               const char *target, struct inode **res)
+{
+	char cname[NAME_MAX + 1];
+	int err = hostfs_may_change(dir, name, len, cname);
+	if (err)
+		return err;
+	if (symlinkat(target, host_fd(dir), cname) != 0)
+		return -errno;
+	err = hostfs_lookup_name(dir, cname, res);
+	if (err)
+		unlinkat(host_fd(dir), cname, 0);
+	else
+		hostfs_refresh_dir(dir);
+	return err;
+}
+
+/* The inode's own handle names the link: readlinkat(fd, ""). */
+static int
+hostfs_readlink(struct inode *inode, char *buf, size_t size)
+{
+	if (!S_ISLNK(HOSTFS_I(inode)->hi_type))
+		return -EINVAL;
+	ssize_t n = readlinkat(host_fd(inode), "", buf, size);
+	return n < 0 ? -errno : (int)n;
+}
+
+/* A new host name for the file behind the inode's descriptor: linkat
+ * with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, so without it the /proc
+ * name of the descriptor is linked (AT_SYMLINK_FOLLOW follows only that
+ * magic link, never a symlink it leads to). */
+static int
+hostfs_link(struct inode *inode, struct inode *dir, const char *name,
+            size_t len)
+{
+	char cname[NAME_MAX + 1], proc[64];
+	int err = hostfs_may_change(dir, name, len, cname);
+	if (err)
+		return err;
+	int fd = host_fd(inode);
+	if (linkat(fd, "", host_fd(dir), cname, AT_EMPTY_PATH) != 0) {
+		if (errno != ENOENT && errno != EPERM)
+			return -errno;
+		hostfs_proc_path(fd, proc, sizeof(proc));
+		if (linkat(AT_FDCWD, proc, host_fd(dir), cname, AT_SYMLINK_FOLLOW) != 0)
+			return -errno;
+	}
+	hostfs_refresh_nlink(inode, 1, true);
 	hostfs_refresh_dir(dir);
 	return 0;
 }
@@ -731,7 +930,7 @@ hostfs_replaced(struct super_block *sb, const struct stat *st)
 	if (!inode)
 		return;
 	if (hostfs_same(HOSTFS_I(inode), st))
-		hostfs_refresh_nlink(inode, -1);
+		hostfs_refresh_nlink(inode, -1, false);
 	iput(inode);
 }
 
@@ -826,9 +1025,17 @@ hostfs_utimes(struct inode *inode, const struct pw_iattr *attr)
 		ts[0] = attr->atime;
 	if (attr->valid & ATTR_MTIME)
 		ts[1] = attr->mtime;
-	if (HOSTFS_I(inode)->hi_access == 0)
-		return -EOPNOTSUPP;
-	if (futimens(host_fd(inode), ts) != 0)
+	int r;
+	if (HOSTFS_I(inode)->hi_access == 0) {
+		/* An O_PATH handle (a symlink, say): through its /proc name,
+		 * which leads to the file itself, never a symlink's target. */
+		char proc[64];
+		hostfs_proc_path(host_fd(inode), proc, sizeof(proc));
+		r = utimensat(AT_FDCWD, proc, ts, 0);
+	} else {
+		r = futimens(host_fd(inode), ts);
+	}
+	if (r != 0)
 		return -errno;
 	if (attr->valid & ATTR_ATIME)
 		inode_time_set(&inode->i_atime, attr->atime);
@@ -911,6 +1118,9 @@ static const struct inode_operations hostfs_iops = {
 	.rename = hostfs_rename,
 	.setattr = hostfs_setattr,
 	.readdir = hostfs_readdir,
+	.symlink = hostfs_symlink,
+	.link = hostfs_link,
+	.readlink = hostfs_readlink,
 };
 
 /* ----------------------------------------------------- super ops */

@@ -8,7 +8,11 @@
  * for writing and a per-directory mutex for readers.
  *
  * Inode lifetime: a directory entry holds one reference; unlink drops it,
- * and the VFS evicts the inode when the last open file lets go.
+ * and the VFS evicts the inode when the last open file lets go.  A hard
+ * link is one more entry, with its own reference.
+ *
+ * Symbolic links keep their target as a C string in i_private, set at
+ * creation and never changed, so readlink needs no lock.
  */
 #include "internal.h"
 
@@ -184,6 +188,55 @@ ramfs_mkdir(struct inode *dir, const char *name, size_t len, mode_t mode,
 	return ramfs_mknod(dir, name, len, S_IFDIR | (mode & 07777), res);
 }
 
+/* i_private of a symlink: its target. */
+static int
+ramfs_symlink(struct inode *dir, const char *name, size_t len,
+              const char *target, struct inode **res)
+{
+	size_t tlen = strlen(target);
+	char *copy = malloc(tlen + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, target, tlen + 1);
+	struct inode *inode;
+	int err = ramfs_new_inode(dir->i_sb, S_IFLNK | 0777, &inode);
+	if (err) {
+		free(copy);
+		return err;
+	}
+	inode->i_private = copy;
+	i_size_write(inode, (loff_t)tlen);
+	if ((err = dir_add(dir, name, len, inode))) {
+		atomic_store(&inode->i_nlink, 0);
+		iput(inode);
+		return err;
+	}
+	ihold(inode);
+	*res = inode;
+	return 0;
+}
+
+static int
+ramfs_readlink(struct inode *inode, char *buf, size_t size)
+{
+	const char *target = inode->i_private;
+	size_t n = PW_MIN(strlen(target), size);
+	memcpy(buf, target, n);
+	return (int)n;
+}
+
+static int
+ramfs_link(struct inode *inode, struct inode *dir, const char *name, size_t len)
+{
+	int err = dir_add(dir, name, len, inode);
+	if (err)
+		return err;
+	ihold(inode); /* the new entry's */
+	atomic_fetch_add(&inode->i_nlink, 1);
+	inode->i_ctime = dir->i_ctime;
+	return 0;
+}
+
 static int
 ramfs_unlink(struct inode *dir, const char *name, size_t len, struct inode *victim)
 {
@@ -278,7 +331,7 @@ ramfs_readdir(struct inode *dir, void *ctx, filldir_t fill)
 	for (size_t k = 0; k < d->nr; k++) {
 		struct inode *i = d->ents[k].inode;
 		if (fill(ctx, d->ents[k].name, d->ents[k].len, i->i_ino,
-		         S_ISDIR(i->i_mode) ? DT_DIR : DT_REG))
+		         IFTODT(i->i_mode)))
 			break;
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -288,6 +341,11 @@ ramfs_readdir(struct inode *dir, void *ctx, filldir_t fill)
 static void
 ramfs_evict_inode(struct inode *inode)
 {
+	if (S_ISLNK(inode->i_mode)) {
+		free(inode->i_private);
+		inode->i_private = NULL;
+		return;
+	}
 	struct ramfs_dir *d = inode->i_private;
 	if (!d)
 		return;
@@ -329,6 +387,9 @@ static const struct inode_operations ramfs_iops = {
 	.rename = ramfs_rename,
 	.setattr = ramfs_setattr,
 	.readdir = ramfs_readdir,
+	.symlink = ramfs_symlink,
+	.link = ramfs_link,
+	.readlink = ramfs_readlink,
 };
 
 static const struct super_operations ramfs_sops = {

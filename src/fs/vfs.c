@@ -3,10 +3,13 @@
  * of include/pagewright/pagewright.h.
  *
  * The namespace starts as an empty ramfs at "/".  pw_mount attaches a
- * filesystem on a directory; path lookup crosses into it.  Paths are
- * normalised lexically before the walk ("." and empty components dropped,
- * ".." removes the previous component), which is exact because pagewright
- * has no symbolic links to follow yet.  Relative paths start at "/".
+ * filesystem on a directory; path lookup crosses into it.  The walk
+ * (struct nameidata, below) keeps the directories it went through on a
+ * stack, so ".." pops back to where the walk came from, also after a
+ * symbolic link, whose target is spliced into the path in its place.
+ * Relative paths and relative targets start at "/" and at the link's
+ * directory; absolute targets at pagewright's "/", whatever filesystem
+ * holds the link.
  *
  * Descriptors index a table of struct file; each call takes a reference
  * on the file for its duration, so a concurrent pw_close never frees a
@@ -24,6 +27,8 @@
  */
 #include "internal.h"
 
+#include <pagewright/buffer_head.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct mount {
@@ -104,6 +110,7 @@ do_init(void)
 	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
 		return;
 	pw__reclaim_init();
+	pw__mm_maps_init();
 	pw__writeback_init();
 	register_filesystem(&pw__ramfs_type);
 	register_filesystem(&pw__hostfs_type);
@@ -173,54 +180,6 @@ ret(long r)
 
 /* ---------------------------------------------------------------- paths */
 
-#define MAX_DEPTH 64
-
-struct path_parts {
-	char buf[PATH_MAX];
-	const char *comp[MAX_DEPTH];
-	size_t len[MAX_DEPTH];
-	int n;
-};
-
-/* Split and normalise a path.  -ENAMETOOLONG, -ENOENT for "". */
-static int
-split_path(const char *path, struct path_parts *pp)
-{
-	if (!path)
-		return -EFAULT;
-	size_t len = strnlen(path, PATH_MAX);
-	if (len == PATH_MAX)
-		return -ENAMETOOLONG;
-	if (len == 0)
-		return -ENOENT;
-	memcpy(pp->buf, path, len + 1);
-	pp->n = 0;
-	for (char *p = pp->buf; *p;) {
-		while (*p == '/')
-			p++;
-		if (!*p)
-			break;
-		char *s = p;
-		while (*p && *p != '/')
-			p++;
-		size_t l = (size_t)(p - s);
-		if (l > NAME_MAX)
-			return -ENAMETOOLONG;
-		if (l == 1 && s[0] == '.')
-			continue;
-		if (l == 2 && s[0] == '.' && s[1] == '.') {
-			if (pp->n > 0)
-				pp->n--;
-			continue;
-		}
-		if (pp->n == MAX_DEPTH)
-			return -ENAMETOOLONG;
-		pp->comp[pp->n] = s;
-		pp->len[pp->n++] = l;
-	}
-	return 0;
-}
-
 /* The mount whose mountpoint is dir, if any; ns_lock held. */
 static struct mount *
 mounted_on(struct inode *dir)
@@ -252,91 +211,146 @@ struct walk {
 	struct mount *mnt;
 };
 
-/* Resolve the first n components of pp.  Return: 0 with w filled. */
+/*
+ * The path walk.  A nameidata holds the path still to walk (buf, from p)
+ * and the stack of directories walked so far, each referenced: stack[0]
+ * is the root, the top is the current directory.  "." stays, ".." pops
+ * (and stays at the root), a name pushes what lookup finds there.  A
+ * symbolic link met before the final component, or as the final one when
+ * the caller follows it, is replaced in buf by its target in front of the
+ * rest of the path (nd_follow); an absolute target first pops the stack
+ * back to pagewright's root.  So ".." after a symlink leads to the parent
+ * of where the link led, as POSIX says, and the stack is the chain of
+ * ancestors that rename checks.
+ *
+ * Limits: MAXSYMLINKS links per walk (ELOOP, as Linux); a target with
+ * the rest of the path must fit in PATH_MAX, and directories nest at most
+ * NI_DEPTH deep (ENAMETOOLONG).
+ */
+#define NI_DEPTH 128
+#define MAXSYMLINKS 40
+
+struct nameidata {
+	char buf[PATH_MAX];          /* the path; names returned point into it */
+	char *p;                     /* the part not walked yet */
+	struct walk stack[NI_DEPTH]; /* [0] the root; each with a reference */
+	int depth;                   /* 0 until nd_init succeeds */
+	int links;                   /* symlinks followed so far */
+	const char *last;            /* nd_walk_dirs: the final component, */
+	size_t last_len;             /*   or 0 if the path ends at the top */
+	bool slash;                  /* a '/' follows the final component */
+};
+
 static int
-walk_n(struct path_parts *pp, int n, struct walk *w)
+nd_init(struct nameidata *nd, const char *path)
 {
-	pthread_rwlock_rdlock(&ns_lock);
-	struct mount *mnt = root_mount;
-	struct inode *cur = mnt->sb->s_root;
-	ihold(cur);
-	int err = 0;
-	for (int k = 0; k < n; k++) {
-		if (!S_ISDIR(cur->i_mode)) {
-			err = -ENOTDIR;
-			break;
-		}
-		if ((err = may_access(cur, 1)))
-			break;
-		struct inode *next;
-		err = cur->i_op->lookup(cur, pp->comp[k], pp->len[k], &next);
-		if (err)
-			break;
-		iput(cur);
-		cur = next;
-		struct mount *m;
-		while ((m = mounted_on(cur)) != NULL) {
-			iput(cur);
-			mnt = m;
-			cur = m->sb->s_root;
-			ihold(cur);
-		}
-	}
-	pthread_rwlock_unlock(&ns_lock);
-	if (err) {
-		iput(cur);
-		return err;
-	}
-	w->inode = cur;
-	w->mnt = mnt;
+	nd->depth = 0;
+	long n = strncpy_from_user(nd->buf, path, PATH_MAX);
+	if (n < 0)
+		return (int)n;
+	if (n == PATH_MAX)
+		return -ENAMETOOLONG;
+	if (n == 0)
+		return -ENOENT;
+	nd->p = nd->buf;
+	nd->links = 0;
+	nd->slash = false;
+	nd->stack[0].mnt = root_mount;
+	nd->stack[0].inode = root_mount->sb->s_root;
+	ihold(nd->stack[0].inode);
+	nd->depth = 1;
 	return 0;
 }
 
-static int
-walk_path(const char *path, struct walk *w)
+/* Drop the stack's references (also after a failed nd_init). */
+static void
+nd_put(struct nameidata *nd)
 {
-	struct path_parts pp;
-	int err = split_path(path, &pp);
-	return err ? err : walk_n(&pp, pp.n, w);
+	while (nd->depth > 0)
+		iput(nd->stack[--nd->depth].inode);
 }
 
-/* Resolve the parent directory; name/len is the last component.
- * -EBUSY-like cases: "/" has no last component (-EEXIST for mkdir, etc.:
- * the caller decides, *len == 0). */
-static int
-walk_parent(const char *path, struct path_parts *pp, struct walk *w,
-            const char **name, size_t *len)
+static struct walk *
+nd_top(struct nameidata *nd)
 {
-	int err = split_path(path, pp);
-	if (err)
-		return err;
-	if (pp->n == 0) {
-		*name = NULL;
-		*len = 0;
-		return walk_n(pp, 0, w);
-	}
-	err = walk_n(pp, pp->n - 1, w);
-	if (err)
-		return err;
-	if (!S_ISDIR(w->inode->i_mode)) {
-		iput(w->inode);
-		return -ENOTDIR;
-	}
-	*name = pp->comp[pp->n - 1];
-	*len = pp->len[pp->n - 1];
+	return &nd->stack[nd->depth - 1];
+}
+
+/* Is inode on the stack (the top or one of its ancestors)? */
+static bool
+nd_has(struct nameidata *nd, struct inode *inode)
+{
+	for (int k = 0; k < nd->depth; k++)
+		if (nd->stack[k].inode == inode)
+			return true;
+	return false;
+}
+
+/* Take the next component off the path: *len 0 at the end; *final when
+ * only slashes follow it. */
+static int
+nd_next(struct nameidata *nd, char **s, size_t *len, bool *final)
+{
+	char *p = nd->p;
+	while (*p == '/')
+		p++;
+	*s = p;
+	while (*p && *p != '/')
+		p++;
+	*len = (size_t)(p - *s);
+	if (*len > NAME_MAX)
+		return -ENAMETOOLONG;
+	char *q = p;
+	while (*q == '/')
+		q++;
+	*final = *q == 0;
+	nd->slash = *final && q != p;
+	nd->p = p;
 	return 0;
 }
 
-/* Look up name in dir, crossing a mount on top of it. */
+/* Replace the symlink just looked up by its target, in front of the rest
+ * of the path.  Drops link's reference. */
 static int
-lookup_child(struct walk *dir, const char *name, size_t len, struct walk *res)
+nd_follow(struct nameidata *nd, struct walk *link)
+{
+	struct inode *inode = link->inode;
+	int n = -ELOOP;
+	if (++nd->links <= MAXSYMLINKS && inode->i_op->readlink) {
+		/* Park the rest at the end of buf, read the target in front of
+		 * it, then close the gap. */
+		size_t rest = strlen(nd->p);
+		char *tail = nd->buf + PATH_MAX - rest - 1;
+		memmove(tail, nd->p, rest + 1);
+		size_t room = (size_t)(tail - nd->buf);
+		n = room ? inode->i_op->readlink(inode, nd->buf, room) : -ENAMETOOLONG;
+		/* A full buffer is a whole target only if i_size says so. */
+		if (n >= 0 && (size_t)n == room && i_size_read(inode) != (loff_t)room)
+			n = -ENAMETOOLONG;
+		else if (n >= 0 && (n == 0 || memchr(nd->buf, 0, (size_t)n)))
+			n = -ENOENT; /* an empty target (or a NUL in it) names nothing */
+		if (n > 0) {
+			memmove(nd->buf + n, tail, rest + 1);
+			nd->p = nd->buf;
+			if (nd->buf[0] == '/')
+				while (nd->depth > 1)
+					iput(nd->stack[--nd->depth].inode);
+		}
+	}
+	iput(inode);
+	return n < 0 ? n : 0;
+}
+
+/* Look up name in dir, crossing a mount on top of it; ns_lock held. */
+static int
+lookup_child_locked(struct walk *dir, const char *name, size_t len,
+                    struct walk *res)
 {
 	struct inode *inode;
 	int err = dir->inode->i_op->lookup(dir->inode, name, len, &inode);
 	if (err)
 		return err;
 	res->mnt = dir->mnt;
-	pthread_rwlock_rdlock(&ns_lock);
 	struct mount *m;
 	while ((m = mounted_on(inode)) != NULL) {
 		iput(inode);
@@ -344,8 +358,153 @@ lookup_child(struct walk *dir, const char *name, size_t len, struct walk *res)
 		inode = m->sb->s_root;
 		ihold(inode);
 	}
-	pthread_rwlock_unlock(&ns_lock);
 	res->inode = inode;
+	return 0;
+}
+
+static int
+lookup_child(struct walk *dir, const char *name, size_t len, struct walk *res)
+{
+	pthread_rwlock_rdlock(&ns_lock);
+	int err = lookup_child_locked(dir, name, len, res);
+	pthread_rwlock_unlock(&ns_lock);
+	return err;
+}
+
+/* One step of nd_walk_dirs: the component s/len, not the final one. */
+static int
+nd_step(struct nameidata *nd, const char *s, size_t len)
+{
+	struct walk next;
+	if (len == 1 && s[0] == '.')
+		return 0;
+	if (len == 2 && s[0] == '.' && s[1] == '.') {
+		if (nd->depth > 1)
+			iput(nd->stack[--nd->depth].inode);
+		return 0;
+	}
+	int err = lookup_child_locked(nd_top(nd), s, len, &next);
+	if (err)
+		return err;
+	if (S_ISLNK(next.inode->i_mode))
+		return nd_follow(nd, &next);
+	if (nd->depth == NI_DEPTH) {
+		iput(next.inode);
+		return -ENAMETOOLONG;
+	}
+	nd->stack[nd->depth++] = next;
+	return 0;
+}
+
+/* Walk all but the final component, following every symlink on the way.
+ * Return: 0 with nd->last/last_len set; last_len is 0 when the path
+ * ends at the directory on top ("/", "." or ".." last). */
+static int
+nd_walk_dirs(struct nameidata *nd)
+{
+	int err = 0;
+	pthread_rwlock_rdlock(&ns_lock);
+	for (;;) {
+		char *s;
+		size_t len;
+		bool final;
+		struct inode *top = nd_top(nd)->inode;
+		if ((err = nd_next(nd, &s, &len, &final)))
+			break;
+		if (len == 0) {
+			nd->last_len = 0;
+			break;
+		}
+		if (!S_ISDIR(top->i_mode)) {
+			err = -ENOTDIR;
+			break;
+		}
+		if ((err = may_access(top, 1)))
+			break;
+		bool dots = s[0] == '.' && (len == 1 || (len == 2 && s[1] == '.'));
+		if (final && !dots) {
+			nd->last = s;
+			nd->last_len = len;
+			break;
+		}
+		if ((err = nd_step(nd, s, len)))
+			break;
+		if (final && dots) {
+			nd->last_len = 0;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&ns_lock);
+	return err;
+}
+
+/* Walk the whole path, following a final symlink if follow is set or a
+ * '/' comes after it.  Return: 0 with *res referenced; nd_put after. */
+static int
+nd_lookup_last(struct nameidata *nd, bool follow, struct walk *res)
+{
+	for (;;) {
+		int err = nd_walk_dirs(nd);
+		if (err)
+			return err;
+		if (nd->last_len == 0) {
+			*res = *nd_top(nd);
+			ihold(res->inode);
+			return 0;
+		}
+		if ((err = lookup_child(nd_top(nd), nd->last, nd->last_len, res)))
+			return err;
+		bool lnk = S_ISLNK(res->inode->i_mode);
+		if (lnk && (follow || nd->slash)) {
+			if ((err = nd_follow(nd, res)))
+				return err;
+			continue;
+		}
+		if (nd->slash && !S_ISDIR(res->inode->i_mode)) {
+			iput(res->inode);
+			return -ENOTDIR;
+		}
+		return 0;
+	}
+}
+
+static int
+walk_path_flags(const char *path, bool follow, struct walk *w)
+{
+	struct nameidata nd;
+	int err = nd_init(&nd, path);
+	if (!err)
+		err = nd_lookup_last(&nd, follow, w);
+	nd_put(&nd);
+	return err;
+}
+
+/* Resolve a path, following symlinks everywhere (stat, open, ...). */
+static int
+walk_path(const char *path, struct walk *w)
+{
+	return walk_path_flags(path, true, w);
+}
+
+/* Resolve the parent directory of the final component, which is not
+ * followed; *name and *len are that component (pointing into nd), *name NULL
+ * if the path ends at a directory ("/", "." or ".." last).  *dir is the
+ * top of nd's stack and has no reference of its own: nd_put(nd) when
+ * done.  On an error nothing is held. */
+static int
+walk_parent(const char *path, struct nameidata *nd, struct walk *dir,
+            const char **name, size_t *len)
+{
+	int err = nd_init(nd, path);
+	if (!err)
+		err = nd_walk_dirs(nd);
+	if (err) {
+		nd_put(nd);
+		return err;
+	}
+	*dir = *nd_top(nd);
+	*name = nd->last_len ? nd->last : NULL;
+	*len = nd->last_len;
 	return 0;
 }
 
@@ -541,49 +700,91 @@ open_checks(struct walk *w, int flags)
 	return may_access(inode, mask);
 }
 
+/* O_CREAT found nothing: create the file under dir's lock, unless
+ * another thread made the name meanwhile. */
+static int
+open_create(struct walk *dir, const char *name, size_t len, int flags,
+            mode_t mode, struct walk *w, bool *created)
+{
+	if (dir->mnt->sb->s_flags & SB_RDONLY)
+		return -EROFS;
+	int err = may_access(dir->inode, 3);
+	if (err)
+		return err;
+	inode_lock(dir->inode);
+	err = lookup_child(dir, name, len, w);
+	if (err == -ENOENT) {
+		err = dir->inode->i_op->create(dir->inode, name, len, mode, &w->inode);
+		w->mnt = dir->mnt;
+		*created = !err;
+	} else if (!err && (flags & O_EXCL)) {
+		iput(w->inode);
+		err = -EEXIST;
+	}
+	inode_unlock(dir->inode);
+	return err;
+}
+
+/* The final component of open: look it up or create it; follow a
+ * symlink there unless O_NOFOLLOW (ELOOP) or O_CREAT|O_EXCL (EEXIST,
+ * never following).  A dangling symlink with O_CREAT creates its
+ * target, as on Linux. */
+static int
+open_last(struct nameidata *nd, int flags, mode_t mode, struct walk *w,
+          bool *created)
+{
+	*created = false;
+	for (;;) {
+		int err = nd_walk_dirs(nd);
+		if (err)
+			return err;
+		struct walk *dir = nd_top(nd);
+		if (nd->last_len == 0 || ((flags & O_CREAT) && nd->slash)) {
+			if (flags & O_CREAT)
+				return -EISDIR;
+			*w = *dir;
+			ihold(w->inode);
+			return 0;
+		}
+		err = lookup_child(dir, nd->last, nd->last_len, w);
+		if (err == -ENOENT && (flags & O_CREAT))
+			err = open_create(dir, nd->last, nd->last_len, flags, mode, w, created);
+		else if (!err && (flags & O_CREAT) && (flags & O_EXCL)) {
+			iput(w->inode);
+			err = -EEXIST;
+		}
+		if (err || *created)
+			return err;
+		if (!S_ISLNK(w->inode->i_mode)) {
+			if (nd->slash && !S_ISDIR(w->inode->i_mode)) {
+				iput(w->inode);
+				return -ENOTDIR;
+			}
+			return 0;
+		}
+		if (flags & O_NOFOLLOW) {
+			iput(w->inode);
+			return -ELOOP;
+		}
+		if ((err = nd_follow(nd, w)))
+			return err;
+	}
+}
+
 static int
 do_open(const char *path, int flags, mode_t mode)
 {
-	struct path_parts pp;
-	struct walk dir, w;
-	const char *name;
-	size_t len;
-	int err = walk_parent(path, &pp, &dir, &name, &len);
+	struct nameidata nd;
+	struct walk w;
+	bool created = false;
+	int err = nd_init(&nd, path);
+	if (!err)
+		err = open_last(&nd, flags, mode, &w, &created);
+	nd_put(&nd);
 	if (err)
 		return err;
-	if (!name) {
-		w = dir; /* "/" */
-	} else {
-		err = lookup_child(&dir, name, len, &w);
-		if (err == -ENOENT && (flags & O_CREAT)) {
-			if (dir.mnt->sb->s_flags & SB_RDONLY)
-				err = -EROFS;
-			else if ((err = may_access(dir.inode, 3)) == 0) {
-				inode_lock(dir.inode);
-				err = lookup_child(&dir, name, len, &w);
-				if (err == -ENOENT) {
-					err = dir.inode->i_op->create(dir.inode, name, len, mode,
-					                              &w.inode);
-					w.mnt = dir.mnt;
-					flags &= ~O_TRUNC;
-					if (!err)
-						flags |= 0x40000000; /* created: skip checks */
-				} else if (!err && (flags & O_EXCL)) {
-					iput(w.inode);
-					err = -EEXIST;
-				}
-				inode_unlock(dir.inode);
-			}
-		} else if (!err && (flags & O_CREAT) && (flags & O_EXCL)) {
-			iput(w.inode);
-			err = -EEXIST;
-		}
-		iput(dir.inode);
-		if (err)
-			return err;
-	}
-	bool created = flags & 0x40000000;
-	flags &= ~0x40000000;
+	if (created)
+		flags &= ~O_TRUNC;
 	if (!created && (err = open_checks(&w, flags))) {
 		iput(w.inode);
 		return err;
@@ -919,33 +1120,44 @@ pw_fstat(int fd, struct stat *st)
 	return 0;
 }
 
-int
-pw_stat(const char *path, struct stat *st)
+static int
+do_stat(const char *path, struct stat *st, bool follow)
 {
 	struct walk w;
 	int err = enter();
 	if (!err)
-		err = walk_path(path, &w);
+		err = walk_path_flags(path, follow, &w);
 	if (err)
-		return (int)ret(err);
+		return err;
 	struct stat tmp;
 	fill_stat(w.inode, &tmp);
 	iput(w.inode);
-	if (copy_to_user(st, &tmp, sizeof(tmp)))
-		return (int)ret(-EFAULT);
-	return 0;
+	return copy_to_user(st, &tmp, sizeof(tmp)) ? -EFAULT : 0;
+}
+
+int
+pw_stat(const char *path, struct stat *st)
+{
+	return (int)ret(do_stat(path, st, true));
+}
+
+int
+pw_lstat(const char *path, struct stat *st)
+{
+	return (int)ret(do_stat(path, st, false));
 }
 
 /* ------------------------------------------------------------ namespace */
 
-/* Resolve the parent for a namespace change, with the checks they share. */
+/* Resolve the parent for a namespace change, with the checks they share.
+ * On success nd holds dir: nd_put(nd) when done. */
 static int
-ns_parent(const char *path, struct path_parts *pp, struct walk *dir,
+ns_parent(const char *path, struct nameidata *nd, struct walk *dir,
           const char **name, size_t *len)
 {
 	int err = enter();
 	if (!err)
-		err = walk_parent(path, pp, dir, name, len);
+		err = walk_parent(path, nd, dir, name, len);
 	if (err)
 		return err;
 	if (!*name)
@@ -955,18 +1167,39 @@ ns_parent(const char *path, struct path_parts *pp, struct walk *dir,
 	else
 		err = may_access(dir->inode, 3);
 	if (err)
-		iput(dir->inode);
+		nd_put(nd);
+	return err;
+}
+
+/* The caller's clock time, for ctime and UTIME_NOW. */
+static struct timespec
+current_time(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return now;
+}
+
+/* The victim, never a directory, is locked too (parent, then child), so
+ * that the filesystem may set its ctime.  rmdir does not lock its victim:
+ * rename locks two directories in address order, not parent first. */
+static int
+vfs_unlink(struct walk *dir, const char *name, size_t len, struct inode *victim)
+{
+	inode_lock(victim);
+	int err = dir->inode->i_op->unlink(dir->inode, name, len, victim);
+	inode_unlock(victim);
 	return err;
 }
 
 static int
 do_remove(const char *path, bool rmdir)
 {
-	struct path_parts pp;
+	struct nameidata nd;
 	struct walk dir, v;
 	const char *name;
 	size_t len;
-	int err = ns_parent(path, &pp, &dir, &name, &len);
+	int err = ns_parent(path, &nd, &dir, &name, &len);
 	if (err)
 		return err;
 	inode_lock(dir.inode);
@@ -978,14 +1211,16 @@ do_remove(const char *path, bool rmdir)
 			err = -ENOTDIR;
 		else if (!rmdir && S_ISDIR(v.inode->i_mode))
 			err = -EISDIR;
+		else if (nd.slash && !S_ISDIR(v.inode->i_mode))
+			err = -ENOTDIR;
 		else if (rmdir)
 			err = dir.inode->i_op->rmdir(dir.inode, name, len, v.inode);
 		else
-			err = dir.inode->i_op->unlink(dir.inode, name, len, v.inode);
+			err = vfs_unlink(&dir, name, len, v.inode);
 		iput(v.inode);
 	}
 	inode_unlock(dir.inode);
-	iput(dir.inode);
+	nd_put(&nd);
 	return err;
 }
 
@@ -1001,31 +1236,148 @@ pw_rmdir(const char *path)
 	return (int)ret(do_remove(path, true));
 }
 
-int
-pw_mkdir(const char *path, mode_t mode)
+/* Make a new name with make(dir, name, len, arg) unless it exists. */
+static int
+ns_create(const char *path,
+          int (*make)(struct walk *dir, const char *name, size_t len, void *arg),
+          void *arg)
 {
-	struct path_parts pp;
+	struct nameidata nd;
 	struct walk dir, v;
 	const char *name;
 	size_t len;
-	int err = ns_parent(path, &pp, &dir, &name, &len);
+	int err = ns_parent(path, &nd, &dir, &name, &len);
 	if (err == -EBUSY)
 		err = -EEXIST;
 	if (err)
-		return (int)ret(err);
+		return err;
 	inode_lock(dir.inode);
 	err = lookup_child(&dir, name, len, &v);
 	if (!err) {
 		iput(v.inode);
 		err = -EEXIST;
 	} else if (err == -ENOENT) {
-		struct inode *inode;
-		err = dir.inode->i_op->mkdir(dir.inode, name, len, mode, &inode);
-		if (!err)
-			iput(inode);
+		err = make(&dir, name, len, arg);
 	}
 	inode_unlock(dir.inode);
-	iput(dir.inode);
+	nd_put(&nd);
+	return err;
+}
+
+static int
+make_dir(struct walk *dir, const char *name, size_t len, void *arg)
+{
+	struct inode *inode;
+	int err = dir->inode->i_op->mkdir(dir->inode, name, len, *(mode_t *)arg, &inode);
+	if (!err)
+		iput(inode);
+	return err;
+}
+
+int
+pw_mkdir(const char *path, mode_t mode)
+{
+	return (int)ret(ns_create(path, make_dir, &mode));
+}
+
+static int
+make_symlink(struct walk *dir, const char *name, size_t len, void *arg)
+{
+	const struct inode_operations *iop = dir->inode->i_op;
+	struct inode *inode;
+	if (!iop->symlink)
+		return -EPERM;
+	int err = iop->symlink(dir->inode, name, len, arg, &inode);
+	if (!err)
+		iput(inode);
+	return err;
+}
+
+int
+pw_symlink(const char *target, const char *linkpath)
+{
+	char buf[PATH_MAX];
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	long n = strncpy_from_user(buf, target, PATH_MAX);
+	if (n == PATH_MAX)
+		n = -ENAMETOOLONG;
+	else if (n == 0)
+		n = -ENOENT;
+	return (int)ret(n < 0 ? n : ns_create(linkpath, make_symlink, buf));
+}
+
+ssize_t
+pw_readlink(const char *path, char *buf, size_t bufsiz)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path_flags(path, false, &w);
+	if (err)
+		return ret(err);
+	char target[PATH_MAX];
+	const struct inode_operations *iop = w.inode->i_op;
+	int n = -EINVAL;
+	if (S_ISLNK(w.inode->i_mode) && iop->readlink && bufsiz > 0)
+		n = iop->readlink(w.inode, target, PW_MIN(bufsiz, sizeof(target)));
+	iput(w.inode);
+	if (n > 0 && copy_to_user(buf, target, (size_t)n))
+		n = -EFAULT;
+	return ret(n);
+}
+
+/* Add a name for inode in dir (dir's i_rwsem held; then the inode's). */
+static int
+vfs_link(struct inode *inode, struct walk *dir, const char *name, size_t len)
+{
+	const struct inode_operations *iop = dir->inode->i_op;
+	if (!iop->link)
+		return -EPERM;
+	inode_lock(inode);
+	/* Unlinked since the lookup: it must not come back. */
+	int err = atomic_load(&inode->i_nlink) == 0
+	              ? -ENOENT
+	              : iop->link(inode, dir->inode, name, len);
+	inode_unlock(inode);
+	return err;
+}
+
+/* Like Linux's link(2), oldpath is not followed: a symlink gets a second
+ * name itself. */
+int
+pw_link(const char *oldpath, const char *newpath)
+{
+	struct nameidata nd;
+	struct walk old, dir, v;
+	const char *name;
+	size_t len;
+	int err = enter();
+	if (!err)
+		err = walk_path_flags(oldpath, false, &old);
+	if (err)
+		return (int)ret(err);
+	if ((err = ns_parent(newpath, &nd, &dir, &name, &len))) {
+		iput(old.inode);
+		return (int)ret(err == -EBUSY ? -EEXIST : err);
+	}
+	inode_lock(dir.inode);
+	err = lookup_child(&dir, name, len, &v);
+	if (!err) {
+		iput(v.inode);
+		err = -EEXIST;
+	} else if (err == -ENOENT) {
+		if (dir.mnt != old.mnt)
+			err = -EXDEV;
+		else if (S_ISDIR(old.inode->i_mode))
+			err = -EPERM;
+		else
+			err = vfs_link(old.inode, &dir, name, len);
+	}
+	inode_unlock(dir.inode);
+	nd_put(&nd);
+	iput(old.inode);
 	return (int)ret(err);
 }
 
@@ -1053,30 +1405,28 @@ rename_checks(struct walk *src, struct walk *dst_dir, const char *nname,
 	return err;
 }
 
-/* Is the normalised path a a proper prefix directory of b? */
-static bool
-path_is_ancestor(struct path_parts *a, struct path_parts *b)
+/* The renamed inode's ctime moves on, as on Linux (parents locked). */
+static void
+rename_touch(struct inode *inode)
 {
-	if (a->n >= b->n)
-		return false;
-	for (int k = 0; k < a->n; k++)
-		if (a->len[k] != b->len[k] || memcmp(a->comp[k], b->comp[k], a->len[k]))
-			return false;
-	return true;
+	inode_lock(inode);
+	inode->i_ctime = current_time();
+	mark_inode_dirty(inode);
+	inode_unlock(inode);
 }
 
 int
 pw_rename(const char *oldpath, const char *newpath)
 {
-	struct path_parts opp, npp;
+	struct nameidata ond, nnd;
 	struct walk od, nd, src;
 	const char *on, *nn;
 	size_t ol, nl;
-	int err = ns_parent(oldpath, &opp, &od, &on, &ol);
+	int err = ns_parent(oldpath, &ond, &od, &on, &ol);
 	if (err)
 		return (int)ret(err);
-	if ((err = ns_parent(newpath, &npp, &nd, &nn, &nl))) {
-		iput(od.inode);
+	if ((err = ns_parent(newpath, &nnd, &nd, &nn, &nl))) {
+		nd_put(&ond);
 		return (int)ret(err);
 	}
 	if (od.mnt != nd.mnt) {
@@ -1095,12 +1445,16 @@ pw_rename(const char *oldpath, const char *newpath)
 		inode_lock(b);
 	err = lookup_child(&od, on, ol, &src);
 	if (!err) {
-		if (S_ISDIR(src.inode->i_mode) && path_is_ancestor(&opp, &npp))
+		/* A directory cannot move below itself: the new parent's chain
+		 * of ancestors, as the walk met them, must not hold it. */
+		if (S_ISDIR(src.inode->i_mode) && nd_has(&nnd, src.inode))
 			err = -EINVAL;
 		else
 			err = rename_checks(&src, &nd, nn, nl);
 		if (!err)
 			err = od.inode->i_op->rename(od.inode, on, ol, nd.inode, nn, nl);
+		if (!err && src.inode != a && src.inode != b)
+			rename_touch(src.inode);
 		iput(src.inode);
 	}
 	if (b != a)
@@ -1108,9 +1462,249 @@ pw_rename(const char *oldpath, const char *newpath)
 	inode_unlock(a);
 	pthread_mutex_unlock(&rename_lock);
 out:
-	iput(od.inode);
-	iput(nd.inode);
+	nd_put(&ond);
+	nd_put(&nnd);
 	return (int)ret(err);
+}
+
+/* ------------------------------------------------------------ attributes */
+
+/*
+ * chmod, chown and utimens: the filesystem's setattr under the inode's
+ * i_rwsem, then ctime.  There is no permission model beyond what
+ * may_access does: only the owner (or root) may change mode, times or
+ * group, and only root the owner (EPERM otherwise).
+ */
+static bool
+is_owner(struct inode *inode)
+{
+	uid_t uid = geteuid();
+	return uid == 0 || uid == inode->i_uid;
+}
+
+static int
+notify_change(struct inode *inode, struct pw_iattr *attr)
+{
+	if (inode->i_sb->s_flags & SB_RDONLY)
+		return -EROFS;
+	if (!inode->i_op->setattr)
+		return -EPERM;
+	struct timespec now = current_time();
+	inode_lock(inode);
+	int err = inode->i_op->setattr(inode, attr);
+	if (!err) {
+		inode->i_ctime = now;
+		mark_inode_dirty(inode);
+	}
+	inode_unlock(inode);
+	return err;
+}
+
+/* The inode a call works on: from fd if by_fd, else from path (follow:
+ * the final symlink too). */
+struct attr_target {
+	struct walk w;   /* w.inode: referenced, or the file's */
+	struct file *f;  /* referenced, if by_fd */
+};
+
+static int
+target_get(struct attr_target *t, bool by_fd, const char *path, int fd,
+           bool follow)
+{
+	int err = enter();
+	if (err)
+		return err;
+	t->f = NULL;
+	if (!by_fd)
+		return walk_path_flags(path, follow, &t->w);
+	if (!(t->f = pw__fget(fd)))
+		return -EBADF;
+	t->w.inode = t->f->f_inode;
+	return 0;
+}
+
+static void
+target_put(struct attr_target *t)
+{
+	if (t->f)
+		pw__fput(t->f);
+	else
+		iput(t->w.inode);
+}
+
+static int
+do_chmod(const char *path, int fd, mode_t mode)
+{
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, true);
+	if (err)
+		return err;
+	struct pw_iattr attr = {.valid = ATTR_MODE, .mode = mode & 07777};
+	err = is_owner(t.w.inode) ? notify_change(t.w.inode, &attr) : -EPERM;
+	target_put(&t);
+	return err;
+}
+
+int
+pw_chmod(const char *path, mode_t mode)
+{
+	return (int)ret(path ? do_chmod(path, -1, mode) : -EFAULT);
+}
+
+int
+pw_fchmod(int fd, mode_t mode)
+{
+	return (int)ret(do_chmod(NULL, fd, mode));
+}
+
+static int
+do_chown(const char *path, int fd, bool follow, uid_t uid, gid_t gid)
+{
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, follow);
+	if (err)
+		return err;
+	struct inode *inode = t.w.inode;
+	struct pw_iattr attr = {.uid = uid, .gid = gid};
+	if (uid != (uid_t)-1)
+		attr.valid |= ATTR_UID;
+	if (gid != (gid_t)-1)
+		attr.valid |= ATTR_GID;
+	bool root = geteuid() == 0;
+	if ((!root && uid != (uid_t)-1 && uid != inode->i_uid) ||
+	    (!root && gid != (gid_t)-1 && gid != inode->i_gid && gid != getegid()) ||
+	    !is_owner(inode)) {
+		err = -EPERM;
+	} else {
+		/* As Linux: a chown of a non-directory drops set-user-ID, and
+		 * set-group-ID if group execute is on, even for root. */
+		mode_t m = inode->i_mode;
+		mode_t kill = S_ISUID | ((m & S_IXGRP) ? S_ISGID : 0);
+		if (!S_ISDIR(m) && !S_ISLNK(m) && (m & kill)) {
+			attr.valid |= ATTR_MODE;
+			attr.mode = m & 07777 & ~kill;
+		}
+		err = notify_change(inode, &attr);
+	}
+	target_put(&t);
+	return err;
+}
+
+int
+pw_chown(const char *path, uid_t owner, gid_t group)
+{
+	return (int)ret(path ? do_chown(path, -1, true, owner, group) : -EFAULT);
+}
+
+int
+pw_lchown(const char *path, uid_t owner, gid_t group)
+{
+	return (int)ret(path ? do_chown(path, -1, false, owner, group) : -EFAULT);
+}
+
+int
+pw_fchown(int fd, uid_t owner, gid_t group)
+{
+	return (int)ret(do_chown(NULL, fd, false, owner, group));
+}
+
+/* One time of utimensat: UTIME_NOW, UTIME_OMIT or a valid timespec.
+ * Return: 1 to set it (*ts filled), 0 to omit it, -EINVAL. */
+static int
+utime_arg(const struct timespec *in, struct timespec now, bool null,
+          struct timespec *ts, bool *explicit_time)
+{
+	if (null || in->tv_nsec == UTIME_NOW) {
+		*ts = now;
+		return 1;
+	}
+	if (in->tv_nsec == UTIME_OMIT)
+		return 0;
+	if (in->tv_nsec < 0 || in->tv_nsec > 999999999)
+		return -EINVAL;
+	*ts = *in;
+	*explicit_time = true;
+	return 1;
+}
+
+static int
+do_utimens(const char *path, int fd, const struct timespec *times, int flags)
+{
+	struct timespec in[2];
+	struct pw_iattr attr = {0};
+	bool explicit_time = false;
+	if (flags & ~AT_SYMLINK_NOFOLLOW)
+		return -EINVAL;
+	if (times && copy_from_user(in, times, sizeof(in)))
+		return -EFAULT;
+	struct timespec now = current_time();
+	int a = utime_arg(&in[0], now, !times, &attr.atime, &explicit_time);
+	int m = utime_arg(&in[1], now, !times, &attr.mtime, &explicit_time);
+	if (a < 0 || m < 0)
+		return -EINVAL;
+	attr.valid = (a ? ATTR_ATIME : 0) | (m ? ATTR_MTIME : 0);
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, !(flags & AT_SYMLINK_NOFOLLOW));
+	if (err)
+		return err;
+	struct inode *inode = t.w.inode;
+	if (!attr.valid)
+		err = 0; /* both UTIME_OMIT: nothing changes, not even ctime */
+	else if (explicit_time && !is_owner(inode))
+		err = -EPERM;
+	else if (!is_owner(inode) && may_access(inode, 2))
+		err = -EACCES;
+	else
+		err = notify_change(inode, &attr);
+	target_put(&t);
+	return err;
+}
+
+int
+pw_utimens(const char *path, const struct timespec times[2], int flags)
+{
+	return (int)ret(path ? do_utimens(path, -1, times, flags) : -EFAULT);
+}
+
+int
+pw_futimens(int fd, const struct timespec times[2])
+{
+	return (int)ret(do_utimens(NULL, fd, times, 0));
+}
+
+/* ------------------------------------------------------------ statvfs */
+
+static int
+do_statvfs(const char *path, int fd, struct statvfs *st)
+{
+	struct attr_target t;
+	int err = target_get(&t, !path, path, fd, true);
+	if (err)
+		return err;
+	struct super_block *sb = t.w.inode->i_sb;
+	struct statvfs tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	err = sb->s_op->statfs ? sb->s_op->statfs(sb, &tmp) : -ENOSYS;
+	target_put(&t);
+	if (err)
+		return err;
+	if (sb->s_flags & SB_RDONLY)
+		tmp.f_flag |= ST_RDONLY;
+	if (!tmp.f_fsid)
+		tmp.f_fsid = (unsigned long)sb->s_dev;
+	return copy_to_user(st, &tmp, sizeof(tmp)) ? -EFAULT : 0;
+}
+
+int
+pw_statvfs(const char *path, struct statvfs *st)
+{
+	return (int)ret(path ? do_statvfs(path, -1, st) : -EFAULT);
+}
+
+int
+pw_fstatvfs(int fd, struct statvfs *st)
+{
+	return (int)ret(do_statvfs(NULL, fd, st));
 }
 
 /* ----------------------------------------------------------- directories */
@@ -1141,6 +1735,30 @@ dir_fill(void *ctx, const char *name, size_t len, uint64_t ino, unsigned dtype)
 	return 0;
 }
 
+/* The inode number ".." names: the parent's, within the filesystem (at a
+ * filesystem's root, the root itself, as its own ".." entry says). */
+static uint64_t
+dotdot_ino(const char *path, struct inode *dir)
+{
+	if (dir == dir->i_sb->s_root)
+		return dir->i_ino;
+	size_t len = strnlen(path, PATH_MAX);
+	char *up = malloc(len + 4);
+	struct walk w;
+	uint64_t ino = dir->i_ino;
+	if (!up)
+		return ino;
+	memcpy(up, path, len);
+	memcpy(up + len, "/..", 4);
+	if (walk_path(up, &w) == 0) {
+		if (w.inode->i_sb == dir->i_sb)
+			ino = w.inode->i_ino;
+		iput(w.inode);
+	}
+	free(up);
+	return ino;
+}
+
 /* The stream is a snapshot taken at opendir, which POSIX allows: entries
  * added or removed later may or may not be seen. */
 PW_DIR *
@@ -1161,7 +1779,7 @@ pw_opendir(const char *path)
 		err = -ENOMEM;
 	if (!err) {
 		dir_fill(d, ".", 1, w.inode->i_ino, DT_DIR);
-		dir_fill(d, "..", 2, w.inode->i_ino, DT_DIR);
+		dir_fill(d, "..", 2, dotdot_ino(path, w.inode), DT_DIR);
 		err = w.inode->i_op->readdir(w.inode, d, dir_fill);
 		if (err) {
 			free(d->ents);
@@ -1495,11 +2113,56 @@ pw_get_stats(struct pw_stats *st)
 	st->short_copies = atomic_load(&pw__stat.short_copies);
 	st->write_retries = atomic_load(&pw__stat.write_retries);
 	st->written_pages = atomic_load(&pw__stat.written);
-	st->evicted_pages = atomic_load(&pw__stat.evicted);
+	st->writeback_ios = atomic_load(&pw__stat.writeback_ios);
+	st->write_errors = atomic_load(&pw__stat.write_errors);
 	st->throttled = atomic_load(&pw__stat.throttled);
-	st->throttle_ns = atomic_load(&pw__stat.throttle_ns);
+	st->throttle_ms = atomic_load(&pw__stat.throttle_ns) / 1000000;
 	st->dirty_limit_pages = pw__dirty_limit_pages();
+	st->dirty_background_pages = pw__dirty_background_pages();
 	st->mem_limit_pages = pw__mem_limit_pages();
+	st->reclaimed_pages = atomic_load(&pw__stat.reclaimed);
+	st->reclaim_unmaps = atomic_load(&pw__stat.reclaim_unmaps);
+	st->kernel_maps = atomic_load(&pw__stat.map_count);
+	st->max_map_count = pw__max_map_count();
+	st->map_drops = atomic_load(&pw__stat.map_drops);
+	st->map_dropped_vmas = atomic_load(&pw__stat.map_dropped_vmas);
+}
+
+static void
+add_sb_stats(struct super_block *sb, struct pw_mount_stats *st)
+{
+	/* Counters move in pairs that are not atomic together: a page seen
+	 * in flight may be counted on neither side.  Never below zero. */
+#define SB_GAUGE(f) ((uint64_t)PW_MAX(atomic_load(&sb->f), 0L))
+	st->cached_pages += SB_GAUGE(s_nr_cached);
+	st->dirty_pages += SB_GAUGE(s_nr_dirty);
+	st->writeback_pages += SB_GAUGE(s_nr_writeback);
+	st->mapped_pages += SB_GAUGE(s_nr_mapped);
+#undef SB_GAUGE
+	st->written_pages += atomic_load(&sb->s_written);
+	st->writeback_ios += atomic_load(&sb->s_write_ios);
+	st->write_errors += atomic_load(&sb->s_write_errors);
+}
+
+int
+pw_get_mount_stats(const char *path, struct pw_mount_stats *st)
+{
+	struct walk w;
+	int err = enter();
+	if (!err)
+		err = walk_path(path, &w);
+	if (err)
+		return (int)ret(err);
+	struct pw_mount_stats tmp;
+	memset(&tmp, 0, sizeof(tmp));
+	struct super_block *sb = w.inode->i_sb;
+	add_sb_stats(sb, &tmp);
+	if (sb->s_bdev && sb->s_bdev->bd_inode)
+		add_sb_stats(sb->s_bdev->bd_inode->i_sb, &tmp);
+	iput(w.inode);
+	if (copy_to_user(st, &tmp, sizeof(tmp)))
+		return (int)ret(-EFAULT);
+	return 0;
 }
 
 /* ------------------------------------------------------------ test hooks */

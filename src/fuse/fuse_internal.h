@@ -1,6 +1,6 @@
 /*
  * fuse_internal.h - what the files of the FUSE server share: the node
- * table (nodes.c), the calls waiting for pw_ API functions (pending.c) and
+ * table (nodes.c), the attribute and link calls (attrs.c) and
  * the INIT reply patch (devio.c).  The server uses pagewright's
  * application API only; nothing here is part of the library.
  */
@@ -98,20 +98,19 @@ int pw__node_fstat_any(struct ntab *t, struct fnode *n, struct stat *st);
 void pw__handle_close_all(struct ntab *t);
 
 /*
- * pending.c: the calls that wait for pw_ functions being added on another
- * branch (pw_lstat, pw_chmod, pw_chown, pw_utimens, pw_symlink,
- * pw_readlink, pw_link, pw_statvfs).  Each returns 0 or -errno; the
- * server turns that into the reply.  Wiring one means editing only here.
+ * attrs.c: lstat, owners, chmod/chown/utimens, links, mknod and statfs
+ * onto the pw_ calls.  Each returns 0 or -errno; the server turns that
+ * into the reply.
  */
 #include <sys/statvfs.h>
-int pw__pending_lstat(const char *path, struct stat *st);
-int pw__pending_chown_new(const char *path, uid_t uid, gid_t gid);
-int pw__pending_setattr(const char *path, int fd, const struct stat *attr, int to_set);
-int pw__pending_readlink(const char *path, char *buf, size_t size);
-int pw__pending_symlink(const char *target, const char *path);
-int pw__pending_link(const char *oldpath, const char *newpath);
-int pw__pending_mknod(const char *path, mode_t mode, dev_t rdev);
-int pw__pending_statvfs(const char *path, struct statvfs *st);
+int pw__fuse_lstat(const char *path, struct stat *st);
+int pw__fuse_chown_new(const char *path, uid_t uid, gid_t gid);
+int pw__fuse_setattr(const char *path, int fd, const struct stat *attr, int to_set);
+int pw__fuse_readlink(const char *path, char *buf, size_t size);
+int pw__fuse_symlink(const char *target, const char *path);
+int pw__fuse_link(const char *oldpath, const char *newpath);
+int pw__fuse_mknod(const char *path, mode_t mode, dev_t rdev);
+int pw__fuse_statvfs(const char *path, struct statvfs *st);
 
 /*
  * devio.c: reads and writes of /dev/fuse, through which the INIT reply

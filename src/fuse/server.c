@@ -176,7 +176,7 @@ static int
 lookup_locked(struct pw_fuse *f, struct fnode *dir, const char *name,
               const char *path, struct stat *st, struct fnode **res)
 {
-	int err = pw__pending_lstat(path, st);
+	int err = pw__fuse_lstat(path, st);
 	return err ? err : pw__node_lookup(&f->tab, dir, name, st, res);
 }
 
@@ -227,7 +227,7 @@ stat_node(struct pw_fuse *f, struct fnode *n, struct stat *st)
 	int err = pw__node_path(&f->tab, n, path, sizeof(path));
 	bool unlinked = err == -ENOENT;
 	if (!err)
-		err = pw__pending_lstat(path, st);
+		err = pw__fuse_lstat(path, st);
 	tree_unlock(f);
 	if (unlinked)
 		err = pw__node_fstat_any(&f->tab, n, st);
@@ -248,16 +248,10 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* Size through the descriptor when there is one (ftruncate), else by path;
- * the rest goes to pending.c.  pagewright's truncate sets mtime and ctime
- * itself, so the times the kernel sends along with a size are done.
- *
- * With the writeback cache the kernel keeps a file's mtime itself and sends
- * it (alone) with every write-back of the inode, on close and fsync among
- * others: until pagewright can set times, that is answered as done, since
- * pagewright set the file's mtime when the data reached it. */
+ * the rest goes to attrs.c.  pagewright's truncate sets mtime and ctime
+ * itself, so the times the kernel sends along with a size are done. */
 static int
-setattr_locked(struct pw_fuse *f, const char *path, struct fhandle *h,
-               const struct stat *attr, int to_set)
+setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int to_set)
 {
 	int err = 0;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -268,10 +262,7 @@ setattr_locked(struct pw_fuse *f, const char *path, struct fhandle *h,
 	}
 	to_set &= ~FUSE_SET_ATTR_CTIME;
 	if (!err && to_set)
-		err = pw__pending_setattr(path, h ? h->fd : -1, attr, to_set);
-	if (err == -EOPNOTSUPP && f->opts.cache == PW_FUSE_CACHE_WRITEBACK &&
-	    to_set == FUSE_SET_ATTR_MTIME)
-		err = 0;
+		err = pw__fuse_setattr(path, h ? h->fd : -1, attr, to_set);
 	return err;
 }
 
@@ -289,7 +280,7 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (err == -ENOENT && h)
 		err = 0, path[0] = 0; /* unlinked, but open: the descriptor will do */
 	if (!err)
-		err = setattr_locked(f, path, h, attr, to_set);
+		err = setattr_locked(path, h, attr, to_set);
 	tree_unlock(f);
 	if (!err)
 		err = h ? neg(pw_fstat(h->fd, &st)) : stat_node(f, n, &st);
@@ -368,7 +359,7 @@ create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
 	if (fd < 0)
 		return fd;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	pw__pending_chown_new(path, ctx->uid, ctx->gid);
+	pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 	err = neg(pw_fstat(fd, st));
 	if (!err)
 		err = pw__node_lookup(&f->tab, dir, name, st, res);
@@ -672,7 +663,7 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	if (!err) {
 		COUNT(f, creates, 1);
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		pw__pending_chown_new(path, ctx->uid, ctx->gid);
+		pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 		err = lookup_locked(f, dir, name, path, &st, &n);
 	}
 	tree_unlock(f);
@@ -698,7 +689,7 @@ op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t
 		if (!err)
 			COUNT(f, creates, 1);
 	} else if (!err) {
-		err = pw__pending_mknod(path, mode, rdev);
+		err = pw__fuse_mknod(path, mode, rdev);
 	}
 	if (!err)
 		err = lookup_locked(f, dir, name, path, &st, &n);
@@ -719,7 +710,7 @@ remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, bool rmdir)
 	tree_write(f);
 	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
 	if (!err)
-		err = pw__pending_lstat(path, &st);
+		err = pw__fuse_lstat(path, &st);
 	if (!err)
 		err = neg(rmdir ? pw_rmdir(path) : pw_unlink(path));
 	if (!err)
@@ -750,10 +741,10 @@ rename_locked(struct pw_fuse *f, struct fnode *odir, const char *oname,
 	if (!err)
 		err = pw__node_child_path(&f->tab, ndir, nname, npath, sizeof(npath));
 	if (!err)
-		err = pw__pending_lstat(opath, &ost);
+		err = pw__fuse_lstat(opath, &ost);
 	if (err)
 		return err;
-	bool replaces = pw__pending_lstat(npath, &nst) == 0;
+	bool replaces = pw__fuse_lstat(npath, &nst) == 0;
 	if (replaces && nst.st_dev == ost.st_dev && nst.st_ino == ost.st_ino)
 		return neg(pw_rename(opath, npath)); /* two links of one file */
 	if ((err = neg(pw_rename(opath, npath))))
@@ -781,7 +772,7 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpar
 	reply_errno(req, err);
 }
 
-/* ------------------------------------------ operations pending.c answers */
+/* ------------------------------------------- operations attrs.c answers */
 
 static void
 op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -791,7 +782,7 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 	tree_read(f);
 	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
 	if (!err)
-		err = pw__pending_readlink(path, target, sizeof(target));
+		err = pw__fuse_readlink(path, target, sizeof(target));
 	tree_unlock(f);
 	if (err)
 		reply_errno(req, err);
@@ -809,7 +800,7 @@ op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name
 	tree_read(f);
 	int err = pw__node_child_path(&f->tab, dir, name, path, sizeof(path));
 	if (!err)
-		err = pw__pending_symlink(link, path);
+		err = pw__fuse_symlink(link, path);
 	if (!err)
 		err = lookup_locked(f, dir, name, path, &st, &n);
 	tree_unlock(f);
@@ -831,7 +822,7 @@ op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newnam
 	if (!err)
 		err = pw__node_child_path(&f->tab, dir, newname, npath, sizeof(npath));
 	if (!err)
-		err = pw__pending_link(opath, npath);
+		err = pw__fuse_link(opath, npath);
 	if (!err)
 		err = lookup_locked(f, dir, newname, npath, &st, &n);
 	tree_unlock(f);
@@ -847,7 +838,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 	(void)ino;
 	struct pw_fuse *f = server(req);
 	struct statvfs st;
-	int err = pw__pending_statvfs(f->tab.root_path, &st);
+	int err = pw__fuse_statvfs(f->tab.root_path, &st);
 	if (err)
 		reply_errno(req, err);
 	else

@@ -27,11 +27,24 @@
  *  (2) i_size is raised only under the page lock of the page that holds
  *      the new EOF, and never covers bytes write_end did not accept.
  *  (3) The iterator and *ppos advance only by accepted bytes.
+ *  (4) A page under writeback does not change: whoever would change its
+ *      bytes (write_begin, a write fault, truncation) waits for the
+ *      writeback, and its user mappings are read-only (stable pages).
+ *  (5) A thread holding pages under writeback that are not written yet
+ *      (a writeback batch) waits for nothing before it writes them.
+ *
+ * Writeback (the end of the file): do_writepages, one thread per mapping,
+ * runs ->writepages or write_cache_pages with a page-at-a-time batch;
+ * write_cache_pages hands each dirty page, write-protected and under
+ * writeback, to the batch, which unlocks it and writes runs of pages with
+ * one I/O.  Throttling: balance_dirty_pages_ratelimited (writers) and
+ * pw__balance_dirty_fault (write faults) wait for the writeback thread.
  *
  * Lock ordering:
  *   i_rwsem            (generic_file_write_iter, truncate)
- *     -> page lock     (write_begin .. write_end)
- *       -> i_pages_lock (index updates)
+ *     -> m_wb_state    (do_writepages: throttled writers under i_rwsem)
+ *       -> page lock   (write_begin .. write_end, write_cache_pages)
+ *         -> i_pages_lock (index updates)
  */
 #include "internal.h"
 
@@ -50,45 +63,144 @@ struct pw__test_hooks pw__hooks;
 
 /* --------------------------------------------------------- accounting */
 
+/* Only pages that writeback can clean count as dirty for the limits and
+ * the statistics (ramfs pages are dirty for good, as in Linux, where
+ * they are not accounted either); nrdirty counts every dirty page. */
+static bool
+mapping_can_writeback(const struct address_space *mapping)
+{
+	return !mapping->unevictable &&
+	       (mapping->a_ops->writepage || mapping->a_ops->writepages);
+}
+
 void
 pw__account_page_dirtied(struct address_space *mapping)
 {
 	if (atomic_fetch_add(&mapping->nrdirty, 1) == 0 && mapping->host)
 		atomic_store_explicit(&mapping->host->i_dirtied_when, pw__now_ms(),
 		                      memory_order_relaxed);
+	if (!mapping_can_writeback(mapping))
+		return;
 	PW_STAT_ADD(dirty, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_dirty, 1);
 }
 
 void
 pw__account_page_cleaned(struct address_space *mapping)
 {
 	atomic_fetch_sub(&mapping->nrdirty, 1);
+	if (!mapping_can_writeback(mapping))
+		return;
 	PW_STAT_SUB(dirty, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_dirty, -1);
+}
+
+/* A throttled writer whose wait sees the dirty count not fall for this
+ * long writes back a chunk of its own file (cyclically, where its last
+ * chunk stopped) instead of waiting on. */
+#define THROTTLE_PATIENCE_MS 100
+#define THROTTLE_CHUNK 1024
+
+static void
+throttle_own_chunk(struct address_space *mapping)
+{
+	struct writeback_control wbc = {.range_cyclic = true, .nr_to_write = THROTTLE_CHUNK};
+	do_writepages(mapping, &wbc);
 }
 
 /**
  * balance_dirty_pages_ratelimited - the dirty-throttling hook.
  * Called once per page step of a buffered write, with i_rwsem held and no
- * page locked.  Above the hard limit the writer writes back its own
- * file's dirty pages before it may dirty more, so no writer can fill
- * memory with dirty pages.
+ * page locked.  Above the background threshold it wakes the writeback
+ * thread.  Above the hard limit the writer sleeps, a millisecond at a
+ * time, until the writeback thread has brought the dirty pages under the
+ * limit (the kernel's I/O-less throttling: one thread writes, in large
+ * batches, and writers are paced to what the device takes).  If that
+ * thread makes no progress for THROTTLE_PATIENCE_MS (or there is none),
+ * the writer writes back a chunk of its own file.  So no writer can fill
+ * memory with dirty pages.  The time spent here is the throttling time of
+ * pw_get_stats.
  */
 void
 balance_dirty_pages_ratelimited(struct address_space *mapping)
 {
-	if (mapping->unevictable || !mapping->a_ops->writepage)
+	if (!mapping_can_writeback(mapping))
 		return;
 	uint64_t dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
-	if (dirty >= pw__dirty_background_pages())
-		pw__wakeup_flusher();
-	/* Over the hard limit the writer writes back its own file before it
-	 * may dirty more: no writer can fill memory with dirty pages. */
-	if (dirty >= pw__dirty_limit_pages()) {
-		int64_t t0 = pw__now_ns();
-		filemap_fdatawrite(mapping);
-		PW_STAT_ADD(throttled, 1);
-		PW_STAT_ADD(throttle_ns, (uint64_t)(pw__now_ns() - t0));
+	uint64_t limit = pw__dirty_limit_pages();
+	if (dirty < pw__dirty_background_pages())
+		return;
+	pw__wakeup_flusher();
+	if (dirty < limit || atomic_load(&mapping->nrdirty) == 0)
+		return;
+	int64_t t0 = pw__now_ms(), progress = t0;
+	uint64_t lowest = dirty;
+	struct timespec t_start, t_end;
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	while (dirty >= limit && atomic_load(&mapping->nrdirty) > 0) {
+		if (!pw__flusher_alive() || pw__now_ms() - progress >= THROTTLE_PATIENCE_MS) {
+			throttle_own_chunk(mapping);
+			progress = pw__now_ms();
+		} else {
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+			pw__wakeup_flusher();
+		}
+		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+		if (dirty < lowest) {
+			lowest = dirty;
+			progress = pw__now_ms();
+		}
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t_end);
+	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
+	             (t_end.tv_nsec - t_start.tv_nsec);
+	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
+	PW_STAT_ADD(throttled, 1);
+}
+
+/**
+ * pw__balance_dirty_fault - the throttle for stores through shared
+ * mappings (Linux calls balance_dirty_pages from its fault path too): a
+ * write fault that is about to dirty a page waits while the dirty pages
+ * are over the limit, for the writeback thread only.  It cannot write
+ * back itself (the fault handler never writes), so after
+ * THROTTLE_PATIENCE_MS without progress it goes on.
+ * Context: the fault handler, mmap_lock held for read, no page lock; the
+ * writeback thread needs nothing the faulting thread may hold (it may
+ * hold some i_rwsem: writeback never takes one).
+ */
+void
+pw__balance_dirty_fault(struct address_space *mapping)
+{
+	if (!mapping_can_writeback(mapping))
+		return;
+	uint64_t dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+	uint64_t limit = pw__dirty_limit_pages();
+	if (dirty < pw__dirty_background_pages())
+		return;
+	pw__wakeup_flusher();
+	if (dirty < limit || !pw__flusher_alive())
+		return;
+	struct timespec t_start, t_end;
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	int64_t progress = pw__now_ms();
+	uint64_t lowest = dirty;
+	while (dirty >= limit && pw__now_ms() - progress < THROTTLE_PATIENCE_MS) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+		pw__wakeup_flusher();
+		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+		if (dirty < lowest) {
+			lowest = dirty;
+			progress = pw__now_ms();
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t_end);
+	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
+	             (t_end.tv_nsec - t_start.tv_nsec);
+	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
+	PW_STAT_ADD(throttled, 1);
 }
 
 void
@@ -98,6 +210,10 @@ mapping_set_error(struct address_space *mapping, int err)
 		return;
 	atomic_store(&mapping->wb_err, -err);
 	atomic_fetch_add(&mapping->wb_err_seq, 1);
+	PW_STAT_ADD(write_errors, 1);
+	struct super_block *sb = pw__mapping_sb(mapping);
+	if (sb)
+		atomic_fetch_add(&sb->s_write_errors, 1);
 }
 
 /* --------------------------------------------------------- read side */
@@ -303,6 +419,43 @@ filemap_get_read_page(struct file *file, pgoff_t index, int *err)
 	}
 }
 
+/*
+ * A large read of cached pages: the uptodate pages that follow `page` in
+ * the file and in the pool (consecutive frames, as the pool hands files
+ * contiguous runs) are copied with it in one go, and found with one index
+ * lookup.  Up to want more bytes, none past isize.  Returns how many
+ * pages it took (referenced, in run[]) and adds their bytes to *nr.
+ */
+enum { READ_RUN = 31 };
+static unsigned
+read_run(struct file *file, struct page *page, loff_t isize, size_t want,
+         struct page **run, size_t *nr)
+{
+	struct address_space *mapping = file->f_mapping;
+	pgoff_t index = page->index;
+	unsigned got = find_get_pages(mapping, index + 1, READ_RUN, run), n = 0;
+	loff_t end = ((loff_t)index + 1) << PAGE_SHIFT;
+	while (n < got && want > 0 && end < isize && run[n]->index == index + 1 + n &&
+	       page_to_pfn(run[n]) == page_to_pfn(page) + 1 + n && PageUptodate(run[n])) {
+		size_t bytes = PW_MIN(PW_MIN((size_t)PAGE_SIZE, want), (size_t)(isize - end));
+		mark_page_accessed(run[n]);
+		*nr += bytes;
+		want -= bytes;
+		end += (loff_t)bytes;
+		n++;
+	}
+	for (unsigned k = n; k < got; k++)
+		put_page(run[k]);
+	if (n) {
+		PW_STAT_ADD(hits, n);
+		/* the last page of a readahead window starts the next one */
+		pgoff_t next = atomic_load_explicit(&file->f_ra.next, memory_order_relaxed);
+		if (next > index + 1 && next <= index + 1 + n)
+			page_cache_ra(mapping, file, next, ra_window(file, next));
+	}
+	return n;
+}
+
 /**
  * generic_file_read_iter - read from the page cache into the iterator.
  * Context: no locks; copies to user memory with faults enabled, holding
@@ -334,8 +487,14 @@ generic_file_read_iter(struct file *file, struct iov_iter *to, loff_t *ppos)
 		}
 		size_t nr = PW_MIN(PAGE_SIZE - offset, (size_t)(isize - pos));
 		nr = PW_MIN(nr, iov_iter_count(to));
+		struct page *run[READ_RUN];
+		unsigned nrun = 0;
+		if (offset + nr == PAGE_SIZE && iov_iter_count(to) > nr)
+			nrun = read_run(file, page, isize, iov_iter_count(to) - nr, run, &nr);
 		size_t copied = copy_page_to_iter(page, offset, nr, to);
 		put_page(page);
+		for (unsigned k = 0; k < nrun; k++)
+			put_page(run[k]);
 		pos += (loff_t)copied;
 		done += (ssize_t)copied;
 		if (copied < nr) {
@@ -409,6 +568,8 @@ generic_perform_write(struct file *file, struct iov_iter *i, loff_t pos)
 			}
 			break;
 		}
+		if (pw__hooks.after_write_begin)
+			pw__hooks.after_write_begin(file, pos, bytes);
 		pagefault_disable();
 		size_t copied = iov_iter_copy_from_user_atomic(page, i, offset, bytes);
 		pagefault_enable();
@@ -973,38 +1134,172 @@ pw__writeout_locked_page(struct page *page, struct writeback_control *wbc)
 	return err;
 }
 
+/* The batch of filesystems without ->writepages: each page is written
+ * at once by ->writepage. */
+static int
+writepage_add(struct writeback_batch *b, struct page *page,
+              struct writeback_control *wbc)
+{
+	(void)b;
+	int err = page->mapping->a_ops->writepage(page, wbc);
+	return err == AOP_WRITEPAGE_ACTIVATE ? 0 : err;
+}
+
+/* Write what the batch holds.  The test hook runs first: the pages are
+ * unlocked and under writeback there, and nothing is written yet. */
+static void
+batch_submit(struct address_space *mapping, struct writeback_batch *b,
+             struct writeback_control *wbc, int *ret)
+{
+	if (b->nr_pages == 0 || !b->submit)
+		return;
+	if (pw__hooks.before_writeback_io)
+		pw__hooks.before_writeback_io(mapping);
+	int err = b->submit(b, wbc);
+	if (err && !*ret)
+		*ret = err;
+}
+
+/*
+ * Hand one referenced page to the batch if it is dirty.  It is locked
+ * without waiting while the batch holds pages not yet written (submit
+ * first: see struct writeback_batch), and write-protected in every user
+ * mapping by clear_page_dirty_for_io before it goes under writeback.
+ * Return: true when wbc->nr_to_write is reached.
+ */
+static bool
+writeback_one(struct address_space *mapping, struct writeback_control *wbc,
+              struct writeback_batch *b, struct page *page, int *ret)
+{
+	if (!PageDirty(page))
+		return false;
+	if (!trylock_page(page)) {
+		batch_submit(mapping, b, wbc, ret);
+		lock_page(page);
+	}
+	if (page->mapping != mapping || !PageDirty(page)) {
+		unlock_page(page);
+		return false;
+	}
+	/* Redirtied while a write of it was in flight: a metadata buffer
+	 * changed under its buffer lock, or a mapping that mkclean could
+	 * not write-protect.  Let that write finish first. */
+	if (PageWriteback(page)) {
+		batch_submit(mapping, b, wbc, ret);
+		wait_on_page_writeback(page);
+	}
+	if (!clear_page_dirty_for_io(page)) {
+		unlock_page(page);
+		return false;
+	}
+	set_page_writeback(page);
+	int err = b->add(b, page, wbc);
+	if (err && !*ret)
+		*ret = err;
+	wbc->nr_written++;
+	return wbc->nr_to_write > 0 && wbc->nr_written >= wbc->nr_to_write;
+}
+
+/**
+ * write_cache_pages - walk the dirty pages wbc describes in index order
+ * and hand each to the batch (struct writeback_batch in fs.h).  With
+ * range_cyclic the walk starts where the last cyclic one stopped and
+ * wraps around, so writers throttled a chunk at a time (balance_dirty_
+ * pages_ratelimited) move through a large file instead of rescanning its
+ * head.  Context: no page locked; may sleep.  Return: the first error.
+ */
+int
+write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
+                  struct writeback_batch *b)
+{
+	bool cyclic = wbc->range_cyclic, wrapped = false, stop = false;
+	pgoff_t index = cyclic ? atomic_load(&mapping->m_wb_index)
+	                       : (pgoff_t)wbc->range_start >> PAGE_SHIFT;
+	pgoff_t first = index, end = cyclic ? ~(pgoff_t)0 : (pgoff_t)wbc->range_end >> PAGE_SHIFT;
+	struct page *gang[16];
+	int ret = 0;
+	for (;;) {
+		unsigned n = index <= end ? find_get_pages(mapping, index, 16, gang) : 0;
+		bool past_end = n == 0;
+		for (unsigned k = 0; k < n; k++) {
+			struct page *page = gang[k];
+			if (page->index > end)
+				past_end = true;
+			else if (!stop) {
+				index = page->index + 1;
+				stop = writeback_one(mapping, wbc, b, page, &ret);
+			}
+			put_page(page);
+		}
+		if (stop)
+			break;
+		if (past_end || index == 0) {
+			if (!cyclic || wrapped || first == 0)
+				break;
+			wrapped = true;
+			index = 0;
+			end = first - 1;
+		}
+	}
+	batch_submit(mapping, b, wbc, &ret);
+	if (cyclic)
+		atomic_store(&mapping->m_wb_index, stop ? index : 0);
+	return ret;
+}
+
+#define WB_BUSY 0x1    /* m_wb_state: a thread is in do_writepages */
+#define WB_WAITERS 0x2 /* ... and others wait for it */
+
+/**
+ * do_writepages - write back what wbc describes, through ->writepages
+ * if the filesystem has it, else ->writepage one page at a time; and
+ * count it (pw_get_stats, pw_get_mount_stats).  One thread at a time per
+ * mapping.  Context: no page lock held (it takes them); may sleep.
+ */
+int
+do_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	const struct address_space_operations *a_ops = mapping->a_ops;
+	long written = wbc->nr_written, ios = wbc->nr_ios;
+	int err;
+	if (!a_ops->writepage && !a_ops->writepages)
+		return 0;
+	/* One writer per mapping (the kernel's I_SYNC): two threads walking
+	 * the same file break each other's batches at every page.  The
+	 * writeback thread leaves a busy mapping to its writer. */
+	if (wbc->for_background) {
+		if (atomic_fetch_or(&mapping->m_wb_state, WB_BUSY) & WB_BUSY)
+			return 0;
+	} else {
+		pw__wait_on_bit(&mapping->m_wb_state, WB_BUSY, WB_WAITERS, true);
+	}
+	if (a_ops->writepages && (pw__writepages_enabled || !a_ops->writepage)) {
+		err = a_ops->writepages(mapping, wbc);
+	} else {
+		struct writeback_batch b = {.add = writepage_add};
+		err = write_cache_pages(mapping, wbc, &b);
+	}
+	pw__clear_bit_wake(&mapping->m_wb_state, WB_BUSY, WB_WAITERS);
+	written = wbc->nr_written - written;
+	ios = wbc->nr_ios - ios;
+	PW_STAT_ADD(written, (uint64_t)written);
+	PW_STAT_ADD(writeback_ios, (uint64_t)ios);
+	struct super_block *sb = pw__mapping_sb(mapping);
+	if (sb) {
+		atomic_fetch_add_explicit(&sb->s_written, (uint64_t)written, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sb->s_write_ios, (uint64_t)ios, memory_order_relaxed);
+	}
+	return err;
+}
+
 static int
 write_range(struct address_space *mapping, loff_t start, loff_t end, bool sync)
 {
 	struct writeback_control wbc = {.range_start = start, .range_end = end,
 	                                .sync = sync};
-	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
-	pgoff_t last = (pgoff_t)end >> PAGE_SHIFT;
-	struct page *batch[16];
-	unsigned n;
-	int ret = 0;
-	if (!mapping->a_ops->writepage || atomic_load(&mapping->nrdirty) == 0)
+	if (atomic_load(&mapping->nrdirty) == 0)
 		return 0;
-	while (index <= last &&
-	       (n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
-		pgoff_t last_seen = batch[n - 1]->index;
-		for (unsigned k = 0; k < n; k++) {
-			struct page *page = batch[k];
-			index = page->index + 1;
-			if (page->index <= last && PageDirty(page)) {
-				lock_page(page);
-				int err = page->mapping == mapping
-				              ? pw__writeout_locked_page(page, &wbc)
-				              : (unlock_page(page), 0);
-				if (err && !ret)
-					ret = err;
-			}
-			put_page(page);
-		}
-		if (last_seen >= last)
-			break;
-	}
-	return ret;
+	return do_writepages(mapping, &wbc);
 }
 
 int
@@ -1015,8 +1310,8 @@ filemap_fdatawrite(struct address_space *mapping)
 
 /**
  * filemap_write_and_wait_range - write back the dirty pages of a range
- * and wait for them.  Writeback is synchronous here: writepage returns
- * when the data is with the backing store.
+ * and wait for them, including pages another thread (the writeback
+ * thread) had under writeback already.
  * Return: 0, or the first error of this call.
  */
 int
@@ -1027,7 +1322,6 @@ filemap_write_and_wait_range(struct address_space *mapping, loff_t start,
 	struct page *batch[16];
 	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
 	unsigned n;
-	/* Pages that were already under writeback by another thread. */
 	while ((n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
 		for (unsigned k = 0; k < n; k++) {
 			index = batch[k]->index + 1;

@@ -219,6 +219,7 @@ add_to_page_cache_locked(struct page *page, struct address_space *mapping,
 	}
 	pw__lru_add(page);
 	PW_STAT_ADD(cached, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_cached, 1);
 	return 0;
 }
 
@@ -245,7 +246,40 @@ delete_from_page_cache(struct page *page)
 	if (old & PG_dirty)
 		pw__account_page_cleaned(mapping);
 	PW_STAT_SUB(cached, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_cached, -1);
 	put_page(page);
+}
+
+/**
+ * pw__remove_mapping - reclaim's delete: take a locked, clean, unmapped
+ * page out of its mapping, but only if nobody holds a reference besides
+ * the cache and the caller.  The count is checked under the index lock,
+ * which every lookup takes to get its reference, so none can appear
+ * between the check and the removal (the kernel freezes the count for
+ * the same reason).  Without that, a metadata lookup (bdev_getblk) that
+ * found the page just before could use its buffers after invalidatepage
+ * freed them.  Return: true if removed (the cache's reference dropped).
+ */
+bool
+pw__remove_mapping(struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	pthread_mutex_lock(&mapping->i_pages_lock);
+	if (atomic_load(&page->refcount) != 2 || PageDirty(page)) {
+		pthread_mutex_unlock(&mapping->i_pages_lock);
+		return false;
+	}
+	radix_delete(mapping, page->index);
+	mapping->nrpages--;
+	page->mapping = NULL;
+	pthread_mutex_unlock(&mapping->i_pages_lock);
+	if (mapping->a_ops->invalidatepage && page->private)
+		mapping->a_ops->invalidatepage(page, 0);
+	pw__lru_del(page);
+	PW_STAT_SUB(cached, 1);
+	PW_SB_ADD(pw__mapping_sb(mapping), s_nr_cached, -1);
+	put_page(page);
+	return true;
 }
 
 /* The frame of the page before index, as an allocation hint, or -1. */

@@ -24,6 +24,17 @@
  * what is mapped there.  page->mapcount counts PTE_RO/PTE_RW entries that
  * map the frame, so reclaim and writeback can skip unmapped pages.
  *
+ * Unmapping for reclaim (pw__pages_unmap) takes a batch of pages and
+ * zaps each run of them that sits at consecutive pages of a vma with one
+ * call, gaps of unmapped pages included, so evicting a mapped file costs
+ * a system call per run, not per page.
+ *
+ * The kernel allows a process vm.max_map_count mappings, and every
+ * page-table call here may split one in three.  Near that limit the
+ * user mappings of the vmas faulted longest ago are dropped (the
+ * mapping-count section below), so that faults and write-protection keep
+ * working; a dropped mapping is faulted back on the next access.
+ *
  * Invariants:
  *  (1) A PTE_RO or PTE_RW entry maps the frame of the page that is in the
  *      page cache at that index.  Removing a page from the cache unmaps
@@ -45,6 +56,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +92,98 @@ pages_in_file(struct inode *inode)
 	return (pgoff_t)((i_size_read(inode) + (loff_t)PAGE_SIZE - 1) >> PAGE_SHIFT);
 }
 
+/* ------------------------------------------------ the mapping-count limit */
+
+/*
+ * Each page-table call below (map a run of frames, write-protect a page,
+ * zap a range) can split one kernel mapping (VMA) in three, and the
+ * kernel refuses a process more than vm.max_map_count of them: mmap and
+ * mprotect fail with ENOMEM.  maps_est bounds the process's count from
+ * above: the exact count at the last recount (lines of /proc/self/maps,
+ * the application's own mappings included) plus two per call since.
+ * When it reaches maps_trigger (90% of the limit), the next fault or the
+ * writeback thread recounts, and if the count really is that high, zaps
+ * the user mappings of the vmas faulted longest ago until the count is
+ * under 80%: a zapped stretch becomes one PROT_NONE reservation, which
+ * the kernel merges with its neighbours.  User mappings are a cache too:
+ * the next access faults them back.  Private copies (PTE_COW) are never
+ * dropped, being the only copy of the application's stores.  A call that
+ * fails with ENOMEM all the same (the application's own mappings grew)
+ * forces a drop: the fault retries once after it; a failed write-protect
+ * leaves the page dirty (clear_page_dirty_for_io), so no store is lost.
+ *
+ * PAGEWRIGHT_MAX_MAP_COUNT overrides the limit (tests use a low one).
+ */
+static _Atomic long maps_limit;    /* (A) 0: unknown, no tracking */
+static _Atomic long maps_est;      /* (A) upper bound, see above */
+static _Atomic long maps_trigger;  /* (A) recount when maps_est reaches it */
+static _Atomic bool maps_busy;     /* (A) one thread recounts and drops */
+static unsigned maps_round;        /* (maps_busy) drop pass number */
+static _Atomic uint64_t fault_clock; /* (A) ticks once per fault */
+
+static long
+maps_high(void)
+{
+	long l = atomic_load_explicit(&maps_limit, memory_order_relaxed);
+	return l - l / 10;
+}
+
+static long
+maps_low(void)
+{
+	long l = atomic_load_explicit(&maps_limit, memory_order_relaxed);
+	return l - l / 5;
+}
+
+/* The next recount comes when the estimate reaches 90% of the limit; or,
+ * when dropping every user mapping could not bring the count under it
+ * (the application's own mappings), a margin above the count: not at
+ * every fault. */
+static void
+maps_set_count(long count, bool exhausted)
+{
+	long l = atomic_load(&maps_limit), margin = PW_MAX(l / 50, 64);
+	atomic_store(&pw__stat.map_count, (uint64_t)count);
+	atomic_store(&maps_est, count);
+	atomic_store(&maps_trigger, exhausted ? PW_MAX(maps_high(), count + margin)
+	                                      : maps_high());
+}
+
+/* A page-table call failed with ENOMEM: recount (and drop) at the next
+ * fault or writeback-thread pass. */
+static void
+maps_note_enomem(void)
+{
+	atomic_store(&maps_est, atomic_load(&maps_trigger));
+}
+
+/**
+ * pw__count_kernel_maps - the process's kernel mappings: the lines of
+ * /proc/self/maps.  Async-signal-safe (the fault handler calls it): no
+ * malloc, a small buffer on the stack (the handler may run on an
+ * application's alternate signal stack).  Return: the count, or -1.
+ */
+long
+pw__count_kernel_maps(void)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[1024];
+	long lines = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+	}
+	close(fd);
+	return lines;
+}
+
 /*
  * Page-table changes go to the kernel directly, not through libc's mmap:
  * a sanitizer's mmap interceptor treats the call as a write of the whole
@@ -86,23 +191,55 @@ pages_in_file(struct inode *inode)
  * fault on another thread as a data race.  On hardware such a race is
  * well defined (the access sees the old or the new mapping, or faults and
  * is served), and these calls are the emulated page-table updates.
+ * op names the call for the test hook: 'm' map, 'p' protect, 'z' zap.
  */
-static void *
-pte_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static bool
+pte_injected(int op)
 {
-	long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	int e = pw__hooks.pte_call ? pw__hooks.pte_call(op) : 0;
+	if (e)
+		errno = e;
+	return e != 0;
+}
+
+static void
+pte_done(long r)
+{
+	if (r == -1) {
+		if (errno == ENOMEM)
+			maps_note_enomem();
+		return;
+	}
+	atomic_fetch_add_explicit(&maps_est, 2, memory_order_relaxed);
+}
+
+static void *
+pte_mmap(int op, void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	long r = pte_injected(op) ? -1 : syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	pte_done(r);
 	return r == -1 ? MAP_FAILED : (void *)r;
 }
 
-/* Replace [addr, addr+len) with a PROT_NONE reservation. */
-static void
+static int
+pte_mprotect(uintptr_t addr, size_t len, int prot)
+{
+	long r = pte_injected('p') ? -1 : syscall(SYS_mprotect, addr, len, prot);
+	pte_done(r);
+	return r == -1 ? -errno : 0;
+}
+
+/* Replace [addr, addr+len) with a PROT_NONE reservation.  Return: false
+ * if the kernel refused (the old mapping is still there). */
+static bool
 zap_user(uintptr_t addr, size_t len)
 {
-	if (pte_mmap((void *)addr, len, PROT_NONE,
-	         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
-	         0) == MAP_FAILED)
-		pw_log("zap of %#lx+%zu failed: %s", (unsigned long)addr, len,
-		       strerror(errno));
+	if (pte_mmap('z', (void *)addr, len, PROT_NONE,
+	             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+	             0) != MAP_FAILED)
+		return true;
+	pw_log("zap of %#lx+%zu failed: %s", (unsigned long)addr, len, strerror(errno));
+	return false;
 }
 
 /* Map nr consecutive frames starting at first's at vma page idx; the pages
@@ -113,8 +250,8 @@ map_frames(struct vm_area_struct *vma, size_t idx, struct page *first, size_t nr
 {
 	int flags = (vma->vm_shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED | MAP_POPULATE;
 	void *want = (void *)(vma->vm_start + idx * PAGE_SIZE);
-	void *got = pte_mmap(want, nr * PAGE_SIZE, prot, flags, pw__pool_fd(),
-	                 (off_t)(page_to_pfn(first) * PAGE_SIZE));
+	void *got = pte_mmap('m', want, nr * PAGE_SIZE, prot, flags, pw__pool_fd(),
+	                     (off_t)(page_to_pfn(first) * PAGE_SIZE));
 	return got == MAP_FAILED ? -errno : 0;
 }
 
@@ -125,15 +262,20 @@ set_pte(struct vm_area_struct *vma, size_t idx, struct page *page, uint8_t pte)
 	uint8_t old = vma->vm_pte[idx];
 	bool had = old == PTE_RO || old == PTE_RW;
 	bool has = pte == PTE_RO || pte == PTE_RW;
+	struct super_block *sb = pw__mapping_sb(vma->vm_file->f_mapping);
 	vma->vm_pte[idx] = pte;
 	if (pte == PTE_RW && !(atomic_load(&page->flags) & PG_wrmapped))
 		atomic_fetch_or(&page->flags, PG_wrmapped);
 	if (has && !had) {
-		if (atomic_fetch_add(&page->mapcount, 1) == 0)
+		if (atomic_fetch_add(&page->mapcount, 1) == 0) {
 			PW_STAT_ADD(mapped, 1);
+			PW_SB_ADD(sb, s_nr_mapped, 1);
+		}
 	} else if (had && !has && page) {
-		if (atomic_fetch_sub(&page->mapcount, 1) == 1)
+		if (atomic_fetch_sub(&page->mapcount, 1) == 1) {
 			PW_STAT_SUB(mapped, 1);
+			PW_SB_ADD(sb, s_nr_mapped, -1);
+		}
 	}
 }
 
@@ -219,8 +361,8 @@ map_cow(struct vm_area_struct *vma, size_t idx, struct page *page)
 {
 	void *addr = (void *)(vma->vm_start + idx * PAGE_SIZE);
 	pthread_mutex_lock(&vma->vm_lock);
-	void *got = pte_mmap(addr, PAGE_SIZE, PROT_READ | PROT_WRITE,
-	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	void *got = pte_mmap('m', addr, PAGE_SIZE, PROT_READ | PROT_WRITE,
+	                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	int err = got == MAP_FAILED ? -errno : 0;
 	if (err == 0) {
 		memcpy(addr, page_address(page), PAGE_SIZE);
@@ -230,11 +372,18 @@ map_cow(struct vm_area_struct *vma, size_t idx, struct page *page)
 	return err;
 }
 
-/* Shared write fault: the page becomes dirty and writable here. */
+/*
+ * Shared write fault: the page becomes dirty and writable here.  Stable
+ * pages: a page under writeback is being written out by a thread that
+ * holds no page lock (write_cache_pages), and a store now would change
+ * the bytes in flight; wait until they are written.  That thread never
+ * waits for anything a fault holds (struct writeback_batch, fs.h).
+ */
 static int
 map_write(struct vm_area_struct *vma, size_t idx, struct page *page)
 {
 	struct address_space *mapping = page->mapping;
+	wait_on_page_writeback(page);
 	if (mapping->a_ops->page_mkwrite) {
 		int err = mapping->a_ops->page_mkwrite(vma, page);
 		if (err)
@@ -256,6 +405,8 @@ do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
 
 	if (pgoff >= pages_in_file(mapping->host))
 		return SIGBUS;
+	if (write && vma->vm_shared)
+		pw__balance_dirty_fault(mapping);
 	if (pw__filemap_fault_page(mapping, file, pgoff, &page) != 0)
 		return SIGBUS;
 	mark_page_accessed(page);
@@ -265,15 +416,19 @@ do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
 	if (pgoff >= pages_in_file(mapping->host))
 		err = SIGBUS;
 	else if (write && vma->vm_shared)
-		err = map_write(vma, idx, page) ? SIGBUS : 0;
+		err = map_write(vma, idx, page);
 	else if (write)
-		err = map_cow(vma, idx, page) ? SIGBUS : 0;
+		err = map_cow(vma, idx, page);
 	else
-		err = map_around(vma, idx, page, false) ? SIGBUS : 0;
+		err = map_around(vma, idx, page, false);
 	unlock_page(page);
 	put_page(page);
-	return err;
+	/* -ENOMEM: the kernel's mapping count; the caller drops and retries. */
+	return err == -ENOMEM ? err : err ? SIGBUS : 0;
 }
+
+static bool maps_shrink_locked(bool force);
+static void maps_throttle_locked(void);
 
 int
 pw__handle_mm_fault(uintptr_t addr, bool write)
@@ -281,12 +436,23 @@ pw__handle_mm_fault(uintptr_t addr, bool write)
 	if (atomic_load_explicit(&pw__forked_child, memory_order_relaxed))
 		return SIGSEGV;
 	pthread_rwlock_rdlock(&mmap_lock);
+	maps_throttle_locked();
 	struct vm_area_struct *vma = find_vma(addr);
 	int r = SIGSEGV;
 	if (vma && (vma->vm_prot & (write ? PROT_WRITE : PROT_READ))) {
+		atomic_store_explicit(&vma->vm_last_fault,
+		                      atomic_fetch_add_explicit(&fault_clock, 1,
+		                                                memory_order_relaxed),
+		                      memory_order_relaxed);
 		r = do_fault(vma, addr, write);
+		if (r == -ENOMEM) {
+			maps_shrink_locked(true);
+			r = do_fault(vma, addr, write);
+		}
 		if (r == 0)
 			PW_STAT_ADD(faults, 1);
+		else if (r < 0)
+			r = SIGBUS;
 	}
 	pthread_rwlock_unlock(&mmap_lock);
 	return r;
@@ -321,11 +487,12 @@ pw__page_mkclean(struct page *page)
 			continue;
 		pthread_mutex_lock(&v->vm_lock);
 		if (v->vm_pte[k] == PTE_RW) {
-			if (syscall(SYS_mprotect, v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE,
-			            PROT_READ) == 0)
+			int err = pte_mprotect(v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE,
+			                       PROT_READ);
+			if (err == 0)
 				v->vm_pte[k] = PTE_RO;
 			else {
-				pw_log("mkclean: mprotect failed: %s", strerror(errno));
+				pw_log("mkclean: mprotect failed: %s", strerror(-err));
 				clean = false;
 			}
 		}
@@ -358,6 +525,79 @@ zap_range(struct vm_area_struct *vma, size_t from, size_t to)
 		if (page)
 			put_page(page);
 	}
+}
+
+/* Zap vma pages [from, to) with one call, mapped or not; vm_lock held,
+ * and no private copy (PTE_COW) in the range.  Return: false if the
+ * kernel refused (the entries are left as they were). */
+static bool
+zap_span(struct vm_area_struct *vma, size_t from, size_t to)
+{
+	struct address_space *mapping = vma->vm_file->f_mapping;
+	if (!zap_user(vma->vm_start + from * PAGE_SIZE, (to - from) * PAGE_SIZE))
+		return false;
+	for (size_t k = from; k < to; k++) {
+		if (vma->vm_pte[k] != PTE_RO && vma->vm_pte[k] != PTE_RW)
+			continue;
+		struct page *page = find_get_page(mapping, vma->vm_pgoff + k);
+		set_pte(vma, k, page, PTE_NONE);
+		if (page)
+			put_page(page);
+	}
+	return true;
+}
+
+/* May vma pages (last, next) join a zap run: are they all unmapped (a
+ * zap there changes nothing)?  vm_lock held. */
+static bool
+gap_unmapped(struct vm_area_struct *vma, size_t last, size_t next)
+{
+	if (next - last > 4 * FAULT_AROUND)
+		return false;
+	for (size_t k = last + 1; k < next; k++)
+		if (vma->vm_pte[k] != PTE_NONE)
+			return false;
+	return true;
+}
+
+/**
+ * pw__pages_unmap - remove every user mapping of nr locked pages of one
+ * mapping, sorted by index (reclaim).  In each vma, pages at consecutive
+ * vma pages (or separated only by unmapped ones) are zapped with one
+ * call.  If the kernel refuses a zap, those pages stay mapped (mapcount
+ * stays up), so reclaim keeps them.
+ * Context: the pages locked; takes i_mmap_lock, then each vma's lock.
+ */
+void
+pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr)
+{
+	pthread_mutex_lock(&mapping->i_mmap_lock);
+	for (struct vm_area_struct *v = mapping->i_mmap; v; v = v->vm_i_next) {
+		size_t first = SIZE_MAX, last = 0;
+		pthread_mutex_lock(&v->vm_lock);
+		for (unsigned k = 0; k <= nr; k++) {
+			long i = -1;
+			if (k < nr && atomic_load(&pages[k]->mapcount) > 0 &&
+			    (i = vma_index_of(v, pages[k]->index)) >= 0 &&
+			    v->vm_pte[i] != PTE_RO && v->vm_pte[i] != PTE_RW)
+				i = -1;
+			if (i < 0 && k < nr)
+				continue;
+			if (first != SIZE_MAX &&
+			    (k == nr || !gap_unmapped(v, last, (size_t)i))) {
+				if (zap_span(v, first, last + 1))
+					PW_STAT_ADD(reclaim_unmaps, 1);
+				first = SIZE_MAX;
+			}
+			if (k < nr) {
+				if (first == SIZE_MAX)
+					first = (size_t)i;
+				last = (size_t)i;
+			}
+		}
+		pthread_mutex_unlock(&v->vm_lock);
+	}
+	pthread_mutex_unlock(&mapping->i_mmap_lock);
 }
 
 /**
@@ -409,9 +649,175 @@ unmap_mapping_range(struct address_space *mapping, loff_t start, loff_t len)
 	pthread_mutex_unlock(&mapping->i_mmap_lock);
 }
 
+/* ------------------------------------------- dropping cold user mappings */
+
+/* Zap every pool frame v maps, private copies kept: one call per stretch
+ * between private copies.  vm_lock held.  Return: the runs of mapped
+ * pages it had (each run is at least one kernel mapping, between two
+ * PROT_NONE ones: zapping it merges them back). */
+static long
+zap_vma_shared(struct vm_area_struct *v)
+{
+	size_t n = vma_pages(v), first = SIZE_MAX, last = 0;
+	long runs = 0;
+	for (size_t k = 0; k <= n; k++) {
+		uint8_t pte = k < n ? v->vm_pte[k] : PTE_COW;
+		if (pte == PTE_RO || pte == PTE_RW) {
+			if (k == 0 || (v->vm_pte[k - 1] != PTE_RO && v->vm_pte[k - 1] != PTE_RW))
+				runs++;
+			if (first == SIZE_MAX)
+				first = k;
+			last = k;
+		} else if (pte == PTE_COW && first != SIZE_MAX) {
+			zap_span(v, first, last + 1);
+			first = SIZE_MAX;
+		}
+	}
+	return runs;
+}
+
+/* Zap the vmas faulted longest ago until the estimated count is under
+ * target.  mmap_lock held (read is enough: each vma under its vm_lock);
+ * maps_busy held; no page lock.  Return: the count after; *exhausted if
+ * every vma was dropped. */
+static long
+drop_cold_vmas(long count, long target, bool *exhausted)
+{
+	unsigned round = ++maps_round;
+	long est = count, dropped = 0;
+	*exhausted = false;
+	while (est > target) {
+		struct vm_area_struct *cold = NULL;
+		for (struct vm_area_struct *v = vmas; v; v = v->vm_next)
+			if (v->vm_drop_round != round &&
+			    (!cold || atomic_load(&v->vm_last_fault) < atomic_load(&cold->vm_last_fault)))
+				cold = v;
+		if (!cold) {
+			*exhausted = true;
+			break;
+		}
+		cold->vm_drop_round = round;
+		pthread_mutex_lock(&cold->vm_lock);
+		long runs = zap_vma_shared(cold);
+		pthread_mutex_unlock(&cold->vm_lock);
+		if (runs) {
+			est -= 2 * runs;
+			dropped++;
+		}
+	}
+	if (!dropped)
+		return count;
+	PW_STAT_ADD(map_drops, 1);
+	PW_STAT_ADD(map_dropped_vmas, (uint64_t)dropped);
+	long now = pw__count_kernel_maps();
+	return now >= 0 ? now : est;
+}
+
+/* Recount, and drop cold mappings if the count is near the limit (or
+ * force: a page-table call just failed with ENOMEM).  mmap_lock held, no
+ * page lock.  Return: false if another thread is at it. */
+static bool
+maps_shrink_locked(bool force)
+{
+	if (atomic_load(&maps_limit) == 0)
+		return true;
+	if (atomic_exchange(&maps_busy, true))
+		return false;
+	long count = pw__count_kernel_maps();
+	if (count >= 0) {
+		bool exhausted = false;
+		if (force || count >= maps_high()) {
+			long target = maps_low();
+			if (force)
+				target = PW_MIN(target, count - count / 4);
+			count = drop_cold_vmas(count, target, &exhausted);
+		}
+		maps_set_count(count, exhausted);
+	}
+	atomic_store(&maps_busy, false);
+	return true;
+}
+
+static bool
+maps_over_trigger(void)
+{
+	return atomic_load_explicit(&maps_est, memory_order_relaxed) >=
+	       atomic_load_explicit(&maps_trigger, memory_order_relaxed);
+}
+
+/* Before a fault adds mappings: over the trigger, recount and drop, or
+ * wait while another thread does (so that threads faulting together do
+ * not run past the limit while one of them makes room).  Waiting is
+ * allowed: no page lock is held yet, and the other thread takes only
+ * vma locks.  mmap_lock held for read. */
+static void
+maps_throttle_locked(void)
+{
+	while (maps_over_trigger() && !maps_shrink_locked(false)) {
+		struct timespec ts = {0, 50 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/**
+ * pw__mm_maps_check - the writeback thread's periodic look at the
+ * mapping count (faults look at every fault).  Context: no locks held.
+ */
+void
+pw__mm_maps_check(void)
+{
+	if (!maps_over_trigger())
+		return;
+	pthread_rwlock_rdlock(&mmap_lock);
+	maps_shrink_locked(false);
+	pthread_rwlock_unlock(&mmap_lock);
+}
+
+static long
+read_max_map_count(void)
+{
+	const char *env = getenv("PAGEWRIGHT_MAX_MAP_COUNT");
+	if (env && *env) {
+		long v = strtol(env, NULL, 10);
+		if (v >= 64)
+			return v;
+		pw_log("PAGEWRIGHT_MAX_MAP_COUNT=%s ignored: want a count >= 64", env);
+	}
+	long v = 0;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v > 0 ? v : 65530; /* the kernel's default */
+}
+
+long
+pw__max_map_count(void)
+{
+	return atomic_load(&maps_limit);
+}
+
+void
+pw__mm_maps_init(void)
+{
+	pw__test_set_max_map_count(read_max_map_count());
+}
+
+void
+pw__test_set_max_map_count(long limit)
+{
+	pthread_rwlock_wrlock(&mmap_lock);
+	atomic_store(&maps_limit, limit > 0 ? limit : read_max_map_count());
+	long count = pw__count_kernel_maps();
+	maps_set_count(count >= 0 ? count : 0, false);
+	pthread_rwlock_unlock(&mmap_lock);
+}
+
 /* ------------------------------------------------------------ the API */
 
-/* The global list, sorted by address; mmap_lock held for write. */
+/* Test hook: unmap every mapping (the runner's cleanup). */
 void
 pw__test_munmap_all(void)
 {
@@ -424,6 +830,7 @@ pw__test_munmap_all(void)
 	}
 }
 
+/* The global list, sorted by address; mmap_lock held for write. */
 static void
 vmas_insert(struct vm_area_struct *vma)
 {
@@ -488,6 +895,7 @@ vma_alloc(uintptr_t start, uintptr_t end, pgoff_t pgoff, int prot, bool shared,
 	v->vm_prot = prot;
 	v->vm_shared = shared;
 	v->vm_file = file;
+	atomic_store(&v->vm_last_fault, atomic_load(&fault_clock));
 	atomic_fetch_add(&file->f_count, 1);
 	pthread_mutex_init(&v->vm_lock, NULL);
 	return v;
@@ -562,6 +970,7 @@ do_munmap(uintptr_t start, uintptr_t end)
 			vmas_insert(tail);
 		if (munmap((void *)cut0, cut1 - cut0) != 0)
 			pw_log("munmap: %s", strerror(errno));
+		pte_done(0); /* cutting a reservation in the middle splits it */
 		vma_free(v);
 	}
 	return 0;
@@ -594,6 +1003,7 @@ pw__do_mmap(void *addr, size_t length, int prot, int flags, struct file *file,
 		*errp = errno;
 		goto out;
 	}
+	pte_done(0);
 	v = vma_alloc((uintptr_t)base, (uintptr_t)base + len,
 	              (pgoff_t)offset >> PAGE_SHIFT, prot, shared, file);
 	if (!v) {

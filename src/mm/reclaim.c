@@ -9,6 +9,17 @@
  * it unmaps them from user memory if they are mapped, lets the filesystem
  * drop its buffers, and frees them.
  *
+ * Mapped pages cost more to evict (a zap now, a fault later), and their
+ * use through a mapping sets no PG_referenced (there is no accessed bit
+ * to read), so reclaim prefers clean unmapped pages: a scan passes over
+ * mapped pages, leaving them in place, and takes them only when it finds
+ * no unmapped victim, or when most of the cache is mapped anyway (the
+ * kernel, likewise, keeps mapped pages whose PTEs were referenced and
+ * reclaims use-once unmapped ones).  Victims are taken a batch at a time,
+ * sorted by file and index, and the mapped ones of each file are unmapped
+ * together (pw__pages_unmap): one call per run of consecutive pages of a
+ * vma, not one per page.
+ *
  * Direct reclaim never writes a dirty page back.  It runs inside whatever
  * asked for memory, which may be a filesystem holding its own locks (an
  * ext2 get_block reading an indirect block); writing back a page of the
@@ -34,7 +45,7 @@ static struct page *lru_head, *lru_tail;  /* (lru_lock) oldest first */
 static _Atomic uint64_t mem_limit_pages;  /* (A) 0 = no cap */
 static _Thread_local bool in_reclaim;
 
-#define RECLAIM_BATCH 32
+#define RECLAIM_BATCH 64
 
 void
 pw__lru_add(struct page *page)
@@ -64,66 +75,138 @@ pw__lru_del(struct page *page)
 	pthread_mutex_unlock(&lru_lock);
 }
 
-/* Collect up to nr trylocked, referenced eviction candidates. */
+/* lru_lock held: move a page to the young end. */
+static void
+lru_rotate(struct page *page)
+{
+	lru_unlink(page);
+	page->lru_prev = lru_tail;
+	page->lru_next = NULL;
+	*(lru_tail ? &lru_tail->lru_next : &lru_head) = page;
+	lru_tail = page;
+}
+
+/* One pass from the old end: referenced pages lose the bit and go to the
+ * young end (second chance), busy ones too; mapped ones stay where they
+ * are unless take_mapped.  Victims are trylocked, referenced, and go to
+ * the young end as well (they are re-found there if they survive). */
+static unsigned
+isolate_pass(struct page **out, unsigned nr, bool take_mapped, uint64_t budget)
+{
+	unsigned got = 0;
+	for (struct page *page = lru_head, *next; page && got < nr && budget--; page = next) {
+		next = page->lru_next;
+		uint32_t flags = atomic_load(&page->flags);
+		bool busy = (flags & (PG_locked | PG_dirty | PG_writeback)) ||
+		            !page->mapping || page->mapping->unevictable;
+		if (!busy && !take_mapped && atomic_load(&page->mapcount) > 0)
+			continue;
+		lru_rotate(page);
+		if (flags & PG_referenced)
+			atomic_fetch_and(&page->flags, ~(uint32_t)PG_referenced);
+		else if (!busy && trylock_page(page)) {
+			get_page(page);
+			out[got++] = page;
+		}
+	}
+	return got;
+}
+
+/* Collect up to nr trylocked, referenced eviction candidates: unmapped
+ * ones first (see the top of the file). */
 static unsigned
 isolate(struct page **out, unsigned nr)
 {
-	unsigned got = 0;
 	pthread_mutex_lock(&lru_lock);
-	uint64_t budget = 2 * atomic_load(&pw__stat.cached) + 16;
-	while (got < nr && lru_head && budget--) {
-		struct page *page = lru_head;
-		uint32_t flags = atomic_load(&page->flags);
-		lru_unlink(page);
-		/* Whatever we skip goes to the young end: second chance. */
-		bool skip = (flags & (PG_locked | PG_dirty | PG_writeback)) ||
-		            !page->mapping || page->mapping->unevictable;
-		if (flags & PG_referenced) {
-			atomic_fetch_and(&page->flags, ~(uint32_t)PG_referenced);
-			skip = true;
-		}
-		if (!skip && trylock_page(page)) {
-			get_page(page);
-			out[got++] = page;
-			/* Re-added at the tail if it survives. */
-		}
-		page->lru_prev = lru_tail;
-		page->lru_next = NULL;
-		*(lru_tail ? &lru_tail->lru_next : &lru_head) = page;
-		lru_tail = page;
-	}
+	uint64_t cached = atomic_load(&pw__stat.cached), budget = 2 * cached + 16;
+	bool mostly_mapped = 2 * atomic_load(&pw__stat.mapped) >= cached;
+	unsigned got = isolate_pass(out, nr, mostly_mapped, budget);
+	if (got == 0 && !mostly_mapped)
+		got = isolate_pass(out, nr, true, budget);
 	pthread_mutex_unlock(&lru_lock);
 	return got;
 }
 
-/* Evict up to nr clean pages.  Return: pages freed. */
+/* Order victims by file, then index, so that each file's mapped pages
+ * are unmapped together, in runs.  Insertion sort: a batch is small. */
+static void
+sort_victims(struct page **v, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++) {
+		struct page *p = v[i];
+		unsigned j = i;
+		for (; j > 0; j--) {
+			struct page *q = v[j - 1];
+			if ((uintptr_t)q->mapping < (uintptr_t)p->mapping ||
+			    (q->mapping == p->mapping && q->index < p->index))
+				break;
+			v[j] = q;
+		}
+		v[j] = p;
+	}
+}
+
+/* Unmap the mapped victims of each file with one pw__pages_unmap (which
+ * skips the unmapped ones). */
+static void
+unmap_victims(struct page **v, unsigned n)
+{
+	for (unsigned k = 0; k < n;) {
+		unsigned first = k;
+		bool mapped = false;
+		for (; k < n && v[k]->mapping == v[first]->mapping; k++)
+			mapped |= atomic_load(&v[k]->mapcount) > 0;
+		if (mapped)
+			pw__pages_unmap(v[first]->mapping, v + first, k - first);
+	}
+}
+
+/* Evict up to nr clean pages.  Victims that cannot go (someone holds a
+ * reference: a metadata buffer in use) go to the young end; the scan
+ * stops after trying about every cached page twice, so a cache full of
+ * such pages ends it.  Return: pages freed. */
 static unsigned long
 shrink(unsigned long nr)
 {
 	struct page *victims[RECLAIM_BATCH];
-	unsigned long freed = 0;
+	unsigned long freed = 0, tried = 0;
+	unsigned long most = 2 * atomic_load(&pw__stat.cached) + RECLAIM_BATCH;
 	in_reclaim = true;
-	while (freed < nr) {
-		unsigned n = isolate(victims, RECLAIM_BATCH);
+	while (freed < nr && tried < most) {
+		unsigned n = isolate(victims, RECLAIM_BATCH), keep = 0;
+		tried += n;
 		if (n == 0)
 			break;
+		/* Locked by isolate: clean pages stay clean (a store to one
+		 * would fault and need the page lock; invariant 2 of mmap.c). */
 		for (unsigned k = 0; k < n; k++) {
 			struct page *page = victims[k];
-			struct address_space *mapping = page->mapping;
-			if (mapping && !PageDirty(page) && !PageWriteback(page)) {
-				pw__page_unmap(page);
-				/* A store may have redirtied it before the unmap. */
-				if (!PageDirty(page) && atomic_load(&page->mapcount) == 0) {
-					delete_from_page_cache(page);
-					freed++;
-				}
+			if (page->mapping && !PageDirty(page) && !PageWriteback(page))
+				victims[keep++] = page;
+			else {
+				unlock_page(page);
+				put_page(page);
 			}
+		}
+		sort_victims(victims, keep);
+		unmap_victims(victims, keep);
+		for (unsigned k = 0; k < keep; k++) {
+			struct page *page = victims[k];
+			/* Still mapped: the kernel refused the zap (mmap.c).  More
+			 * references than the cache's and ours: someone uses it,
+			 * e.g. a metadata buffer held with sb_bread (the superblock
+			 * is held for the life of the mount), which would be left
+			 * pointing into a page that left the cache; checked under
+			 * the index lock (pw__remove_mapping). */
+			if (!PageDirty(page) && atomic_load(&page->mapcount) == 0 &&
+			    pw__remove_mapping(page))
+				freed++;
 			unlock_page(page);
 			put_page(page);
 		}
 	}
 	in_reclaim = false;
-	PW_STAT_ADD(evicted, freed);
+	PW_STAT_ADD(reclaimed, freed);
 	return freed;
 }
 

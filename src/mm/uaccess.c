@@ -166,6 +166,34 @@ copy_to_user(void *to, const void *from, size_t n)
 }
 
 /**
+ * strncpy_from_user - copy a NUL-terminated string from user memory.
+ * Copies page by page, so a string that ends just before an unreadable
+ * page is copied whole, and never reads past its NUL by more than the
+ * rest of that page.
+ * Context: faults enabled; no page lock held.
+ * Return: the length (without the NUL, which is copied too), count if
+ * no NUL was found in count bytes, or -EFAULT.
+ */
+long
+strncpy_from_user(char *dst, const char *src, long count)
+{
+	size_t done = 0, n = count > 0 ? (size_t)count : 0;
+	if (!src)
+		return -EFAULT;
+	while (done < n) {
+		uintptr_t at = (uintptr_t)src + done;
+		size_t chunk = PW_MIN(PAGE_SIZE - (at & (PAGE_SIZE - 1)), n - done);
+		if (copy_from_user(dst + done, src + done, chunk))
+			return -EFAULT;
+		const char *nul = memchr(dst + done, 0, chunk);
+		if (nul)
+			return (long)(nul - dst);
+		done += chunk;
+	}
+	return count;
+}
+
+/**
  * fault_in_pages_readable - prefault a user range of at most two pages by
  * touching its first byte and, if on another page, its last byte.
  * Context: faults enabled; no page lock held.  Return: 0 or -EFAULT.

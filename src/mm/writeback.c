@@ -7,8 +7,14 @@
  * pages of the whole cache pass the background threshold.  One thread,
  * "pw-flush", does both: it wakes every interval, or at once when a
  * writer crosses the background threshold, and walks the inodes of every
- * mounted filesystem, then the filesystem's device cache (metadata).
- * Above the hard limit, writers write back their own files
+ * mounted filesystem, then the filesystem's device cache (metadata),
+ * writing at most FLUSH_CHUNK pages of each per pass (cyclically) and
+ * passing again at once while one had more, so one busy file cannot hold
+ * it.  It skips a mapping another thread is writing back (do_writepages
+ * admits one thread per mapping).  Between passes it looks at the
+ * process's mapping count (pw__mm_maps_check, mmap.c).
+ * Above the hard limit, writers wait for it to bring the dirty pages
+ * under the limit, or write back their own files if it makes no progress
  * (balance_dirty_pages_ratelimited), so no writer can fill memory.
  *
  * Thresholds, from the environment at start-up:
@@ -18,6 +24,12 @@
  *   PAGEWRIGHT_DIRTY_BACKGROUND  bytes; default half the limit
  *   PAGEWRIGHT_DIRTY_EXPIRE_MS   default 30000 (Linux's dirty_expire)
  *   PAGEWRIGHT_WRITEBACK_MS      wake-up interval, default 1000
+ *   PAGEWRIGHT_WRITEPAGES        0: write back page by page through
+ *                                ->writepage, not in batches (to measure
+ *                                what batching saves); default 1
+ *
+ * Writers hold i_rwsem while they wait; the thread never takes it.  A
+ * write fault on a shared mapping waits too (pw__balance_dirty_fault).
  *
  * The thread holds no lock while writing; it pins each superblock with
  * s_active so that unmount waits for it (pw_umount), and each inode with
@@ -30,6 +42,7 @@
 
 #include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +54,8 @@ static int64_t interval_ms = 1000;                            /* (C) */
 static pthread_mutex_t flush_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t flush_cond = PTHREAD_COND_INITIALIZER;
 static bool flush_kicked;                                      /* (flush_lock) */
+static _Atomic bool flusher_alive;                             /* (A) */
+bool pw__writepages_enabled = true;                            /* (C) */
 
 int64_t
 pw__now_ms(void)
@@ -73,6 +88,13 @@ pw__dirty_background_pages(void)
 	                                                            : limit / 2;
 }
 
+/* Is there a writeback thread to wait for (a forked child has none)? */
+bool
+pw__flusher_alive(void)
+{
+	return atomic_load_explicit(&flusher_alive, memory_order_relaxed);
+}
+
 void
 pw__wakeup_flusher(void)
 {
@@ -87,7 +109,24 @@ pw__wakeup_flusher(void)
 struct flush_ctx {
 	int64_t now;
 	bool over_background;
+	bool more;            /* a mapping used up its chunk: pass again */
 };
+
+/* Pages written back per inode per pass (the kernel writes 1024): a
+ * chunk, cyclically, so that one file being dirtied as fast as it is
+ * written cannot keep the thread, and a fsync waiting for the mapping
+ * (do_writepages), forever. */
+#define FLUSH_CHUNK 2048
+
+static void
+flush_mapping(struct address_space *mapping, struct flush_ctx *c)
+{
+	struct writeback_control wbc = {.range_cyclic = true, .nr_to_write = FLUSH_CHUNK,
+	                                .for_background = true};
+	do_writepages(mapping, &wbc);
+	if (wbc.nr_written >= FLUSH_CHUNK)
+		c->more = true;
+}
 
 static void
 flush_inode(struct inode *inode, void *arg)
@@ -97,18 +136,21 @@ flush_inode(struct inode *inode, void *arg)
 	if (atomic_load(&inode->i_data.nrdirty) > 0) {
 		int64_t since = atomic_load_explicit(&inode->i_dirtied_when, memory_order_relaxed);
 		if (c->over_background || c->now - since >= expire_ms)
-			filemap_fdatawrite(inode->i_mapping);
+			flush_mapping(inode->i_mapping, c);
 	}
 	if (sop->write_inode && inode_test_clear_dirty(inode))
 		sop->write_inode(inode, false);
 }
 
-static void
+/* One pass over every mounted filesystem.  Return: true if some mapping
+ * used up its chunk (there is more to write now). */
+static bool
 flush_all(void)
 {
 	struct super_block **sbs = pw__get_supers();
+	bool more = false;
 	if (!sbs)
-		return;
+		return false;
 	for (struct super_block **p = sbs; *p; p++) {
 		struct flush_ctx c = {
 		    .now = pw__now_ms(),
@@ -116,10 +158,12 @@ flush_all(void)
 		};
 		pw__for_each_inode(*p, flush_inode, &c);
 		if ((*p)->s_bdev)
-			filemap_fdatawrite((*p)->s_bdev->bd_mapping);
+			flush_mapping((*p)->s_bdev->bd_mapping, &c);
+		more |= c.more;
 		pw__sb_put(*p);
 	}
 	free(sbs);
+	return more;
 }
 
 static void *
@@ -141,9 +185,13 @@ flusher(void *arg)
 		}
 		flush_kicked = false;
 		pthread_mutex_unlock(&flush_lock);
-		if (atomic_load(&pw__forked_child))
+		if (atomic_load(&pw__forked_child)) {
+			atomic_store(&flusher_alive, false);
 			return NULL;
-		flush_all();
+		}
+		while (flush_all() && !atomic_load(&pw__forked_child))
+			;
+		pw__mm_maps_check();
 	}
 	return NULL;
 }
@@ -195,11 +243,17 @@ pw__writeback_init(void)
 		expire_ms = (int64_t)v;
 	if ((v = env_bytes("PAGEWRIGHT_WRITEBACK_MS")))
 		interval_ms = (int64_t)v;
+	const char *wp = getenv("PAGEWRIGHT_WRITEPAGES");
+	if (wp && strcmp(wp, "0") == 0)
+		pw__writepages_enabled = false;
 	pthread_t t;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, flusher, NULL) != 0)
+	atomic_store(&flusher_alive, true);
+	if (pthread_create(&t, &attr, flusher, NULL) != 0) {
+		atomic_store(&flusher_alive, false);
 		pw_log("no writeback thread: dirty pages are written by fsync and writers only");
+	}
 	pthread_attr_destroy(&attr);
 }

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -425,14 +426,45 @@ t_mmap_private(const char *test)
 }
 
 static void
-t_statfs_and_pending(const char *test)
+t_links_and_attrs(const char *test)
 {
 	struct stat st;
-	CHECK(write_file(P("attrs"), "a", 1));
+	char buf[256];
+	CHECK(write_file(P("attrs"), "abc", 3));
 	CHECK(stat(P("attrs"), &st) == 0 && st.st_nlink == 1);
-	/* Until pagewright grows these calls, the mount says so cleanly. */
-	CHECK(symlink("attrs", P("sym")) < 0 && errno == EPERM);
-	CHECK(link(P("attrs"), P("hard")) < 0 && errno == EPERM);
+	/* symbolic links: followed by stat and open, not by lstat */
+	CHECK(symlink("attrs", P("sym")) == 0);
+	ssize_t n = readlink(P("sym"), buf, sizeof(buf));
+	CHECK(n == 5 && memcmp(buf, "attrs", 5) == 0);
+	CHECK(lstat(P("sym"), &st) == 0 && S_ISLNK(st.st_mode) && st.st_size == 5);
+	CHECK(stat(P("sym"), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 3);
+	CHECK(read_file(P("sym"), buf, sizeof(buf)) == 3 && memcmp(buf, "abc", 3) == 0);
+	CHECK(symlink("nowhere", P("dangling")) == 0);
+	CHECK(stat(P("dangling"), &st) < 0 && errno == ENOENT);
+	CHECK(unlink(P("dangling")) == 0);
+	/* hard links share data and count */
+	CHECK(link(P("attrs"), P("hard")) == 0);
+	CHECK(stat(P("attrs"), &st) == 0 && st.st_nlink == 2);
+	CHECK(write_file(P("hard"), "xyz", 3));
+	CHECK(read_file(P("attrs"), buf, sizeof(buf)) == 3 && memcmp(buf, "xyz", 3) == 0);
+	CHECK(unlink(P("hard")) == 0);
+	CHECK(stat(P("attrs"), &st) == 0 && st.st_nlink == 1);
+	/* chmod, chown, times */
+	CHECK(chmod(P("attrs"), 0600) == 0);
+	CHECK(stat(P("attrs"), &st) == 0 && (st.st_mode & 07777) == 0600);
+	if (geteuid() == 0) {
+		CHECK(chown(P("attrs"), 1234, 5678) == 0);
+		CHECK(stat(P("attrs"), &st) == 0 && st.st_uid == 1234 && st.st_gid == 5678);
+	}
+	struct timespec ts[2] = {{1000000000, 5}, {1200000000, 7}};
+	CHECK(utimensat(AT_FDCWD, P("attrs"), ts, 0) == 0);
+	CHECK(stat(P("attrs"), &st) == 0 && st.st_mtim.tv_sec == 1200000000 &&
+	      st.st_atim.tv_sec == 1000000000);
+	CHECK(utimensat(AT_FDCWD, P("attrs"), NULL, 0) == 0); /* touch */
+	CHECK(stat(P("attrs"), &st) == 0 && st.st_mtim.tv_sec > 1200000000);
+	struct statvfs sv;
+	CHECK(statvfs(P("attrs"), &sv) == 0 && sv.f_bsize > 0 && sv.f_namemax >= 255);
+	CHECK(unlink(P("sym")) == 0);
 	CHECK(unlink(P("attrs")) == 0);
 }
 
@@ -451,7 +483,7 @@ posix(void)
 	run_test("fsync, fdatasync, fsync of a directory", t_fsync);
 	run_test("shared mapping coherent with read/write", t_mmap_shared);
 	run_test("private mapping", t_mmap_private);
-	run_test("symlink and link refused (pending pw_ calls)", t_statfs_and_pending);
+	run_test("symlinks, hard links, chmod, chown, utimens, statvfs", t_links_and_attrs);
 }
 
 /* ----------------------------------------------------------- concurrent */

@@ -130,8 +130,9 @@ static void
 crash_check(const struct crash_fs *c)
 {
 	crash_mount(c);
+	/* no log: the child was killed before it opened it */
 	FILE *lf = fopen(c->log, "r");
-	if (!lf)
+	if (!lf && errno != ENOENT)
 		_exit(20);
 	/* per file id: its fsynced length, and whether it is logged at all
 	 * (1) or was unlinked since (2: it may be there or not) */
@@ -143,7 +144,7 @@ crash_check(const struct crash_fs *c)
 	long long a, b;
 	char line[128];
 	int nfiles = 0;
-	while (fgets(line, sizeof(line), lf)) {
+	while (lf && fgets(line, sizeof(line), lf)) {
 		int n = sscanf(line, "%c %lld %lld", &kind, &a, &b);
 		if (kind == 'F' && n == 3 && a >= 0 && a < MAXID) {
 			flen[a] = (long)b;
@@ -156,10 +157,11 @@ crash_check(const struct crash_fs *c)
 			aplen = a;
 		}
 	}
-	fclose(lf);
+	if (lf)
+		fclose(lf);
 	unsigned char *want = xmalloc(CRASH_MAX_FILE), *got = xmalloc(CRASH_MAX_FILE + 1);
 	char name[64];
-	int bad = 0, checked = 0;
+	int bad = 0, checked = 0, stale = 0;
 	for (int id = 0; id < MAXID; id++) {
 		if (!fstate[id])
 			continue;
@@ -177,8 +179,16 @@ crash_check(const struct crash_fs *c)
 		ssize_t r = pw_pread(fd, got, CRASH_MAX_FILE + 1, 0);
 		pat_fill(want, (size_t)len, (unsigned)id, 0);
 		if (r != len || memcmp(got, want, (size_t)len) != 0) {
-			fprintf(stderr, "  f%d: read %zd bytes, want %ld intact\n", id, r, len);
-			bad++;
+			if (gone_ok) {
+				/* Unlinked after its fsync, and the unlink did not reach
+				 * the disk, but its blocks went to a newer file whose data
+				 * did: ext2 without a journal, like the kernel's, orders
+				 * nothing between metadata and data (docs/ext2.md). */
+				stale++;
+			} else {
+				fprintf(stderr, "  f%d: read %zd bytes, want %ld intact\n", id, r, len);
+				bad++;
+			}
 		}
 		checked++;
 		pw_close(fd);
@@ -203,6 +213,9 @@ crash_check(const struct crash_fs *c)
 		bad++;
 	fprintf(stderr, "  %d fsynced files logged, %d checked, append %lld bytes: %s\n", nfiles,
 	        checked, aplen, bad ? "LOST DATA" : "intact");
+	if (stale)
+		fprintf(stderr, "  (%d unlinked files came back with newer data in their blocks)\n",
+		        stale);
 	_exit(bad ? 1 : 0);
 }
 

@@ -29,6 +29,10 @@ struct hook_cfg {
 	bool once_per_pos; /* act at most once per step position */
 	loff_t last_pos;
 	long calls, acted;
+	/* rendezvous with another thread, once: after this thread's first
+	 * prefault (and drop), and again with its destination page locked */
+	pthread_barrier_t *meet;
+	bool met_prefault, met_locked;
 };
 static __thread struct hook_cfg *hk;
 
@@ -53,12 +57,30 @@ after_prefault(struct file *file, loff_t pos, size_t bytes)
 		int r = pw__test_evict(h->evict_fd, h->evict_off);
 		ASSERT(r == 0 || r == -EBUSY);
 	}
+	if (h->meet && !h->met_prefault) {
+		h->met_prefault = true;
+		pthread_barrier_wait(h->meet);
+	}
+}
+
+static void
+after_write_begin(struct file *file, loff_t pos, size_t bytes)
+{
+	(void)file;
+	(void)pos;
+	(void)bytes;
+	struct hook_cfg *h = hk;
+	if (h && h->meet && h->met_prefault && !h->met_locked) {
+		h->met_locked = true;
+		pthread_barrier_wait(h->meet);
+	}
 }
 
 static void
 hook_install(void)
 {
 	pw__hooks.after_prefault = after_prefault;
+	pw__hooks.after_write_begin = after_write_begin;
 	if (pw__test_faulting_copy_build())
 		TLOG("faulting-copy build: the step marked MUST-HANG below must deadlock");
 }
@@ -357,7 +379,8 @@ struct ab_shared {
 	const struct tfs *t;
 	int fda, fdb;
 	unsigned char *ma, *mb;
-	pthread_barrier_t bar;
+	pthread_barrier_t bar, meet;
+	bool legacy;
 	int rounds;
 	_Atomic int stop;
 };
@@ -390,6 +413,12 @@ ab_thread(void *arg)
 		unsigned char *src = (a->id ? s->ma : s->mb) + (size_t)spage * PG + 2048;
 		struct hook_cfg h = drop_after_prefault(s->t, src, 2048, sfd, (off_t)spage * PG, 1);
 		h.evict_fd = -1; /* evicting the other file here could wait on its writer */
+		/* Both threads prefault and drop their sources, then both lock
+		 * their destinations, then both copy: every round sets up the
+		 * ABBA, so the faulting build deadlocks in the first one.  (The
+		 * legacy 2copy path copies before it locks: it passes the
+		 * second rendezvous without a page lock, or not at all.) */
+		h.meet = s->legacy ? NULL : &s->meet;
 		hk = &h;
 		ASSERT_EQ(pw_pwrite(dfd, src, 2048, (off_t)dpage * PG), 2048);
 		hk = NULL;
@@ -415,6 +444,8 @@ TEST_DEADLOCK(deadlock_cross_file_abba)
 		s.mb = map_shared(s.fdb, SZ);
 		s.rounds = AB_ROUNDS;
 		ASSERT_OK(pthread_barrier_init(&s.bar, NULL, 3));
+		ASSERT_OK(pthread_barrier_init(&s.meet, NULL, 2));
+		s.legacy = k == 2;
 		TLOG("%s: up to %d rounds (MUST-HANG)", test_kind_name(k), s.rounds);
 		struct ab_arg args[2] = {{&s, 0}, {&s, 1}};
 		pthread_t th[2];
@@ -464,6 +495,7 @@ TEST_DEADLOCK(deadlock_cross_file_abba)
 			ASSERT_OK(pthread_join(th[i], NULL));
 		TLOG("%s: %d rounds in %.2f s", test_kind_name(k), r, now_s() - t0);
 		pthread_barrier_destroy(&s.bar);
+		pthread_barrier_destroy(&s.meet);
 		ASSERT_OK(pw_munmap(s.ma, SZ));
 		ASSERT_OK(pw_munmap(s.mb, SZ));
 		ASSERT_OK(pw_close(s.fda));

@@ -157,6 +157,12 @@ e2_debugfs_cat(struct e2 *e, const char *name, char *buf, size_t n)
 	return got;
 }
 
+static int64_t
+ts_ns_of(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void
 fill_pattern(char *buf, size_t n, unsigned seed)
 {
@@ -312,9 +318,14 @@ TEST(ext2_statfs_via_debugfs)
 	ASSERT(dir_has(e2p(&e, "sub"), "link", &t));
 	ASSERT_EQ(t, DT_LNK);
 	struct stat st;
-	ASSERT_OK(pw_stat(e2p(&e, "sub/link"), &st));
+	ASSERT_OK(pw_lstat(e2p(&e, "sub/link"), &st));
 	ASSERT(S_ISLNK(st.st_mode));
 	ASSERT_EQ(st.st_size, 11);
+	/* followed, the target is looked up in pagewright's namespace */
+	ASSERT_ERR(pw_stat(e2p(&e, "sub/link"), &st), ENOENT);
+	char t2[32];
+	ASSERT_EQ(pw_readlink(e2p(&e, "sub/link"), t2, sizeof(t2)), 11);
+	ASSERT_MEM_EQ(t2, "/some/where", 11);
 	e2_umount_fsck(&e);
 }
 
@@ -938,9 +949,18 @@ TEST(ext2_links_symlinks_xattrs)
 		struct stat st;
 		ASSERT_OK(pw_stat(e2p(&e, "g"), &st));
 		ASSERT_EQ(st.st_nlink, 2);
-		ASSERT_OK(pw_stat(e2p(&e, "slow"), &st));
+		ASSERT_OK(pw_lstat(e2p(&e, "slow"), &st));
 		ASSERT(S_ISLNK(st.st_mode));
 		ASSERT_GT(st.st_blocks, 0);
+		ASSERT_OK(pw_lstat(e2p(&e, "fast"), &st));
+		ASSERT_EQ(st.st_blocks, 0);
+		char t[128];
+		ASSERT_EQ(pw_readlink(e2p(&e, "fast"), t, sizeof(t)), 13);
+		ASSERT_MEM_EQ(t, "/short/target", 13);
+		const char *slow = "/a/very/long/target/that/does/not/fit/in/the/"
+		                   "inode/itself/because/it/is/longer/than/sixty/bytes";
+		ASSERT_EQ(pw_readlink(e2p(&e, "slow"), t, sizeof(t)), (int64_t)strlen(slow));
+		ASSERT_MEM_EQ(t, slow, strlen(slow));
 		ASSERT_OK(pw_unlink(e2p(&e, "g")));
 		ASSERT_OK(pw_stat(e2p(&e, "f"), &st));
 		ASSERT_EQ(st.st_nlink, 1);
@@ -1305,4 +1325,379 @@ TEST(ext2_write_errors_reported_by_fsync)
 	free(a);
 	free(b);
 	free(got);
+}
+
+/* -------------------------------------- symlinks, links and attributes */
+
+/* A field of `debugfs -R 'stat path'`: the number after label, in base. */
+static long long
+debugfs_stat_num(struct e2 *e, const char *path, const char *label, int base)
+{
+	static char out[8192];
+	ASSERT_EQ(sh(out, sizeof(out), "debugfs -R 'stat %s' '%s' 2>/dev/null", path, e->img), 0);
+	const char *p = strstr(out, label);
+	if (!p)
+		fprintf(stderr, "no \"%s\" in debugfs stat %s:\n%s\n", label, path, out);
+	ASSERT(p != NULL);
+	return strtoll(p + strlen(label), NULL, base);
+}
+
+static bool
+debugfs_stat_has(struct e2 *e, const char *path, const char *text)
+{
+	static char out[8192];
+	ASSERT_EQ(sh(out, sizeof(out), "debugfs -R 'stat %s' '%s' 2>/dev/null", path, e->img), 0);
+	if (!strstr(out, text))
+		fprintf(stderr, "no \"%s\" in debugfs stat %s:\n%s\n", text, path, out);
+	return strstr(out, text) != NULL;
+}
+
+/* A relative target of exactly len bytes that leads to data/f.txt:
+ * "./" steps and slashes in front of it. */
+static char *
+link_target(size_t len)
+{
+	const char *tail = "data/f.txt";
+	size_t tl = strlen(tail);
+	ASSERT_GE(len, tl);
+	char *t = xmalloc(len + 1);
+	size_t k = 0;
+	while (len - tl - k >= 2) {
+		memcpy(t + k, "./", 2);
+		k += 2;
+	}
+	if (len - tl - k == 1)
+		t[k++] = '/';
+	memcpy(t + k, tail, tl + 1);
+	ASSERT_EQ(strlen(t), len);
+	return t;
+}
+
+static unsigned long
+e2_bfree(struct e2 *e)
+{
+	struct statvfs sv;
+	ASSERT_OK(pw_statvfs(e->mnt, &sv));
+	return sv.f_bfree;
+}
+
+/* Fast symlinks (target < 60 bytes, in i_block, no block) and slow ones
+ * (one data block), made by pagewright, as the kernel's tools see them,
+ * across a remount, and freed on unlink. */
+TEST(ext2_symlinks_fast_slow)
+{
+	for (size_t k = 0; k < PW_ARRAY_SIZE(block_sizes); k++) {
+		struct e2 e;
+		unsigned bs = block_sizes[k];
+		e2_make(&e, "symlinks", bs, 8192);
+		long initial_free = dumpe2fs_num(&e, "Free blocks");
+		e2_mount(&e, NULL);
+		ASSERT_OK(pw_mkdir(e2p(&e, "data"), 0755));
+		pw_write_all(e2p(&e, "data/f.txt"), "the target", 10);
+		unsigned long bfree = e2_bfree(&e);
+		size_t lens[] = {10, 59, 60, 200, bs - 1};
+		bool slow[] = {false, false, true, true, true};
+		char *targets[5], name[32];
+		for (int i = 0; i < 5; i++) {
+			targets[i] = link_target(lens[i]);
+			XSNPRINTF(name, sizeof(name), "l%zu", lens[i]);
+			ASSERT_OK(pw_symlink(targets[i], e2p(&e, name)));
+			struct stat st;
+			ASSERT_OK(pw_lstat(e2p(&e, name), &st));
+			ASSERT(S_ISLNK(st.st_mode));
+			ASSERT_EQ(st.st_size, (int64_t)lens[i]);
+			ASSERT_EQ(st.st_blocks, slow[i] ? bs / 512 : 0);
+		}
+		ASSERT_EQ(e2_bfree(&e), bfree - 3);
+		/* a target and its NUL must fit in a block */
+		char *too_long = link_target(bs);
+		ASSERT_ERR(pw_symlink(too_long, e2p(&e, "toolong")), ENAMETOOLONG);
+		free(too_long);
+		ASSERT_EQ(e2_bfree(&e), bfree - 3);
+		e2_umount_fsck(&e);
+
+		for (int i = 0; i < 5; i++) {
+			char path[40];
+			XSNPRINTF(path, sizeof(path), "/l%zu", lens[i]);
+			ASSERT(debugfs_stat_has(&e, path, "Type: symlink"));
+			ASSERT_EQ(debugfs_stat_num(&e, path, "Size: ", 10), (long long)lens[i]);
+			if (!slow[i]) {
+				char want[128];
+				XSNPRINTF(want, sizeof(want), "Fast link dest: \"%s\"", targets[i]);
+				ASSERT(debugfs_stat_has(&e, path, want));
+				ASSERT_EQ(debugfs_stat_num(&e, path, "Blockcount: ", 10), 0);
+			} else {
+				ASSERT_EQ(debugfs_stat_num(&e, path, "Blockcount: ", 10), bs / 512);
+				char got[4096];
+				ASSERT_EQ(e2_debugfs_cat(&e, path, got, sizeof(got)), lens[i]);
+				ASSERT_MEM_EQ(got, targets[i], lens[i]);
+			}
+		}
+
+		e2_mount(&e, NULL);
+		for (int i = 0; i < 5; i++) {
+			char got[4096];
+			XSNPRINTF(name, sizeof(name), "l%zu", lens[i]);
+			memset(got, 0, sizeof(got));
+			ASSERT_EQ(pw_readlink(e2p(&e, name), got, sizeof(got)), (int64_t)lens[i]);
+			ASSERT_MEM_EQ(got, targets[i], lens[i]);
+			ASSERT_EQ(got[lens[i]], 0);
+			/* and followed: every one leads to data/f.txt */
+			pw_read_all(e2p(&e, name), got, 10);
+			ASSERT_MEM_EQ(got, "the target", 10);
+			unsigned char t = 0;
+			ASSERT(dir_has(e.mnt, name, &t));
+			ASSERT_EQ(t, DT_LNK);
+		}
+		for (int i = 0; i < 5; i++) {
+			XSNPRINTF(name, sizeof(name), "l%zu", lens[i]);
+			ASSERT_OK(pw_unlink(e2p(&e, name)));
+			free(targets[i]);
+		}
+		ASSERT_EQ(e2_bfree(&e), bfree);
+		ASSERT_OK(pw_unlink(e2p(&e, "data/f.txt")));
+		ASSERT_OK(pw_rmdir(e2p(&e, "data")));
+		e2_umount_fsck(&e);
+		ASSERT_EQ(dumpe2fs_num(&e, "Free blocks"), initial_free);
+	}
+}
+
+/* Hard links: i_links_count on disk, data shared, unlink of one name
+ * keeps the file, the last one frees it; EMLINK at 32000. */
+TEST(ext2_hard_links)
+{
+	for (size_t k = 0; k < PW_ARRAY_SIZE(block_sizes); k++) {
+		struct e2 e;
+		e2_make(&e, "hardlinks", block_sizes[k], 8192);
+		long initial_free = dumpe2fs_num(&e, "Free blocks");
+		e2_mount(&e, NULL);
+		size_t n = 5000;
+		char *data = xmalloc(n), *got = xmalloc(n);
+		fill_pattern(data, n, 3);
+		pw_write_all(e2p(&e, "f"), data, n);
+		ASSERT_OK(pw_mkdir(e2p(&e, "sub"), 0755));
+		ASSERT_OK(pw_link(e2p(&e, "f"), e2p(&e, "g")));
+		ASSERT_OK(pw_link(e2p(&e, "g"), e2p(&e, "sub/h")));
+		e2_umount_fsck(&e);
+		ASSERT_EQ(debugfs_stat_num(&e, "/f", "Links: ", 10), 3);
+		ASSERT_EQ(debugfs_stat_num(&e, "/sub/h", "Links: ", 10), 3);
+		ASSERT_EQ(e2_debugfs_cat(&e, "/sub/h", got, n), n);
+		ASSERT_MEM_EQ(got, data, n);
+
+		e2_mount(&e, NULL);
+		struct stat a, b;
+		ASSERT_OK(pw_stat(e2p(&e, "f"), &a));
+		ASSERT_OK(pw_stat(e2p(&e, "sub/h"), &b));
+		ASSERT_EQ(a.st_nlink, 3);
+		ASSERT_EQ(a.st_ino, b.st_ino);
+		ASSERT_OK(pw_unlink(e2p(&e, "f")));
+		ASSERT_OK(pw_unlink(e2p(&e, "g")));
+		e2_umount_fsck(&e);
+		ASSERT_EQ(debugfs_stat_num(&e, "/sub/h", "Links: ", 10), 1);
+
+		e2_mount(&e, NULL);
+		pw_read_all(e2p(&e, "sub/h"), got, n);
+		ASSERT_MEM_EQ(got, data, n);
+		ASSERT_OK(pw_unlink(e2p(&e, "sub/h")));
+		ASSERT_OK(pw_rmdir(e2p(&e, "sub")));
+		e2_umount_fsck(&e);
+		ASSERT_EQ(dumpe2fs_num(&e, "Free blocks"), initial_free);
+		free(data);
+		free(got);
+	}
+
+	/* The link limit, with the count set near it by debugfs. */
+	struct e2 e;
+	e2_make(&e, "emlink", 1024, 4096);
+	e2_mount(&e, NULL);
+	pw_write_all(e2p(&e, "m"), "m", 1);
+	ASSERT_OK(pw_umount(e.mnt));
+	e2_debugfs(&e, "sif m links_count 31999");
+	e2_mount(&e, NULL);
+	ASSERT_OK(pw_link(e2p(&e, "m"), e2p(&e, "m2")));
+	struct stat st;
+	ASSERT_OK(pw_stat(e2p(&e, "m"), &st));
+	ASSERT_EQ(st.st_nlink, 32000);
+	ASSERT_ERR(pw_link(e2p(&e, "m"), e2p(&e, "m3")), EMLINK);
+	ASSERT_ERR(pw_lstat(e2p(&e, "m3"), &st), ENOENT);
+	ASSERT_OK(pw_unlink(e2p(&e, "m2")));
+	ASSERT_OK(pw_umount(e.mnt));
+	ASSERT_EQ(debugfs_stat_num(&e, "/m", "Links: ", 10), 31999);
+	e2_debugfs(&e, "sif m links_count 1");
+	e2_fsck(&e);
+}
+
+/* chmod, chown (32-bit ids: the high halves live in osd2) and utimens
+ * reach the inode table, for 256- and 128-byte inodes.  Nanoseconds are
+ * kept only by a large inode whose i_extra_isize covers them: "pre",
+ * made by debugfs, has one; the inodes pagewright makes have none (as the
+ * kernel's ext2, which keeps seconds), so for them only seconds are
+ * checked. */
+TEST(ext2_attrs_persist)
+{
+	for (int small = 0; small < 2; small++) {
+		struct e2 e;
+		e2_make(&e, small ? "attrs128" : "attrs256", 1024, 4096);
+		if (small)
+			ASSERT_EQ(sh(NULL, 0, "mke2fs -q -F -t ext2 -b 1024 -I 128 '%s' 4096 "
+			             ">/dev/null 2>&1", e.img), 0);
+		ASSERT_EQ(dumpe2fs_num(&e, "Inode size"), small ? 128 : 256);
+		char host[600];
+		XSNPRINTF(host, sizeof(host), "%s/pre", test_tmpdir());
+		write_host_file(host, "pre", 3);
+		e2_debugfs_write(&e, host, "pre");
+		e2_mount(&e, NULL);
+		pw_write_all(e2p(&e, "f"), "attrs", 5);
+		ASSERT_OK(pw_symlink("f", e2p(&e, "l")));
+		ASSERT_OK(pw_mkdir(e2p(&e, "d"), 0755));
+		ASSERT_OK(pw_chown(e2p(&e, "f"), 70000, 80000));
+		ASSERT_OK(pw_chmod(e2p(&e, "f"), 04751));
+		ASSERT_OK(pw_lchown(e2p(&e, "l"), 300, 65536 + 400));
+		ASSERT_OK(pw_chown(e2p(&e, "d"), 5, 6));
+		ASSERT_OK(pw_chmod(e2p(&e, "d"), 01710));
+		struct timespec ft[2] = {{1234567890, 111222333}, {1300000000, 444555666}};
+		struct timespec lt[2] = {{1400000000, 5}, {1500000000, 999999999}};
+		ASSERT_OK(pw_utimens(e2p(&e, "f"), ft, 0));
+		ASSERT_OK(pw_utimens(e2p(&e, "pre"), ft, 0));
+		ASSERT_OK(pw_utimens(e2p(&e, "l"), lt, AT_SYMLINK_NOFOLLOW));
+		e2_umount_fsck(&e);
+
+		ASSERT_EQ(debugfs_stat_num(&e, "/f", "Mode: ", 8), 04751);
+		ASSERT_EQ(debugfs_stat_num(&e, "/f", "User: ", 10), 70000);
+		ASSERT_EQ(debugfs_stat_num(&e, "/f", "Group: ", 10), 80000);
+		ASSERT_EQ(debugfs_stat_num(&e, "/l", "User: ", 10), 300);
+		ASSERT_EQ(debugfs_stat_num(&e, "/l", "Group: ", 10), 65536 + 400);
+		ASSERT_EQ(debugfs_stat_num(&e, "/d", "Mode: ", 8), 01710);
+		ASSERT_EQ(debugfs_stat_num(&e, "/d", "User: ", 10), 5);
+		ASSERT_EQ(debugfs_stat_num(&e, "/f", "atime: ", 16), ft[0].tv_sec);
+		ASSERT_EQ(debugfs_stat_num(&e, "/f", "mtime: ", 16), ft[1].tv_sec);
+		ASSERT_EQ(debugfs_stat_num(&e, "/l", "mtime: ", 16), lt[1].tv_sec);
+		if (!small) {
+			/* "mtime: 0xSECONDS:EXTRA", EXTRA = nsec << 2 */
+			char out[4096];
+			ASSERT_EQ(sh(out, sizeof(out), "debugfs -R 'stat /pre' '%s' 2>/dev/null | "
+			             "sed -n 's/^ *mtime: 0x[0-9a-f]*:\\([0-9a-f]*\\).*/\\1/p'",
+			             e.img), 0);
+			ASSERT_EQ(strtoll(out, NULL, 16) >> 2, ft[1].tv_nsec);
+		}
+
+		e2_mount(&e, NULL);
+		struct stat st;
+		ASSERT_OK(pw_stat(e2p(&e, "f"), &st));
+		ASSERT_EQ(st.st_mode, S_IFREG | 04751);
+		ASSERT_EQ(st.st_uid, 70000);
+		ASSERT_EQ(st.st_gid, 80000);
+		ASSERT_EQ(st.st_atim.tv_sec, ft[0].tv_sec);
+		ASSERT_EQ(st.st_mtim.tv_sec, ft[1].tv_sec);
+		ASSERT_OK(pw_stat(e2p(&e, "pre"), &st));
+		ASSERT_EQ(st.st_atim.tv_sec, ft[0].tv_sec);
+		ASSERT_EQ(st.st_mtim.tv_sec, ft[1].tv_sec);
+		ASSERT_EQ(st.st_atim.tv_nsec, small ? 0 : ft[0].tv_nsec);
+		ASSERT_EQ(st.st_mtim.tv_nsec, small ? 0 : ft[1].tv_nsec);
+		ASSERT_OK(pw_lstat(e2p(&e, "l"), &st));
+		ASSERT_EQ(st.st_uid, 300);
+		ASSERT_EQ(st.st_gid, 65536 + 400);
+		ASSERT_EQ(st.st_atim.tv_sec, lt[0].tv_sec);
+		ASSERT_EQ(st.st_mtim.tv_sec, lt[1].tv_sec);
+		ASSERT_OK(pw_stat(e2p(&e, "d"), &st));
+		ASSERT_EQ(st.st_mode, S_IFDIR | 01710);
+		ASSERT_EQ(st.st_gid, 6);
+		e2_umount_fsck(&e);
+	}
+}
+
+/* pw_statvfs against the superblock as dumpe2fs reads it, before and
+ * after changes. */
+TEST(ext2_statvfs_dumpe2fs)
+{
+	for (size_t k = 0; k < PW_ARRAY_SIZE(block_sizes); k++) {
+		struct e2 e;
+		e2_make(&e, "statvfs", block_sizes[k], 16384);
+		struct statvfs sv;
+		for (int round = 0; round < 2; round++) {
+			e2_mount(&e, NULL);
+			if (round == 1) {
+				char *buf = xmalloc(100000);
+				fill_pattern(buf, 100000, 9);
+				pw_write_all(e2p(&e, "big"), buf, 100000);
+				free(buf);
+				ASSERT_OK(pw_mkdir(e2p(&e, "dir"), 0755));
+				char *t = link_target(300);
+				ASSERT_OK(pw_symlink(t, e2p(&e, "slow")));
+				free(t);
+			}
+			ASSERT_OK(pw_statvfs(e.mnt, &sv));
+			e2_umount_fsck(&e);
+			long first = dumpe2fs_num(&e, "First block");
+			ASSERT_EQ(sv.f_bsize, dumpe2fs_num(&e, "Block size"));
+			ASSERT_EQ(sv.f_frsize, sv.f_bsize);
+			ASSERT_EQ(sv.f_blocks, dumpe2fs_num(&e, "Block count") - first);
+			ASSERT_EQ(sv.f_bfree, dumpe2fs_num(&e, "Free blocks"));
+			ASSERT_EQ(sv.f_bavail, dumpe2fs_num(&e, "Free blocks") -
+			                           dumpe2fs_num(&e, "Reserved block count"));
+			ASSERT_EQ(sv.f_files, dumpe2fs_num(&e, "Inode count"));
+			ASSERT_EQ(sv.f_ffree, dumpe2fs_num(&e, "Free inodes"));
+			ASSERT_EQ(sv.f_namemax, 255);
+		}
+	}
+}
+
+/* A read-only mount reads links and changes nothing. */
+TEST(ext2_ro_links_attrs)
+{
+	struct e2 e;
+	e2_make(&e, "rometa", 1024, 4096);
+	e2_mount(&e, NULL);
+	pw_write_all(e2p(&e, "f"), "x", 1);
+	ASSERT_OK(pw_symlink("f", e2p(&e, "l")));
+	ASSERT_OK(pw_umount(e.mnt));
+	e2_mount(&e, "ro");
+	char buf[8];
+	ASSERT_EQ(pw_readlink(e2p(&e, "l"), buf, sizeof(buf)), 1);
+	struct statvfs sv;
+	ASSERT_OK(pw_statvfs(e.mnt, &sv));
+	ASSERT_NE(sv.f_flag & ST_RDONLY, 0);
+	ASSERT_ERR(pw_symlink("f", e2p(&e, "l2")), EROFS);
+	ASSERT_ERR(pw_link(e2p(&e, "f"), e2p(&e, "g")), EROFS);
+	ASSERT_ERR(pw_chmod(e2p(&e, "l"), 0600), EROFS);
+	ASSERT_ERR(pw_chown(e2p(&e, "f"), 1, 1), EROFS);
+	ASSERT_ERR(pw_utimens(e2p(&e, "l"), NULL, AT_SYMLINK_NOFOLLOW), EROFS);
+	struct stat before;
+	ASSERT_OK(stat(e.img, &before));
+	ASSERT_OK(pw_umount(e.mnt));
+	struct stat after;
+	ASSERT_OK(stat(e.img, &after));
+	ASSERT_EQ(ts_ns_of(after.st_mtim), ts_ns_of(before.st_mtim));
+	e2_fsck(&e);
+}
+
+/* Symlinks with bad sizes or blocks: errors, never a crash or a read
+ * past what the inode owns. */
+TEST(ext2_corrupt_symlinks)
+{
+	struct e2 e;
+	e2_make(&e, "badlink", 1024, 4096);
+	e2_debugfs(&e, "symlink fast /short/target");
+	e2_debugfs(&e, "symlink fast2 /short/target");
+	e2_debugfs(&e, "symlink slow /a/very/long/target/that/does/not/fit/in/the/"
+	               "inode/itself/because/it/is/longer/than/sixty/bytes");
+	e2_debugfs(&e, "symlink slow2 /a/very/long/target/that/does/not/fit/in/the/"
+	               "inode/itself/because/it/is/longer/than/sixty/bytes");
+	e2_debugfs(&e, "sif fast size 70");       /* longer than i_block */
+	e2_debugfs(&e, "sif fast2 size 5");       /* shorter: a prefix */
+	e2_debugfs(&e, "sif slow block[0] 0");    /* blocks counted, none mapped */
+	e2_debugfs(&e, "sif slow2 block[0] 1");   /* the superblock */
+	e2_mount(&e, "ro");
+	char buf[128];
+	struct stat st;
+	ASSERT_ERR(pw_readlink(e2p(&e, "fast"), buf, sizeof(buf)), EUCLEAN);
+	ASSERT_ERR(pw_stat(e2p(&e, "fast"), &st), EUCLEAN);
+	ASSERT_EQ(pw_readlink(e2p(&e, "fast2"), buf, sizeof(buf)), 5);
+	ASSERT_MEM_EQ(buf, "/shor", 5);
+	ASSERT_ERR(pw_readlink(e2p(&e, "slow"), buf, sizeof(buf)), EUCLEAN);
+	ASSERT_ERR(pw_open(e2p(&e, "slow"), O_RDONLY), EUCLEAN);
+	ASSERT_ERR(pw_readlink(e2p(&e, "slow2"), buf, sizeof(buf)), EUCLEAN);
+	ASSERT_OK(pw_lstat(e2p(&e, "slow2"), &st));
+	ASSERT(S_ISLNK(st.st_mode));
+	ASSERT_OK(pw_umount(e.mnt));
 }

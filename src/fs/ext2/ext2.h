@@ -26,7 +26,8 @@
  *   ialloc.c    inode bitmaps: group choice, allocation and freeing
  *   dir.c       directory blocks: lookup, readdir, adding and removing
  *               entries
- *   namei.c     create, mkdir, unlink, rmdir, rename
+ *   namei.c     create, mkdir, symlink, link, unlink, rmdir, rename
+ *   symlink.c   fast and slow symlink targets, readlink
  *
  * Lock ordering (outermost first; each edge is named where it is made):
  *   VFS i_rwsem (parent, then child) -> ei_dir_lock (dir.c)
@@ -341,6 +342,7 @@ int pw__ext2_new_inode(struct inode *dir, mode_t mode, struct inode **res);
 void pw__ext2_touch(struct inode *inode, bool mtime);
 extern const struct inode_operations pw__ext2_dir_iops;
 extern const struct inode_operations pw__ext2_file_iops;
+extern const struct inode_operations pw__ext2_symlink_iops;
 
 /* indirect.c */
 int pw__ext2_get_block(struct inode *inode, uint64_t iblock,
@@ -392,5 +394,12 @@ int pw__ext2_rmdir(struct inode *dir, const char *name, size_t len,
                    struct inode *victim);
 int pw__ext2_rename(struct inode *odir, const char *oname, size_t olen,
                     struct inode *ndir, const char *nname, size_t nlen);
+int pw__ext2_symlink(struct inode *dir, const char *name, size_t len,
+                     const char *target, struct inode **res);
+int pw__ext2_link(struct inode *inode, struct inode *dir, const char *name,
+                  size_t len);
+
+/* symlink.c */
+int pw__ext2_write_link(struct inode *inode, const char *target, size_t len);
 
 #endif /* PW_EXT2_H */

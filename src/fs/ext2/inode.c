@@ -23,7 +23,8 @@
  * Data (regular files, slow symlinks) goes through the buffer-head
  * helpers with pw__ext2_get_block (indirect.c): readpage is
  * block_read_full_page, readahead mpage_readahead (one I/O per run of
- * consecutive blocks), writepage block_write_full_page, write_begin
+ * consecutive blocks), writepage block_write_full_page and writepages
+ * mpage_writepages (one I/O per run of consecutive blocks), write_begin
  * block_write_begin and write_end generic_write_end; with legacy_aops,
  * block_prepare_write and generic_commit_write instead.  A write step
  * that fails or is short trims the blocks it allocated past i_size, or
@@ -188,6 +189,8 @@ ext2_set_ops(struct inode *inode)
 {
 	if (S_ISDIR(inode->i_mode))
 		inode->i_op = &pw__ext2_dir_iops;
+	else if (S_ISLNK(inode->i_mode))
+		inode->i_op = &pw__ext2_symlink_iops;
 	else
 		inode->i_op = &pw__ext2_file_iops;
 }
@@ -534,6 +537,13 @@ ext2_writepage(struct page *page, struct writeback_control *wbc)
 	return block_write_full_page(page, pw__ext2_get_block, wbc);
 }
 
+/* Runs of consecutive blocks go out with one write each, across pages. */
+static int
+ext2_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	return mpage_writepages(mapping, wbc, pw__ext2_get_block);
+}
+
 /* A write step that did not reach end: drop what it may have put past
  * i_size, in the cache and on disk.  i_rwsem held, no page locked. */
 static void
@@ -622,6 +632,7 @@ static const struct address_space_operations ext2_aops = {
 	.readpage = ext2_readpage,
 	.readahead = ext2_readahead,
 	.writepage = ext2_writepage,
+	.writepages = ext2_writepages,
 	.write_begin = ext2_write_begin,
 	.write_end = ext2_write_end,
 	.page_mkwrite = ext2_page_mkwrite,
@@ -632,6 +643,7 @@ static const struct address_space_operations ext2_legacy_aops = {
 	.readpage = ext2_readpage,
 	.readahead = ext2_readahead,
 	.writepage = ext2_writepage,
+	.writepages = ext2_writepages,
 	.prepare_write = ext2_prepare_write,
 	.commit_write = ext2_commit_write,
 	.page_mkwrite = ext2_page_mkwrite,

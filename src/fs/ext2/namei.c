@@ -1,6 +1,6 @@
 /*
- * namei.c - ext2 namespace operations: create, mkdir, unlink, rmdir,
- * rename, and the inode operations of directories.
+ * namei.c - ext2 namespace operations: create, mkdir, symlink, link,
+ * unlink, rmdir, rename, and the inode operations of directories.
  *
  * Link counts: a file has one link per entry naming it; a directory has
  * one from its parent's entry, one from its own ".", and one from each
@@ -22,6 +22,7 @@
 #include "ext2.h"
 
 #include <errno.h>
+#include <string.h>
 
 static void
 ext2_inc_nlink(struct inode *inode)
@@ -93,6 +94,48 @@ pw__ext2_mkdir(struct inode *dir, const char *name, size_t len, mode_t mode,
 	}
 	ext2_inc_nlink(dir);
 	*res = inode;
+	return 0;
+}
+
+int
+pw__ext2_symlink(struct inode *dir, const char *name, size_t len,
+                 const char *target, struct inode **res)
+{
+	struct inode *inode;
+	int err = ext2_may_change(dir);
+	if (!err && len > EXT2_NAME_LEN)
+		err = -ENAMETOOLONG;
+	if (!err && strlen(target) + 1 > dir->i_sb->s_blocksize)
+		err = -ENAMETOOLONG;
+	if (!err)
+		err = pw__ext2_new_inode(dir, S_IFLNK | 0777, &inode);
+	if (err)
+		return err;
+	if ((err = pw__ext2_write_link(inode, target, strlen(target))) ||
+	    (err = pw__ext2_add_entry(dir, name, len, inode))) {
+		ext2_discard(inode);
+		return err;
+	}
+	*res = inode;
+	return 0;
+}
+
+/* A hard link: the entry first, then the count, as create does. */
+int
+pw__ext2_link(struct inode *inode, struct inode *dir, const char *name,
+              size_t len)
+{
+	int err = ext2_may_change(dir);
+	if (!err && len > EXT2_NAME_LEN)
+		err = -ENAMETOOLONG;
+	if (!err && atomic_load(&inode->i_nlink) >= EXT2_LINK_MAX)
+		err = -EMLINK;
+	if (!err)
+		err = pw__ext2_add_entry(dir, name, len, inode);
+	if (err)
+		return err;
+	ext2_inc_nlink(inode);
+	pw__ext2_touch(inode, false);
 	return 0;
 }
 
@@ -208,7 +251,7 @@ pw__ext2_rename(struct inode *odir, const char *oname, size_t olen,
 		ext2_dec_nlink(odir);
 		ext2_inc_nlink(ndir);
 	}
-	pw__ext2_touch(src, false);
+	/* src's ctime: the VFS sets it under src's i_rwsem, which we lack. */
 	iput(src);
 	return err;
 }
@@ -222,4 +265,6 @@ const struct inode_operations pw__ext2_dir_iops = {
 	.rename = pw__ext2_rename,
 	.setattr = pw__ext2_setattr,
 	.readdir = pw__ext2_readdir,
+	.symlink = pw__ext2_symlink,
+	.link = pw__ext2_link,
 };

@@ -1,0 +1,402 @@
+/*
+ * test_reclaim.c - bounded memory and user mappings: reclaim unmaps in
+ * batches and prefers unmapped pages; near the kernel's mapping-count
+ * limit (vm.max_map_count, lowered here through the test hook) cold user
+ * mappings are dropped instead of failing; page-table calls that fail
+ * with ENOMEM (injected) never lose a store.
+ */
+#include "pwt.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+static int
+hostfs_file(const struct tfs *t, const char *name, size_t size, unsigned seed)
+{
+	int fd = tfs_create(t, name);
+	const size_t CH = 1 << 20;
+	unsigned char *buf = xmalloc(CH);
+	for (size_t off = 0; off < size; off += CH) {
+		size_t n = PW_MIN(CH, size - off);
+		pat_fill(buf, n, seed, off);
+		write_exact(fd, buf, n, (off_t)off);
+	}
+	free(buf);
+	ASSERT_OK(pw_fsync(fd));
+	return fd;
+}
+
+/* ------------------------------------------------------------- reclaim */
+
+/*
+ * A file six times the cap, read through a mapping from start to end:
+ * reclaim evicts mapped pages all along, and unmaps them with one call
+ * per run of consecutive pages, not one per page.  Every byte is right.
+ */
+TEST(reclaim_unmaps_mapped_pages_in_batches)
+{
+	ASSERT_OK(pw_set_mem_limit(4 << 20));
+	struct tfs t;
+	tfs_mount(&t, 1);
+	const size_t SZ = 24 << 20;
+	int fd = hostfs_file(&t, "big", SZ, 81);
+	ASSERT_OK(pw__test_evict_all(fd));
+	unsigned char *m = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT(m != MAP_FAILED);
+	struct pw_stats a, b;
+	pw_get_stats(&a);
+	for (size_t off = 0; off < SZ; off += PG)
+		ASSERT_EQ(m[off + 7], pat_byte(81, off + 7));
+	pw_get_stats(&b);
+	uint64_t evicted = b.reclaimed_pages - a.reclaimed_pages;
+	uint64_t calls = b.reclaim_unmaps - a.reclaim_unmaps;
+	TLOG("evicted %llu pages with %llu unmap calls; %llu pages in use for a cap of 1024",
+	     (unsigned long long)evicted, (unsigned long long)calls,
+	     (unsigned long long)b.allocated_pages);
+	ASSERT_GE(evicted, SZ / PG - 1024 - 128);
+	ASSERT_GT(calls, 0);
+	ASSERT_LE(calls * 16, evicted);
+	ASSERT_LE(b.allocated_pages, 1024 + 64 + 64);
+	ASSERT_OK(pw_munmap(m, SZ));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount(t.mnt));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
+/*
+ * Reclaim prefers clean unmapped pages: with a file mapped (and touched
+ * once, longest ago of all) and another read with pread until a few
+ * hundred pages must go, the mapped pages all stay mapped.
+ */
+TEST(reclaim_prefers_unmapped_pages)
+{
+	ASSERT_OK(pw_set_mem_limit(4 << 20));
+	struct tfs t;
+	tfs_mount(&t, 1);
+	int fa = hostfs_file(&t, "mapped", 128 * PG, 82);
+	int fb = hostfs_file(&t, "read", 1200 * PG, 83);
+	ASSERT_OK(pw__test_evict_all(fa));
+	ASSERT_OK(pw__test_evict_all(fb));
+	unsigned char *m = pw_mmap(NULL, 128 * PG, PROT_READ, MAP_SHARED, fa, 0);
+	ASSERT(m != MAP_FAILED);
+	for (size_t off = 0; off < 128 * PG; off += PG)
+		ASSERT_EQ(m[off], pat_byte(82, off));
+	struct pw_stats st;
+	pw_get_stats(&st);
+	uint64_t mapped = st.mapped_pages;
+	ASSERT_EQ(mapped, 128);
+	unsigned char buf[64 * 1024];
+	for (size_t off = 0; off < 1200 * PG; off += sizeof(buf))
+		ASSERT_GT(pw_pread(fb, buf, sizeof(buf), (off_t)off), 0);
+	pw_get_stats(&st);
+	TLOG("evicted %llu pages; %llu of 128 still mapped",
+	     (unsigned long long)st.reclaimed_pages, (unsigned long long)st.mapped_pages);
+	ASSERT_GE(st.reclaimed_pages, 200);
+	ASSERT_EQ(st.mapped_pages, 128);
+	ASSERT_OK(pw_munmap(m, 128 * PG));
+	ASSERT_OK(pw_close(fa));
+	ASSERT_OK(pw_close(fb));
+	ASSERT_OK(pw_umount(t.mnt));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
+struct cap_worker {
+	int fd;
+	int id;
+	unsigned char *map;
+	size_t region;
+};
+
+static void *
+map_and_write(void *p)
+{
+	struct cap_worker *w = p;
+	unsigned char buf[4096];
+	for (int round = 0; round < 3; round++) {
+		for (size_t off = 0; off < w->region; off += PG) {
+			unsigned char v = (unsigned char)(w->id * 16 + round + 1);
+			size_t at = (size_t)w->id * w->region + off;
+			if (off & PG) {
+				__atomic_store_n(&w->map[at + 5], v, __ATOMIC_RELAXED);
+			} else {
+				memset(buf, v, sizeof(buf));
+				if (pw_pwrite(w->fd, buf, 16, (off_t)at) != 16)
+					return (void *)1;
+			}
+		}
+		for (size_t off = 0; off < w->region; off += PG) {
+			size_t at = (size_t)w->id * w->region + off;
+			unsigned char want = (unsigned char)(w->id * 16 + round + 1);
+			size_t byte = (off & PG) ? at + 5 : at;
+			if (__atomic_load_n(&w->map[byte], __ATOMIC_RELAXED) != want)
+				return (void *)2;
+		}
+	}
+	return NULL;
+}
+
+/* Threads storing through one shared mapping and writing with pwrite,
+ * each in its own region, on ext2 under a 2 MiB cap: reclaim unmaps and
+ * evicts other threads' pages all the time (and dirty pages wait for
+ * writeback), and every thread reads back its own data. */
+TEST_THREADED(reclaim_threads_map_and_write_ext2_small_cap)
+{
+	ASSERT_OK(pw_set_mem_limit(2 << 20));
+	struct tfs t;
+	tfs_mount(&t, 5);
+	int fd = tfs_create(&t, "f");
+	const int N = 4;
+	const size_t REGION = 1 << 20;
+	ASSERT_OK(pw_ftruncate(fd, (off_t)(N * REGION)));
+	unsigned char *m = pw_mmap(NULL, N * REGION, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT(m != MAP_FAILED);
+	struct cap_worker w[4];
+	pthread_t th[4];
+	for (int k = 0; k < N; k++) {
+		w[k] = (struct cap_worker){fd, k, m, REGION};
+		ASSERT_OK(pthread_create(&th[k], NULL, map_and_write, &w[k]));
+	}
+	for (int k = 0; k < N; k++) {
+		void *r;
+		ASSERT_OK(pthread_join(th[k], &r));
+		ASSERT_PTR_EQ(r, NULL);
+	}
+	ASSERT_OK(pw_msync(m, N * REGION, MS_SYNC));
+	ASSERT_OK(pw_munmap(m, N * REGION));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount(t.mnt));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
+/* ------------------------------------------------ the mapping-count limit */
+
+/* Store into every other page of a shared mapping: each store maps one
+ * page writable between unmapped neighbours, splitting a kernel mapping
+ * in three.  Returns the most kernel mappings seen (sampled). */
+static long
+store_alternate_pages(unsigned char *m, size_t npages, unsigned seed)
+{
+	long most = 0;
+	for (size_t p = 0; p < npages; p += 2) {
+		m[p * PG + 1] = (unsigned char)(seed + p);
+		if ((p & 63) == 0)
+			most = PW_MAX(most, pw__count_kernel_maps());
+	}
+	return PW_MAX(most, pw__count_kernel_maps());
+}
+
+/*
+ * With the limit set a few hundred mappings above what the process has,
+ * stores into every other page of three files (each would add a thousand
+ * kernel mappings) keep the process under the limit: the mappings of the
+ * file faulted longest ago are dropped first.  No store is lost, and the
+ * dropped mappings fault back with the right data.
+ */
+TEST(maps_dropped_near_limit)
+{
+	struct tfs t[3];
+	int fd[3];
+	unsigned char *m[3];
+	const size_t NP = 1024, SZ = NP * PG;
+	for (int k = 0; k < 3; k++) {
+		tfs_mount(&t[k], 1);
+		fd[k] = hostfs_file(&t[k], "f", SZ, 90 + (unsigned)k);
+		m[k] = pw_mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd[k], 0);
+		ASSERT(m[k] != MAP_FAILED);
+	}
+	long base = pw__count_kernel_maps(), limit = base + 900;
+	pw__test_set_max_map_count(limit);
+	TLOG("%ld kernel mappings at the start; limit set to %ld", base, limit);
+	long most = 0;
+	for (int k = 0; k < 3; k++)
+		most = PW_MAX(most, store_alternate_pages(m[k], NP, (unsigned)k * 7));
+	struct pw_stats st;
+	pw_get_stats(&st);
+	TLOG("at most %ld kernel mappings; %llu drops of %llu user mappings",
+	     most, (unsigned long long)st.map_drops, (unsigned long long)st.map_dropped_vmas);
+	ASSERT_LE(most, limit);
+	ASSERT_GT(st.map_drops, 0);
+	/* the coldest file went first */
+	struct pw_mount_stats s0, s2;
+	ASSERT_OK(pw_get_mount_stats(t[0].mnt, &s0));
+	ASSERT_OK(pw_get_mount_stats(t[2].mnt, &s2));
+	TLOG("mapped pages: first file %llu, last file %llu",
+	     (unsigned long long)s0.mapped_pages, (unsigned long long)s2.mapped_pages);
+	ASSERT_LT(s0.mapped_pages, s2.mapped_pages);
+	unsigned char *h = xmalloc(SZ), *want = xmalloc(SZ);
+	for (int k = 0; k < 3; k++) {
+		pat_fill(want, SZ, 90 + (unsigned)k, 0);
+		for (size_t p = 0; p < NP; p += 2)
+			want[p * PG + 1] = (unsigned char)((unsigned)k * 7 + p);
+		ASSERT_MEM_EQ(m[k], want, SZ); /* faults the dropped ones back */
+		ASSERT_OK(pw_msync(m[k], SZ, MS_SYNC));
+		ASSERT_EQ(host_read(&t[k], "f", h, SZ), (int64_t)SZ);
+		ASSERT_MEM_EQ(h, want, SZ);
+	}
+	ASSERT_LE(pw__count_kernel_maps(), limit);
+	for (int k = 0; k < 3; k++) {
+		ASSERT_OK(pw_munmap(m[k], SZ));
+		ASSERT_OK(pw_close(fd[k]));
+		ASSERT_OK(pw_umount(t[k].mnt));
+	}
+	free(h);
+	free(want);
+	pw__test_set_max_map_count(0);
+}
+
+struct maps_worker {
+	unsigned char *map;
+	size_t npages;
+	unsigned seed;
+	long most;
+};
+
+static void *
+maps_store(void *p)
+{
+	struct maps_worker *w = p;
+	for (int round = 0; round < 3; round++)
+		w->most = PW_MAX(w->most,
+		                 store_alternate_pages(w->map, w->npages, w->seed + (unsigned)round));
+	return NULL;
+}
+
+/* The same from four threads at once, each on its own file: drops run
+ * while other threads fault (TSan), and the count stays under the limit. */
+TEST_THREADED(maps_threads_near_limit)
+{
+	struct tfs t;
+	tfs_mount(&t, 1);
+	const size_t NP = 512, SZ = NP * PG;
+	int fd[4];
+	struct maps_worker w[4];
+	char name[16];
+	for (int k = 0; k < 4; k++) {
+		snprintf(name, sizeof(name), "f%d", k);
+		fd[k] = hostfs_file(&t, name, SZ, 100 + (unsigned)k);
+		w[k] = (struct maps_worker){.npages = NP, .seed = (unsigned)k * 5};
+		w[k].map = pw_mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd[k], 0);
+		ASSERT(w[k].map != MAP_FAILED);
+	}
+	long limit = pw__count_kernel_maps() + 1500;
+	pw__test_set_max_map_count(limit);
+	run_threads(4, maps_store, w, sizeof(w[0]));
+	long most = 0;
+	for (int k = 0; k < 4; k++)
+		most = PW_MAX(most, w[k].most);
+	TLOG("at most %ld kernel mappings for a limit of %ld", most, limit);
+	/* each thread may add up to 64 stores (128 mappings) between two of
+	 * its samples and the next recount */
+	ASSERT_LE(most, limit);
+	unsigned char *want = xmalloc(SZ);
+	for (int k = 0; k < 4; k++) {
+		pat_fill(want, SZ, 100 + (unsigned)k, 0);
+		for (size_t p = 0; p < NP; p += 2)
+			want[p * PG + 1] = (unsigned char)(w[k].seed + 2 + p);
+		ASSERT_MEM_EQ(w[k].map, want, SZ);
+		ASSERT_OK(pw_munmap(w[k].map, SZ));
+		ASSERT_OK(pw_close(fd[k]));
+	}
+	free(want);
+	ASSERT_OK(pw_umount(t.mnt));
+	pw__test_set_max_map_count(0);
+}
+
+/* ------------------------------------------------- injected ENOMEM */
+
+static _Atomic int fail_op;    /* the page-table call to fail ('p', 'm') */
+static _Atomic int fail_count; /* how many more times */
+
+static int
+fail_pte_call(int op)
+{
+	if (op != atomic_load(&fail_op))
+		return 0;
+	int n = atomic_load(&fail_count);
+	while (n > 0 && !atomic_compare_exchange_weak(&fail_count, &n, n - 1))
+		;
+	return n > 0 ? ENOMEM : 0;
+}
+
+/*
+ * The write-protect that writeback does before it writes a mapped page
+ * fails with ENOMEM: the page is written but stays dirty and writable, so
+ * a store made after the write (which does not fault) still reaches the
+ * backing store at the next fsync.  On every backed filesystem kind.
+ */
+TEST(maps_mprotect_enomem_keeps_page_dirty)
+{
+	pw__hooks.pte_call = fail_pte_call;
+	FOR_EACH_KIND(k)
+	{
+		if (k == 0)
+			continue;
+		struct tfs t;
+		tfs_mount(&t, k);
+		const size_t SZ = 4 * PG;
+		unsigned char *model = xmalloc(SZ), *h = xmalloc(SZ);
+		pat_fill(model, SZ, 111, 0);
+		int fd = tfs_create(&t, "f");
+		write_exact(fd, model, SZ, 0);
+		ASSERT_OK(pw_fsync(fd));
+		unsigned char *m = pw_mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		ASSERT(m != MAP_FAILED);
+		m[PG + 10] = model[PG + 10] = 0x31;
+		atomic_store(&fail_count, 1);
+		atomic_store(&fail_op, 'p');
+		ASSERT_OK(pw_fsync(fd));
+		ASSERT_EQ(atomic_load(&fail_count), 0); /* it did fail */
+		ASSERT_EQ(host_read(&t, "f", h, SZ), (int64_t)SZ);
+		ASSERT_MEM_EQ(h, model, SZ);
+		struct pw_mount_stats ms;
+		ASSERT_OK(pw_get_mount_stats(t.mnt, &ms));
+		ASSERT_GE(ms.dirty_pages, 1); /* still dirty: still writable */
+		m[PG + 11] = model[PG + 11] = 0x32; /* no fault */
+		ASSERT_OK(pw_fsync(fd));
+		ASSERT_EQ(host_read(&t, "f", h, SZ), (int64_t)SZ);
+		ASSERT_MEM_EQ(h, model, SZ);
+		/* now write-protected: the next store faults, and lands too */
+		m[PG + 12] = model[PG + 12] = 0x33;
+		ASSERT_OK(pw_msync(m, SZ, MS_SYNC));
+		ASSERT_EQ(host_read(&t, "f", h, SZ), (int64_t)SZ);
+		ASSERT_MEM_EQ(h, model, SZ);
+		ASSERT_OK(pw_munmap(m, SZ));
+		ASSERT_OK(pw_close(fd));
+		ASSERT_OK(pw_umount(t.mnt));
+		free(model);
+		free(h);
+	}
+	pw__hooks.pte_call = NULL;
+}
+
+/* Mapping a page in a fault fails with ENOMEM once: the fault handler
+ * drops cold mappings and retries, and the load sees its data. */
+TEST(maps_fault_enomem_drops_and_retries)
+{
+	pw__hooks.pte_call = fail_pte_call;
+	struct tfs t;
+	tfs_mount(&t, 1);
+	const size_t SZ = 256 * PG;
+	int fa = hostfs_file(&t, "a", SZ, 121), fb = hostfs_file(&t, "b", SZ, 122);
+	unsigned char *ma = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fa, 0);
+	unsigned char *mb = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fb, 0);
+	ASSERT(ma != MAP_FAILED && mb != MAP_FAILED);
+	for (size_t off = 0; off < SZ; off += 2 * PG)
+		ASSERT_EQ(ma[off], pat_byte(121, off));
+	struct pw_stats a, b;
+	pw_get_stats(&a);
+	atomic_store(&fail_count, 1);
+	atomic_store(&fail_op, 'm');
+	ASSERT_EQ(mb[5 * PG + 3], pat_byte(122, 5 * PG + 3));
+	ASSERT_EQ(atomic_load(&fail_count), 0);
+	pw_get_stats(&b);
+	ASSERT_GT(b.map_drops, a.map_drops);
+	for (size_t off = 0; off < SZ; off += PG)
+		ASSERT_EQ(ma[off], pat_byte(121, off)); /* dropped, faults back */
+	ASSERT_OK(pw_munmap(ma, SZ));
+	ASSERT_OK(pw_munmap(mb, SZ));
+	ASSERT_OK(pw_close(fa));
+	ASSERT_OK(pw_close(fb));
+	ASSERT_OK(pw_umount(t.mnt));
+	pw__hooks.pte_call = NULL;
+}
