@@ -307,7 +307,7 @@ TEST(crash_sigkill_ext2)
 		XSNPRINTF(c.src, sizeof(c.src), "%s/crash-%u.img", test_tmpdir(), bs);
 		XSNPRINTF(c.log, sizeof(c.log), "%s/crash-%u.log", test_tmpdir(), bs);
 		char cmd[700];
-		XSNPRINTF(cmd, sizeof(cmd), "mke2fs -q -F -t ext2 -b %u '%s' 64M", bs, c.src);
+		XSNPRINTF(cmd, sizeof(cmd), "mke2fs -q -F -t ext2 -b %u '%s' 256M", bs, c.src);
 		ASSERT_EQ(sh_status(cmd), 0);
 		crash_rounds(&c, seed);
 	}
