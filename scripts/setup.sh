@@ -2,7 +2,7 @@
 # Installs what building and testing pagewright needs on a fresh Debian
 # machine.  Run as root.  Safe to run again.
 set -euo pipefail
-pkgs=(build-essential gcc make e2fsprogs clang libclang-rt-14-dev fuse3 libfuse3-dev pkg-config)
+pkgs=(build-essential gcc make e2fsprogs clang libclang-rt-14-dev fuse3 libfuse3-dev pkg-config procps)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
