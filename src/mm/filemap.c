@@ -111,6 +111,48 @@ throttle_own_chunk(struct address_space *mapping)
 	do_writepages(mapping, &wbc);
 }
 
+/*
+ * Wait while the dirty pages are over limit, for the writeback thread:
+ * 1 ms naps, waking it each time.  A writer (may_write) stops once its own
+ * file has nothing dirty, and writes back a chunk of it itself when the
+ * thread is gone or made no progress for THROTTLE_PATIENCE_MS; a fault
+ * (never writes) just goes on after that long.  The time counts as
+ * throttling in pw_get_stats.
+ */
+static void
+throttle_wait(struct address_space *mapping, uint64_t dirty, uint64_t limit, bool may_write)
+{
+	struct timespec t_start, t_end;
+	clock_gettime(CLOCK_MONOTONIC, &t_start);
+	int64_t progress = pw__now_ms();
+	uint64_t lowest = dirty;
+	while (dirty >= limit) {
+		bool stalled = pw__now_ms() - progress >= THROTTLE_PATIENCE_MS;
+		if (may_write && atomic_load(&mapping->nrdirty) == 0)
+			break;
+		if (!may_write && stalled)
+			break;
+		if (may_write && (stalled || !pw__flusher_alive())) {
+			throttle_own_chunk(mapping);
+			progress = pw__now_ms();
+		} else {
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+			pw__wakeup_flusher();
+		}
+		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
+		if (dirty < lowest) {
+			lowest = dirty;
+			progress = pw__now_ms();
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t_end);
+	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
+	             (t_end.tv_nsec - t_start.tv_nsec);
+	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
+	PW_STAT_ADD(throttled, 1);
+}
+
 /**
  * balance_dirty_pages_ratelimited - the dirty-throttling hook.
  * Called once per page step of a buffered write, with i_rwsem held and no
@@ -136,30 +178,7 @@ balance_dirty_pages_ratelimited(struct address_space *mapping)
 	pw__wakeup_flusher();
 	if (dirty < limit || atomic_load(&mapping->nrdirty) == 0)
 		return;
-	int64_t t0 = pw__now_ms(), progress = t0;
-	uint64_t lowest = dirty;
-	struct timespec t_start, t_end;
-	clock_gettime(CLOCK_MONOTONIC, &t_start);
-	while (dirty >= limit && atomic_load(&mapping->nrdirty) > 0) {
-		if (!pw__flusher_alive() || pw__now_ms() - progress >= THROTTLE_PATIENCE_MS) {
-			throttle_own_chunk(mapping);
-			progress = pw__now_ms();
-		} else {
-			struct timespec ms = {0, 1000000};
-			nanosleep(&ms, NULL);
-			pw__wakeup_flusher();
-		}
-		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
-		if (dirty < lowest) {
-			lowest = dirty;
-			progress = pw__now_ms();
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t_end);
-	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
-	             (t_end.tv_nsec - t_start.tv_nsec);
-	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
-	PW_STAT_ADD(throttled, 1);
+	throttle_wait(mapping, dirty, limit, true);
 }
 
 /**
@@ -185,25 +204,7 @@ pw__balance_dirty_fault(struct address_space *mapping)
 	pw__wakeup_flusher();
 	if (dirty < limit || !pw__flusher_alive())
 		return;
-	struct timespec t_start, t_end;
-	clock_gettime(CLOCK_MONOTONIC, &t_start);
-	int64_t progress = pw__now_ms();
-	uint64_t lowest = dirty;
-	while (dirty >= limit && pw__now_ms() - progress < THROTTLE_PATIENCE_MS) {
-		struct timespec ms = {0, 1000000};
-		nanosleep(&ms, NULL);
-		pw__wakeup_flusher();
-		dirty = atomic_load_explicit(&pw__stat.dirty, memory_order_relaxed);
-		if (dirty < lowest) {
-			lowest = dirty;
-			progress = pw__now_ms();
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t_end);
-	int64_t ns = (int64_t)(t_end.tv_sec - t_start.tv_sec) * 1000000000 +
-	             (t_end.tv_nsec - t_start.tv_nsec);
-	PW_STAT_ADD(throttle_ns, (uint64_t)(ns > 0 ? ns : 0));
-	PW_STAT_ADD(throttled, 1);
+	throttle_wait(mapping, dirty, limit, false);
 }
 
 void
