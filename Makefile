@@ -63,7 +63,7 @@ build/pagewright: $(TOOL_SRC:%.c=build/rel/obj/%.o) $(FUSE_SRC:%.c=build/rel/obj
 # The FUSE tests' client: ordinary system calls on the mount, no pagewright.
 build/fuse-check: tests/fuse/fuse_check.c
 	$(CC) $(CFLAGS_BASE) -O1 -o $@ $< $(LDLIBS)
-build/fuse-random: tests/fuse/fuse_random.c
+build/fuse-random: tests/fuse/fuse_random.c tests/rops.h
 	$(CC) $(CFLAGS_BASE) -O1 -o $@ $< $(LDLIBS)
 build/bench/%: build/rel/obj/bench/%.o build/rel/libpagewright.a
 	@mkdir -p $(@D)

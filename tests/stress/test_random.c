@@ -59,42 +59,7 @@ struct rthread {
 	unsigned char *buf, *buf2;
 };
 
-static uint64_t
-rnd(struct rthread *t)
-{
-	uint64_t z = (t->rng += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static size_t
-rn(struct rthread *t, size_t n)
-{
-	return n ? (size_t)(rnd(t) % n) : 0;
-}
-
-/* A length: mostly small, sometimes pages. */
-static size_t
-rlen(struct rthread *t)
-{
-	switch (rn(t, 4)) {
-	case 0: return 1 + rn(t, 16);
-	case 1: return 1 + rn(t, PG);
-	case 2: return PG * (1 + rn(t, 2)) + rn(t, 3) - 1;
-	default: return 1 + rn(t, 3 * PG);
-	}
-}
-
-static void
-rfill(struct rthread *t, unsigned char *b, size_t n)
-{
-	uint64_t x = rnd(t);
-	for (size_t i = 0; i < n; i++) {
-		x = x * 6364136223846793005ull + 1442695040888963407ull;
-		b[i] = (unsigned char)(x >> 56);
-	}
-}
+#include "../rops.h"
 
 static void
 note(struct rthread *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
