@@ -28,6 +28,8 @@ struct block_device {
 	int bd_fd;                      /* (C) the image file or device */
 	uint64_t bd_size;               /* (C) bytes */
 	bool bd_rdonly;                 /* (C) */
+	bool bd_start_io;               /* (C) blkdev_start_write does
+	                                 * (PAGEWRIGHT_START_IO=0: not) */
 	struct inode *bd_inode;         /* (C) owns bd_mapping */
 	struct address_space *bd_mapping; /* (C) the device's page cache */
 	unsigned bd_block_size;         /* block size of the metadata buffers */
@@ -58,6 +60,9 @@ int blkdev_writev(struct block_device *bdev, uint64_t off, const struct iovec *i
                   int cnt);
 /* Make written data durable (fdatasync). */
 int blkdev_flush(struct block_device *bdev);
+/* Ask the host to start writing [off, off+len) to the disk now, without
+ * waiting (background writeback; best effort, errors come at the flush). */
+void blkdev_start_write(struct block_device *bdev, uint64_t off, size_t len);
 
 /* -------------------------------------------------------- buffer heads */
 

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -114,6 +115,8 @@ blkdev_open(const char *path, bool rdonly, struct block_device **out)
 	bdev->bd_fd = fd;
 	bdev->bd_size = size;
 	bdev->bd_rdonly = rdonly;
+	const char *sio = getenv("PAGEWRIGHT_START_IO");
+	bdev->bd_start_io = !(sio && strcmp(sio, "0") == 0);
 	bdev->bd_block_size = 1024;
 	atomic_store(&bdev->bd_writes_left, -1);
 	atomic_store(&bdev->bd_fail_write_at, -1);
@@ -284,6 +287,14 @@ blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t le
 		done += (size_t)r;
 	}
 	return 0;
+}
+
+void
+blkdev_start_write(struct block_device *bdev, uint64_t off, size_t len)
+{
+	if (bdev->bd_start_io && len)
+		(void)sync_file_range(bdev->bd_fd, (off64_t)off, (off64_t)len,
+		                      SYNC_FILE_RANGE_WRITE);
 }
 
 int

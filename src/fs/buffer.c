@@ -407,6 +407,14 @@ mpage_submit(struct writeback_batch *b, struct writeback_control *wbc)
 		err = blkdev_writev(first->b_bdev, first->b_blocknr * first->b_size, w->iov,
 		                    (int)w->nbh);
 		wbc->nr_ios++;
+		/* Background writeback: the host starts its disk write now
+		 * (see hostfs_wb_submit). */
+		if (!err && !wbc->sync) {
+			size_t len = 0;
+			for (unsigned k = 0; k < w->nbh; k++)
+				len += w->iov[k].iov_len;
+			blkdev_start_write(first->b_bdev, first->b_blocknr * first->b_size, len);
+		}
 		for (unsigned k = 0; k < w->nbh; k++) {
 			struct buffer_head *bh = w->bhs[k];
 			if (err) {

@@ -1236,9 +1236,9 @@ hostfs_fill_super(struct super_block *sb, const char *source,
 		return err;
 	}
 	hs->hs_dev = st.st_dev;
-	/* PAGEWRIGHT_HOSTFS_START_IO=0: background writeback leaves the
+	/* PAGEWRIGHT_START_IO=0: background writeback leaves the
 	 * bytes in the host's cache (benchmarks compare both). */
-	const char *sio = getenv("PAGEWRIGHT_HOSTFS_START_IO");
+	const char *sio = getenv("PAGEWRIGHT_START_IO");
 	hs->hs_start_io = !(sio && strcmp(sio, "0") == 0);
 	hs->hs_legacy = pw__has_option(options, "legacy_aops");
 	pthread_mutex_init(&hs->hs_iget_lock, NULL);
