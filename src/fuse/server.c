@@ -731,9 +731,12 @@ op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	remove_entry(req, parent, name, true);
 }
 
+/* Every change to the tree comes through this server under tree_write,
+ * so RENAME_NOREPLACE is a check of the target and the rename inside one
+ * hold of it: no request can create the target in between. */
 static int
 rename_locked(struct pw_fuse *f, struct fnode *odir, const char *oname,
-              struct fnode *ndir, const char *nname)
+              struct fnode *ndir, const char *nname, bool noreplace)
 {
 	char opath[PATH_MAX], npath[PATH_MAX];
 	struct stat ost, nst;
@@ -745,6 +748,8 @@ rename_locked(struct pw_fuse *f, struct fnode *odir, const char *oname,
 	if (err)
 		return err;
 	bool replaces = pw__fuse_lstat(npath, &nst) == 0;
+	if (replaces && noreplace)
+		return -EEXIST;
 	if (replaces && nst.st_dev == ost.st_dev && nst.st_ino == ost.st_ino)
 		return neg(pw_rename(opath, npath)); /* two links of one file */
 	if ((err = neg(pw_rename(opath, npath))))
@@ -759,15 +764,17 @@ op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newpar
           const char *newname, unsigned int flags)
 {
 	struct pw_fuse *f = server(req);
-	if (flags) {
-		/* RENAME_NOREPLACE and RENAME_EXCHANGE need pagewright's help to
-		 * be atomic; EINVAL is what a filesystem without them answers. */
+	if (flags & ~(unsigned)RENAME_NOREPLACE) {
+		/* RENAME_EXCHANGE (and anything newer): EINVAL, as the kernel's
+		 * ext2 answers; swapping two entries would need the
+		 * filesystems' help to be atomic. */
 		reply_errno(req, -EINVAL);
 		return;
 	}
 	tree_write(f);
 	int err = rename_locked(f, pw__node_of(&f->tab, parent), name,
-	                        pw__node_of(&f->tab, newparent), newname);
+	                        pw__node_of(&f->tab, newparent), newname,
+	                        flags & RENAME_NOREPLACE);
 	tree_unlock(f);
 	reply_errno(req, err);
 }

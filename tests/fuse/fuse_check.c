@@ -259,8 +259,18 @@ t_rename(const char *test)
 	CHECK(pwrite(fd, "X", 1, 0) == 1 && fstat(fd, &after) == 0);
 	CHECK(close(fd) == 0);
 	CHECK(read_file(P("rd3/sub/f"), buf, 8) == 5 && buf[0] == 'X');
+	/* RENAME_NOREPLACE: refused over an existing name, nothing moved;
+	 * done to a free one.  RENAME_EXCHANGE: EINVAL, as the kernel's ext2. */
 	CHECK(renameat2(AT_FDCWD, P("rd3/sub/f"), AT_FDCWD, P("rd3/sub/g"),
-	                RENAME_NOREPLACE) < 0);
+	                RENAME_NOREPLACE) < 0 && errno == EEXIST);
+	CHECK(read_file(P("rd3/sub/f"), buf, 8) == 5 && buf[0] == 'X');
+	CHECK(read_file(P("rd3/sub/g"), buf, 8) == 3 && memcmp(buf, "new", 3) == 0);
+	CHECK(renameat2(AT_FDCWD, P("rd3/sub/f"), AT_FDCWD, P("rd3/sub/h"),
+	                RENAME_NOREPLACE) == 0);
+	CHECK(access(P("rd3/sub/f"), F_OK) != 0 && errno == ENOENT);
+	CHECK(read_file(P("rd3/sub/h"), buf, 8) == 5 && buf[0] == 'X');
+	CHECK(renameat2(AT_FDCWD, P("rd3/sub/h"), AT_FDCWD, P("rd3/sub/g"),
+	                RENAME_EXCHANGE) < 0 && errno == EINVAL);
 }
 
 static void
