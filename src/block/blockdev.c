@@ -17,9 +17,12 @@
 
 #include <pagewright/buffer_head.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -66,12 +69,69 @@ static const struct address_space_operations blkdev_aops = {
 
 static const struct super_operations blkdev_sops;
 
+/*
+ * Is the image file st attached to a kernel loop device that would see it
+ * change under it (or change it under us)?  A loop device that reads a
+ * file pagewright writes serves stale blocks to the kernel's ext2, and
+ * one that writes a file pagewright reads corrupts what pagewright
+ * caches, so: refuse a read-write open of a file any loop device backs,
+ * and a read-only one of a file a writable loop device backs.  The loop
+ * devices name their files in sysfs; without sysfs nothing is refused.
+ * Returns the loop device's number, or -1.
+ */
+static int
+loop_backing(const struct stat *st, bool rdonly)
+{
+	DIR *d = opendir("/sys/block");
+	if (!d)
+		return -1;
+	int found = -1;
+	struct dirent *e;
+	while (found < 0 && (e = readdir(d))) {
+		int n;
+		if (sscanf(e->d_name, "loop%d", &n) != 1)
+			continue;
+		char p[300], file[PATH_MAX];
+		snprintf(p, sizeof(p), "/sys/block/%s/loop/backing_file", e->d_name);
+		FILE *f = fopen(p, "re");
+		if (!f)
+			continue; /* not attached */
+		bool got = fgets(file, sizeof(file), f) != NULL;
+		fclose(f);
+		if (!got)
+			continue;
+		file[strcspn(file, "\n")] = 0;
+		/* "(deleted)" files and renamed paths fail the stat: not ours
+		 * unless the identity matches. */
+		struct stat bst;
+		if (stat(file, &bst) != 0 || bst.st_dev != st->st_dev || bst.st_ino != st->st_ino)
+			continue;
+		bool loop_ro = false;
+		snprintf(p, sizeof(p), "/sys/block/%s/ro", e->d_name);
+		if ((f = fopen(p, "re"))) {
+			loop_ro = fgetc(f) == '1';
+			fclose(f);
+		}
+		if (!rdonly || !loop_ro)
+			found = n;
+	}
+	closedir(d);
+	return found;
+}
+
 int
 blkdev_open(const char *path, bool rdonly, struct block_device **out)
 {
 	if (!path)
 		return -EFAULT;
-	int fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* A block device opened for writing is opened O_EXCL: the kernel
+	 * then refuses to mount it while we have it, and we refuse it while
+	 * the kernel has it mounted (EBUSY). */
+	struct stat pst;
+	bool excl = !rdonly && stat(path, &pst) == 0 && S_ISBLK(pst.st_mode);
+	int fd = open(path, (rdonly ? O_RDONLY : O_RDWR) | (excl ? O_EXCL : 0) | O_CLOEXEC);
+	if (fd < 0 && excl && errno == EBUSY)
+		pw_log("%s is in use (mounted?): refused", path);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
@@ -79,8 +139,15 @@ blkdev_open(const char *path, bool rdonly, struct block_device **out)
 	int err = 0;
 	if (fstat(fd, &st) != 0)
 		err = -errno;
-	else if (S_ISREG(st.st_mode))
+	else if (S_ISREG(st.st_mode)) {
 		size = (uint64_t)st.st_size;
+		int loop = loop_backing(&st, rdonly);
+		if (loop >= 0) {
+			pw_log("%s is attached to /dev/loop%d (the kernel may have it mounted): "
+			       "detach it first (losetup -d)", path, loop);
+			err = -EBUSY;
+		}
+	}
 	else if (S_ISBLK(st.st_mode)) {
 		if (ioctl(fd, BLKGETSIZE64, &size) != 0)
 			err = -errno;

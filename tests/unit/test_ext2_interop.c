@@ -1519,3 +1519,38 @@ TEST(interop_pw_writes_4k) { pw_writes(4096); }
 TEST(interop_round_trip_1k) { round_trip(1024); }
 TEST(interop_round_trip_2k) { round_trip(2048); }
 TEST(interop_round_trip_4k) { round_trip(4096); }
+
+/*
+ * An image the kernel has attached to a loop device is not pagewright's
+ * to write, nor to read while the kernel writes it: pw_mount says EBUSY
+ * (the kernel's ext2 would serve stale blocks, or pagewright would cache
+ * blocks changing under it).  A read-only loop device may be shared with
+ * a read-only mount.  Once the loop device is gone the mount works.
+ */
+TEST(interop_image_in_kernel_use_is_refused)
+{
+	kernel_probe();
+	struct img im;
+	char out[4096];
+	img_make(&im, "busy", 4096, false);
+	kmount(&im, false);
+	errno = 0;
+	ASSERT_EQ(pw_mount("ext2", im.path, im.pdir, NULL), -1);
+	ASSERT_EQ(errno, EBUSY);
+	ASSERT_EQ(pw_mount("ext2", im.path, im.pdir, "ro"), -1);
+	ASSERT_EQ(errno, EBUSY);
+	kumount(&im);
+	/* A read-only loop device: read-only mounts only. */
+	ASSERT_EQ(sh(out, sizeof(out), "losetup -r -f --show '%s'", im.path), 0);
+	out[strcspn(out, "\n")] = 0;
+	char loopdev[64];
+	XSNPRINTF(loopdev, sizeof(loopdev), "%s", out);
+	ASSERT_EQ(pw_mount("ext2", im.path, im.pdir, NULL), -1);
+	ASSERT_EQ(errno, EBUSY);
+	ASSERT_OK(pw_mount("ext2", im.path, im.pdir, "ro"));
+	ASSERT_OK(pw_umount(im.pdir));
+	ASSERT_EQ(sh(out, sizeof(out), "losetup -d '%s' 2>&1", loopdev), 0);
+	pmount(&im);
+	pumount(&im);
+	fsck_clean(&im, "the refused mounts");
+}
