@@ -373,6 +373,20 @@ struct inode_operations {
 	 * added (readlink(2)).  Return: the bytes copied (size means "maybe
 	 * truncated"), or -errno.  No lock held: a target never changes. */
 	int (*readlink)(struct inode *inode, char *buf, size_t size);
+	/* Optional (else EOPNOTSUPP): extended attributes.  name is the
+	 * whole name ("user.x"), checked by the VFS (1..255 bytes, a known
+	 * namespace, the caller allowed); a filesystem refuses namespaces it
+	 * does not keep with -EOPNOTSUPP.  getxattr: the value's length,
+	 * copied into buf when size is not 0 (-ERANGE if it does not fit),
+	 * -ENODATA if absent.  listxattr: the names, each NUL-terminated, by
+	 * the same size rule.  setxattr: value NULL removes (-ENODATA if
+	 * absent); flags XATTR_CREATE (-EEXIST) or XATTR_REPLACE (-ENODATA);
+	 * -ENOSPC when it does not fit.  The inode's i_rwsem held; the VFS
+	 * sets i_ctime after a successful set. */
+	ssize_t (*getxattr)(struct inode *inode, const char *name, void *buf, size_t size);
+	ssize_t (*listxattr)(struct inode *inode, char *buf, size_t size);
+	int (*setxattr)(struct inode *inode, const char *name, const void *value,
+	                size_t size, int flags);
 };
 
 struct super_operations {

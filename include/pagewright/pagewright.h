@@ -78,6 +78,24 @@ int pw_utimens(const char *path, const struct timespec times[2], int flags);
 int pw_futimens(int fd, const struct timespec times[2]);
 int pw_statvfs(const char *path, struct statvfs *st);
 int pw_fstatvfs(int fd, struct statvfs *st);
+/* Extended attributes, as getxattr(2) and friends (the l forms do not
+ * follow a final symlink).  Namespaces "user.", "trusted." (root only)
+ * and "security." (set by root only), where the filesystem keeps them
+ * (ext2); elsewhere ENOTSUP. */
+ssize_t pw_getxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t pw_lgetxattr(const char *path, const char *name, void *value, size_t size);
+ssize_t pw_fgetxattr(int fd, const char *name, void *value, size_t size);
+int pw_setxattr(const char *path, const char *name, const void *value, size_t size,
+                int flags);
+int pw_lsetxattr(const char *path, const char *name, const void *value, size_t size,
+                 int flags);
+int pw_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
+ssize_t pw_listxattr(const char *path, char *list, size_t size);
+ssize_t pw_llistxattr(const char *path, char *list, size_t size);
+ssize_t pw_flistxattr(int fd, char *list, size_t size);
+int pw_removexattr(const char *path, const char *name);
+int pw_lremovexattr(const char *path, const char *name);
+int pw_fremovexattr(int fd, const char *name);
 
 /* A directory stream; opaque, like DIR. */
 typedef struct pw_dir PW_DIR;

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 struct mount {
@@ -1705,6 +1706,208 @@ int
 pw_fstatvfs(int fd, struct statvfs *st)
 {
 	return (int)ret(do_statvfs(NULL, fd, st));
+}
+
+/* ------------------------------------------------------- extended attributes */
+
+#define PW_XATTR_NAME_MAX 255
+#define PW_XATTR_SIZE_MAX 65536 /* a value, and a list of names */
+
+enum xattr_op { XA_GET, XA_SET, XA_LIST, XA_REMOVE };
+
+/*
+ * May the caller read (or, write, set and remove) attribute name of
+ * inode?  As the kernel's xattr_permission: trusted.* is root's alone
+ * (others see none); security.* anyone reads and root sets; user.* only
+ * on files and directories, with the file's read or write permission;
+ * other namespaces are not supported.
+ */
+static int
+xattr_permission(struct inode *inode, const char *name, bool write)
+{
+	bool root = geteuid() == 0;
+	if (!strncmp(name, "trusted.", 8))
+		return root ? 0 : write ? -EPERM : -ENODATA;
+	if (!strncmp(name, "security.", 9))
+		return write && !root ? -EPERM : 0;
+	if (!strncmp(name, "user.", 5)) {
+		if (!S_ISREG(inode->i_mode) && !S_ISDIR(inode->i_mode))
+			return write ? -EPERM : -ENODATA;
+		return may_access(inode, write ? 2 : 4);
+	}
+	return -EOPNOTSUPP;
+}
+
+/* Keep the names of list (len bytes) the caller may see: all for root,
+ * no trusted.* for others.  Return: the new length. */
+static size_t
+xattr_list_filter(char *list, size_t len)
+{
+	if (geteuid() == 0)
+		return len;
+	size_t out = 0;
+	for (size_t at = 0; at < len;) {
+		size_t l = strnlen(list + at, len - at) + 1;
+		if (strncmp(list + at, "trusted.", 8) != 0) {
+			memmove(list + out, list + at, l);
+			out += l;
+		}
+		at += l;
+	}
+	return out;
+}
+
+static long
+do_xattr(enum xattr_op op, const char *path, int fd, bool follow, const char *uname,
+         void *uvalue, size_t size, int flags)
+{
+	char name[PW_XATTR_NAME_MAX + 1];
+	bool write = op == XA_SET || op == XA_REMOVE;
+	if (!path && fd < 0)
+		return -EBADF;
+	if (op != XA_LIST) {
+		long n = strncpy_from_user(name, uname, (long)sizeof(name));
+		if (n < 0)
+			return n;
+		if (n == 0 || n >= (long)sizeof(name))
+			return -ERANGE;
+	}
+	if (op == XA_SET && (flags & ~(XATTR_CREATE | XATTR_REPLACE)))
+		return -EINVAL;
+	if (size > PW_XATTR_SIZE_MAX) {
+		if (op == XA_SET)
+			return -E2BIG;
+		size = PW_XATTR_SIZE_MAX;
+	}
+	struct attr_target t;
+	long r = target_get(&t, !path, path, fd, follow);
+	if (r)
+		return r;
+	struct inode *inode = t.w.inode;
+	const struct inode_operations *iop = inode->i_op;
+	/* A list is fetched whole and filtered, so its length is known
+	 * even when the caller only asks for it. */
+	size_t klen = op == XA_LIST ? PW_XATTR_SIZE_MAX : size;
+	char *kbuf = klen ? malloc(klen) : NULL;
+	if (klen && !kbuf)
+		r = -ENOMEM;
+	else if (op == XA_SET && size && copy_from_user(kbuf, uvalue, size))
+		r = -EFAULT;
+	else if (write && (inode->i_sb->s_flags & SB_RDONLY))
+		r = -EROFS;
+	else if (op != XA_LIST)
+		r = xattr_permission(inode, name, write);
+	if (!r && !(op == XA_LIST ? (void *)iop->listxattr
+	                          : op == XA_GET ? (void *)iop->getxattr : (void *)iop->setxattr))
+		r = -EOPNOTSUPP;
+	if (!r) {
+		inode_lock(inode);
+		switch (op) {
+		case XA_GET:
+			r = iop->getxattr(inode, name, kbuf, size);
+			break;
+		case XA_LIST:
+			r = iop->listxattr(inode, kbuf, klen);
+			break;
+		case XA_SET:
+			r = iop->setxattr(inode, name, kbuf ? kbuf : "", size, flags);
+			break;
+		case XA_REMOVE:
+			r = iop->setxattr(inode, name, NULL, 0, XATTR_REPLACE);
+			break;
+		}
+		if (write && r == 0) {
+			inode->i_ctime = current_time();
+			mark_inode_dirty(inode);
+		}
+		inode_unlock(inode);
+	}
+	if (op == XA_LIST && r > 0) {
+		r = (long)xattr_list_filter(kbuf, (size_t)r);
+		if (size && (size_t)r > size)
+			r = -ERANGE;
+	}
+	if (r > 0 && size && (op == XA_GET || op == XA_LIST) &&
+	    copy_to_user(uvalue, kbuf, (size_t)r))
+		r = -EFAULT;
+	free(kbuf);
+	target_put(&t);
+	return r;
+}
+
+ssize_t
+pw_getxattr(const char *path, const char *name, void *value, size_t size)
+{
+	return path ? ret(do_xattr(XA_GET, path, -1, true, name, value, size, 0)) : ret(-EFAULT);
+}
+
+ssize_t
+pw_lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+	return path ? ret(do_xattr(XA_GET, path, -1, false, name, value, size, 0)) : ret(-EFAULT);
+}
+
+ssize_t
+pw_fgetxattr(int fd, const char *name, void *value, size_t size)
+{
+	return ret(do_xattr(XA_GET, NULL, fd, false, name, value, size, 0));
+}
+
+int
+pw_setxattr(const char *path, const char *name, const void *value, size_t size, int flags)
+{
+	return (int)(path ? ret(do_xattr(XA_SET, path, -1, true, name, (void *)value, size, flags))
+	                  : ret(-EFAULT));
+}
+
+int
+pw_lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)
+{
+	return (int)(path ? ret(do_xattr(XA_SET, path, -1, false, name, (void *)value, size, flags))
+	                  : ret(-EFAULT));
+}
+
+int
+pw_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
+{
+	return (int)ret(do_xattr(XA_SET, NULL, fd, false, name, (void *)value, size, flags));
+}
+
+ssize_t
+pw_listxattr(const char *path, char *list, size_t size)
+{
+	return path ? ret(do_xattr(XA_LIST, path, -1, true, NULL, list, size, 0)) : ret(-EFAULT);
+}
+
+ssize_t
+pw_llistxattr(const char *path, char *list, size_t size)
+{
+	return path ? ret(do_xattr(XA_LIST, path, -1, false, NULL, list, size, 0)) : ret(-EFAULT);
+}
+
+ssize_t
+pw_flistxattr(int fd, char *list, size_t size)
+{
+	return ret(do_xattr(XA_LIST, NULL, fd, false, NULL, list, size, 0));
+}
+
+int
+pw_removexattr(const char *path, const char *name)
+{
+	return (int)(path ? ret(do_xattr(XA_REMOVE, path, -1, true, name, NULL, 0, 0)) : ret(-EFAULT));
+}
+
+int
+pw_lremovexattr(const char *path, const char *name)
+{
+	return (int)(path ? ret(do_xattr(XA_REMOVE, path, -1, false, name, NULL, 0, 0))
+	                  : ret(-EFAULT));
+}
+
+int
+pw_fremovexattr(int fd, const char *name)
+{
+	return (int)ret(do_xattr(XA_REMOVE, NULL, fd, false, name, NULL, 0, 0));
 }
 
 /* ----------------------------------------------------------- directories */

@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
 static const unsigned block_sizes[] = {1024, 2048, 4096};
 
@@ -1700,4 +1701,171 @@ TEST(ext2_corrupt_symlinks)
 	ASSERT_OK(pw_lstat(e2p(&e, "slow2"), &st));
 	ASSERT(S_ISLNK(st.st_mode));
 	ASSERT_OK(pw_umount(e.mnt));
+}
+
+/* ------------------------------------------------- extended attributes */
+
+/* debugfs ea_get of name's attr: its value into buf, the length back. */
+static size_t
+debugfs_ea_get(struct e2 *e, const char *name, const char *attr, char *buf, size_t n)
+{
+	char vf[600];
+	XSNPRINTF(vf, sizeof(vf), "%s/ea-out", test_tmpdir());
+	unlink(vf);
+	char out[4096];
+	ASSERT_EQ(sh(out, sizeof(out), "debugfs -R 'ea_get -f %s %s %s' '%s' 2>&1", vf, name, attr,
+	             e->img), 0);
+	int fd = open(vf, O_RDONLY);
+	if (fd < 0) {
+		fprintf(stderr, "debugfs ea_get %s %s: %s\n", name, attr, out);
+		abort();
+	}
+	ssize_t got = read(fd, buf, n);
+	close(fd);
+	ASSERT_GE(got, 0);
+	return (size_t)got;
+}
+
+/*
+ * Extended attributes: those other tools wrote (in the inode, in a block
+ * of its own, in a block two inodes share) are read; pagewright's are read
+ * by debugfs; a change to a shared block leaves the other inode's alone;
+ * the errors of getxattr(2) and friends; and e2fsck finds nothing to fix,
+ * with every attribute block of a removed file or attribute freed.
+ */
+TEST(ext2_xattrs)
+{
+	for (size_t k = 0; k < PW_ARRAY_SIZE(block_sizes); k++) {
+		struct e2 e;
+		e2_make(&e, "xattr", block_sizes[k], 8192);
+		char host[600], val[700], req[1200], got[4096];
+		XSNPRINTF(host, sizeof(host), "%s/data", test_tmpdir());
+		write_host_file(host, "data", 4);
+		const char *files[] = {"f", "big", "s1", "s2", "many"};
+		for (size_t j = 0; j < PW_ARRAY_SIZE(files); j++)
+			e2_debugfs_write(&e, host, files[j]);
+		e2_debugfs(&e, "ea_set f user.small s");    /* fits in the inode */
+		memset(val, 'v', 600);
+		XSNPRINTF(host, sizeof(host), "%s/val", test_tmpdir());
+		write_host_file(host, val, 600);
+		XSNPRINTF(req, sizeof(req), "ea_set -f %s big user.big", host);
+		e2_debugfs(&e, req);                         /* a block of its own */
+		memset(val, 's', 300);
+		write_host_file(host, val, 300);
+		XSNPRINTF(req, sizeof(req), "ea_set -f %s s1 user.shared", host);
+		e2_debugfs(&e, req);
+		/* s2 shares s1's block: its reference, its i_blocks, a count of 2. */
+		long blk = debugfs_stat_num(&e, "s1", "File ACL: ", 10);
+		ASSERT_GT(blk, 0);
+		long blocks = debugfs_stat_num(&e, "s2", "Blockcount: ", 10);
+		XSNPRINTF(req, sizeof(req), "sif s2 file_acl %ld", blk);
+		e2_debugfs(&e, req);
+		XSNPRINTF(req, sizeof(req), "sif s2 blocks %ld", blocks + (long)e.bs / 512);
+		e2_debugfs(&e, req);
+		XSNPRINTF(req, sizeof(req), "zap_block -o 4 -l 1 -p 2 %ld", blk);
+		e2_debugfs(&e, req);
+		e2_fsck(&e); /* the set-up itself is a clean image */
+
+		e2_mount(&e, NULL);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "f"), "user.small", got, sizeof(got)), 1);
+		ASSERT_MEM_EQ(got, "s", 1);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "big"), "user.big", NULL, 0), 600);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "big"), "user.big", got, 599), -1);
+		ASSERT_EQ(errno, ERANGE);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "big"), "user.big", got, sizeof(got)), 600);
+		memset(val, 'v', 600);
+		ASSERT_MEM_EQ(got, val, 600);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "s2"), "user.shared", got, sizeof(got)), 300);
+		/* The shared block: s2's change goes to a block of s2's own. */
+		ASSERT_OK(pw_setxattr(e2p(&e, "s2"), "user.shared", "mine", 4, XATTR_REPLACE));
+		ASSERT_EQ(pw_getxattr(e2p(&e, "s2"), "user.shared", got, sizeof(got)), 4);
+		ASSERT_MEM_EQ(got, "mine", 4);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "s1"), "user.shared", got, sizeof(got)), 300);
+		ASSERT_EQ(got[0], 's');
+		/* New attributes next to in-inode ones; the list has all. */
+		ASSERT_OK(pw_setxattr(e2p(&e, "f"), "user.new", "pagewright", 10, XATTR_CREATE));
+		ASSERT_OK(pw_setxattr(e2p(&e, "f"), "trusted.t", "", 0, 0));
+		ASSERT_OK(pw_setxattr(e2p(&e, "f"), "security.s", "sec", 3, 0));
+		ssize_t n = pw_listxattr(e2p(&e, "f"), got, sizeof(got));
+		ASSERT_EQ(n, (ssize_t)sizeof("user.small\0user.new\0trusted.t\0security.s"));
+		ASSERT_EQ(pw_listxattr(e2p(&e, "f"), NULL, 0), n);
+		ASSERT_EQ(pw_listxattr(e2p(&e, "f"), got, 5), -1);
+		ASSERT_EQ(errno, ERANGE);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "f"), "user.small", got, sizeof(got)), 1);
+		/* The flags and the absent. */
+		ASSERT_EQ(pw_setxattr(e2p(&e, "f"), "user.new", "x", 1, XATTR_CREATE), -1);
+		ASSERT_EQ(errno, EEXIST);
+		ASSERT_EQ(pw_setxattr(e2p(&e, "f"), "user.none", "x", 1, XATTR_REPLACE), -1);
+		ASSERT_EQ(errno, ENODATA);
+		ASSERT_EQ(pw_removexattr(e2p(&e, "f"), "user.none"), -1);
+		ASSERT_EQ(errno, ENODATA);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "f"), "user.none", got, sizeof(got)), -1);
+		ASSERT_EQ(errno, ENODATA);
+		ASSERT_EQ(pw_setxattr(e2p(&e, "f"), "system.x", "x", 1, 0), -1);
+		ASSERT_EQ(errno, EOPNOTSUPP);
+		ASSERT_EQ(pw_setxattr(e2p(&e, "f"), "user.x", "x", 1, 0x100), -1);
+		ASSERT_EQ(errno, EINVAL);
+		/* Bad pointers: EFAULT, nothing changed. */
+		ASSERT_EQ(pw_setxattr(e2p(&e, "f"), "user.bad", (void *)8, 4, 0), -1);
+		ASSERT_EQ(errno, EFAULT);
+		ASSERT_EQ(pw_setxattr(e2p(&e, "f"), (const char *)8, "x", 1, 0), -1);
+		ASSERT_EQ(errno, EFAULT);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "f"), "user.new", (void *)8, 64), -1);
+		ASSERT_EQ(errno, EFAULT);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "f"), "user.bad", got, sizeof(got)), -1);
+		ASSERT_EQ(errno, ENODATA);
+		/* Full: ENOSPC, and what was there is still there. */
+		char *huge = calloc(1, e.bs);
+		ASSERT(huge != NULL);
+		ASSERT_EQ(pw_setxattr(e2p(&e, "big"), "user.huge", huge, e.bs - 64, 0), -1);
+		ASSERT_EQ(errno, ENOSPC);
+		free(huge);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "big"), "user.big", got, sizeof(got)), 600);
+		int added = 0;
+		for (;; added++) {
+			char name[32], v[40];
+			snprintf(name, sizeof(name), "user.a%03d", added);
+			memset(v, 'a' + added % 26, sizeof(v));
+			if (pw_setxattr(e2p(&e, "many"), name, v, sizeof(v), 0) != 0) {
+				ASSERT_EQ(errno, ENOSPC);
+				break;
+			}
+		}
+		ASSERT_GT(added, (int)e.bs / 80 - 2);
+		for (int j = 0; j < added; j++) {
+			char name[32];
+			snprintf(name, sizeof(name), "user.a%03d", j);
+			ASSERT_EQ(pw_getxattr(e2p(&e, "many"), name, got, sizeof(got)), 40);
+			ASSERT_EQ(got[39], 'a' + j % 26);
+		}
+		/* Symlinks and directories. */
+		ASSERT_OK(pw_symlink("f", e2p(&e, "ln")));
+		ASSERT_EQ(pw_lsetxattr(e2p(&e, "ln"), "user.x", "x", 1, 0), -1);
+		ASSERT_EQ(errno, EPERM);
+		ASSERT_EQ(pw_getxattr(e2p(&e, "ln"), "user.new", got, sizeof(got)), 10);
+		ASSERT_OK(pw_mkdir(e2p(&e, "d"), 0755));
+		ASSERT_OK(pw_setxattr(e2p(&e, "d"), "user.dir", "dir", 3, 0));
+		/* Everything of big removed: its block is freed. */
+		ASSERT_OK(pw_removexattr(e2p(&e, "big"), "user.big"));
+		ASSERT_EQ(pw_listxattr(e2p(&e, "big"), got, sizeof(got)), 0);
+		ASSERT_OK(pw_unlink(e2p(&e, "s1")));
+		e2_umount_fsck(&e);
+
+		/* debugfs reads what pagewright wrote. */
+		ASSERT_EQ(debugfs_ea_get(&e, "f", "user.new", got, sizeof(got)), 10);
+		ASSERT_MEM_EQ(got, "pagewright", 10);
+		ASSERT_EQ(debugfs_ea_get(&e, "f", "user.small", got, sizeof(got)), 1);
+		ASSERT_EQ(debugfs_ea_get(&e, "s2", "user.shared", got, sizeof(got)), 4);
+		ASSERT_MEM_EQ(got, "mine", 4);
+		ASSERT_EQ(debugfs_ea_get(&e, "d", "user.dir", got, sizeof(got)), 3);
+		ASSERT_EQ(debugfs_ea_get(&e, "many", "user.a000", got, sizeof(got)), 40);
+		ASSERT_EQ(debugfs_stat_num(&e, "big", "File ACL: ", 10), 0);
+
+		/* Read-only: reads work, changes are EROFS. */
+		e2_mount(&e, "ro");
+		ASSERT_EQ(pw_getxattr(e2p(&e, "s2"), "user.shared", got, sizeof(got)), 4);
+		ASSERT_EQ(pw_setxattr(e2p(&e, "s2"), "user.shared", "x", 1, 0), -1);
+		ASSERT_EQ(errno, EROFS);
+		ASSERT_OK(pw_umount(e.mnt));
+	}
 }

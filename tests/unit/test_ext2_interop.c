@@ -60,6 +60,7 @@
 #include <dirent.h>
 #include <stdarg.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 
 #define KiB ((off_t)1024)
 #define MiB (1024 * KiB)
@@ -1553,4 +1554,64 @@ TEST(interop_image_in_kernel_use_is_refused)
 	pmount(&im);
 	pumount(&im);
 	fsck_clean(&im, "the refused mounts");
+}
+
+/*
+ * Extended attributes both ways: the kernel reads what pagewright wrote
+ * (an attribute block), pagewright reads what the kernel wrote (its ext4
+ * driver puts small ones inside 256-byte inodes) and changes them, and
+ * the kernel then reads the change; e2fsck is clean after each side.
+ */
+TEST(interop_xattrs)
+{
+	kernel_probe();
+	struct img im;
+	char kpath[700], got[256];
+	img_make(&im, "xattr", 4096, false);
+	pmount(&im);
+	char p[300];
+	XSNPRINTF(p, sizeof(p), "%s/pf", im.pdir);
+	int fd = pw_open(p, O_CREAT | O_RDWR, 0644);
+	ASSERT_GE(fd, 0);
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_setxattr(p, "user.from_pw", "pagewright wrote this", 21, 0));
+	ASSERT_OK(pw_setxattr(p, "trusted.t", "t", 1, 0));
+	pumount(&im);
+	fsck_clean(&im, "pagewright's attributes");
+
+	kmount(&im, false);
+	XSNPRINTF(kpath, sizeof(kpath), "%s/pf", im.kdir);
+	ASSERT_EQ(lgetxattr(kpath, "user.from_pw", got, sizeof(got)), 21);
+	ASSERT_MEM_EQ(got, "pagewright wrote this", 21);
+	ASSERT_EQ(lgetxattr(kpath, "trusted.t", got, sizeof(got)), 1);
+	ASSERT_OK(lsetxattr(kpath, "user.from_kernel", "k", 1, 0));
+	XSNPRINTF(kpath, sizeof(kpath), "%s/kf", im.kdir);
+	fd = open(kpath, O_CREAT | O_WRONLY, 0644);
+	ASSERT_GE(fd, 0);
+	close(fd);
+	ASSERT_OK(lsetxattr(kpath, "user.small", "in the inode", 12, 0));
+	kumount(&im);
+	fsck_clean(&im, "the kernel's attributes");
+
+	pmount(&im);
+	XSNPRINTF(p, sizeof(p), "%s/kf", im.pdir);
+	ASSERT_EQ(pw_getxattr(p, "user.small", got, sizeof(got)), 12);
+	ASSERT_MEM_EQ(got, "in the inode", 12);
+	ASSERT_OK(pw_setxattr(p, "user.second", "2", 1, 0));
+	XSNPRINTF(p, sizeof(p), "%s/pf", im.pdir);
+	ASSERT_EQ(pw_getxattr(p, "user.from_kernel", got, sizeof(got)), 1);
+	ASSERT_EQ(pw_getxattr(p, "user.from_pw", got, sizeof(got)), 21);
+	ASSERT_OK(pw_removexattr(p, "user.from_pw"));
+	pumount(&im);
+	fsck_clean(&im, "pagewright's changes to the kernel's attributes");
+
+	kmount(&im, true);
+	XSNPRINTF(kpath, sizeof(kpath), "%s/kf", im.kdir);
+	ASSERT_EQ(lgetxattr(kpath, "user.small", got, sizeof(got)), 12);
+	ASSERT_EQ(lgetxattr(kpath, "user.second", got, sizeof(got)), 1);
+	XSNPRINTF(kpath, sizeof(kpath), "%s/pf", im.kdir);
+	ASSERT_EQ(lgetxattr(kpath, "user.from_pw", got, sizeof(got)), -1);
+	ASSERT_EQ(errno, ENODATA);
+	ASSERT_EQ(lgetxattr(kpath, "user.from_kernel", got, sizeof(got)), 1);
+	kumount(&im);
 }

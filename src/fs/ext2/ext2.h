@@ -28,6 +28,7 @@
  *               entries
  *   namei.c     create, mkdir, symlink, link, unlink, rmdir, rename
  *   symlink.c   fast and slow symlink targets, readlink
+ *   xattr.c     extended attributes in an attribute block
  *
  * Lock ordering (outermost first; each edge is named where it is made):
  *   VFS i_rwsem (parent, then child) -> ei_dir_lock (dir.c)
@@ -241,7 +242,8 @@ struct ext2_inode_info {
 	uint32_t ei_data[EXT2_N_BLOCKS]; /* (ei_map_lock) i_block, little-endian */
 	uint32_t ei_flags;               /* (W) i_flags; read by write_inode
 	                                  * without i_rwsem: __atomic accesses */
-	uint32_t ei_file_acl;            /* (W) xattr block, kept as found */
+	uint32_t ei_file_acl;            /* (W) xattr block; read without
+	                                  * i_rwsem: __atomic accesses */
 	uint32_t ei_generation;          /* (C) */
 	uint32_t ei_dtime;               /* (W) */
 	unsigned ei_group;               /* (C) block group of the inode */
@@ -336,6 +338,9 @@ void pw__ext2_now(struct timespec *ts);
 /* inode.c */
 int pw__ext2_iget(struct super_block *sb, uint64_t ino, struct inode **res);
 int pw__ext2_write_inode(struct inode *inode, bool sync);
+/* The inode-table buffer holding ino's record (referenced) and the record. */
+int pw__ext2_read_raw(struct super_block *sb, uint64_t ino, struct buffer_head **bhp,
+                      struct ext2_inode **raw);
 void pw__ext2_evict_inode(struct inode *inode);
 int pw__ext2_setattr(struct inode *inode, const struct pw_iattr *attr);
 int pw__ext2_new_inode(struct inode *dir, mode_t mode, struct inode **res);
@@ -400,6 +405,13 @@ int pw__ext2_link(struct inode *inode, struct inode *dir, const char *name,
                   size_t len);
 
 /* symlink.c */
+/* xattr.c; i_rwsem held. */
+ssize_t pw__ext2_getxattr(struct inode *inode, const char *name, void *buf, size_t size);
+ssize_t pw__ext2_listxattr(struct inode *inode, char *buf, size_t size);
+int pw__ext2_setxattr(struct inode *inode, const char *name, const void *value,
+                      size_t size, int flags);
+void pw__ext2_xattr_release(struct inode *inode);
+
 int pw__ext2_write_link(struct inode *inode, const char *target, size_t len);
 
 #endif /* PW_EXT2_H */

@@ -95,7 +95,9 @@ pw__ext2_has_blocks(struct inode *inode)
 		return true;
 	if (!S_ISLNK(m))
 		return false;
-	uint64_t acl = EXT2_I(inode)->ei_file_acl ? inode->i_sb->s_blocksize >> 9 : 0;
+	uint64_t acl = __atomic_load_n(&EXT2_I(inode)->ei_file_acl, __ATOMIC_RELAXED)
+	                   ? inode->i_sb->s_blocksize >> 9
+	                   : 0;
 	return inode->i_blocks > acl;
 }
 

@@ -66,9 +66,9 @@ ext2_inode_loc(struct super_block *sb, uint64_t ino, uint64_t *block, unsigned *
 	return 0;
 }
 
-static int
-ext2_read_raw(struct super_block *sb, uint64_t ino, struct buffer_head **bhp,
-              struct ext2_inode **raw)
+int
+pw__ext2_read_raw(struct super_block *sb, uint64_t ino, struct buffer_head **bhp,
+                  struct ext2_inode **raw)
 {
 	uint64_t block;
 	unsigned off;
@@ -207,7 +207,7 @@ ext2_read_inode(struct super_block *sb, uint64_t ino, struct inode **res)
 {
 	struct buffer_head *bh;
 	struct ext2_inode *raw;
-	int err = ext2_read_raw(sb, ino, &bh, &raw);
+	int err = pw__ext2_read_raw(sb, ino, &bh, &raw);
 	if (err)
 		return err;
 	const char *why = ext2_check_raw(sb, raw);
@@ -282,7 +282,7 @@ ext2_fill_raw(struct inode *inode, struct ext2_inode *r)
 	r->i_dtime = cpu32(ei->ei_dtime);
 	r->i_flags = cpu32(__atomic_load_n(&ei->ei_flags, __ATOMIC_RELAXED));
 	r->i_generation = cpu32(ei->ei_generation);
-	r->i_file_acl = cpu32(ei->ei_file_acl);
+	r->i_file_acl = cpu32(__atomic_load_n(&ei->ei_file_acl, __ATOMIC_RELAXED));
 	if (ext2_has_extra_times(inode->i_sb, r)) {
 		r->i_atime_extra = ext2_time_extra(&atime);
 		r->i_mtime_extra = ext2_time_extra(&mtime);
@@ -308,7 +308,7 @@ pw__ext2_write_inode(struct inode *inode, bool sync)
 	struct ext2_inode *raw;
 	if (ext2_ro(sb) || !ei)
 		return 0;
-	int err = ext2_read_raw(sb, inode->i_ino, &bh, &raw);
+	int err = pw__ext2_read_raw(sb, inode->i_ino, &bh, &raw);
 	if (err)
 		return err;
 	lock_buffer(bh);
@@ -325,43 +325,6 @@ pw__ext2_write_inode(struct inode *inode, bool sync)
 	return err;
 }
 
-#define EXT2_XATTR_MAGIC 0xEA020000u
-
-/* Drop the inode's reference to its extended-attribute block (made by
- * other tools: we never create one); the block goes when none is left. */
-static void
-ext2_release_xattr(struct inode *inode)
-{
-	struct super_block *sb = inode->i_sb;
-	struct ext2_inode_info *ei = EXT2_I(inode);
-	uint64_t blk = ei->ei_file_acl;
-	struct buffer_head *bh;
-	if (!blk)
-		return;
-	ei->ei_file_acl = 0;
-	if (!pw__ext2_data_block_ok(sb, blk) || sb_bread(sb, blk, &bh)) {
-		ext2_error(sb, "inode %llu: bad xattr block %llu",
-		           (unsigned long long)inode->i_ino, (unsigned long long)blk);
-		return;
-	}
-	uint32_t *h = (uint32_t *)bh->b_data; /* magic, refcount, blocks */
-	bool last = false;
-	lock_buffer(bh);
-	if (le32(h[0]) != EXT2_XATTR_MAGIC || le32(h[1]) == 0) {
-		ext2_error(sb, "inode %llu: xattr block %llu has a bad header",
-		           (unsigned long long)inode->i_ino, (unsigned long long)blk);
-	} else {
-		h[1] = cpu32(le32(h[1]) - 1);
-		last = h[1] == 0;
-	}
-	unlock_buffer(bh);
-	mark_buffer_dirty(bh);
-	brelse(bh);
-	if (last)
-		pw__ext2_free_block(sb, blk);
-	inode->i_blocks -= PW_MIN(inode->i_blocks, (uint64_t)(sb->s_blocksize >> 9));
-}
-
 /* Free what an unlinked inode owns on disk: blocks, then the number. */
 static void
 ext2_delete_inode(struct inode *inode)
@@ -376,7 +339,7 @@ ext2_delete_inode(struct inode *inode)
 			ext2_error(inode->i_sb, "inode %llu: freeing blocks: %s",
 			           (unsigned long long)inode->i_ino, strerror(-err));
 	}
-	ext2_release_xattr(inode);
+	pw__ext2_xattr_release(inode);
 	ei->ei_dtime = (uint32_t)now.tv_sec;
 	inode_time_set(&inode->i_ctime, now);
 	int err = pw__ext2_write_inode(inode, false);
@@ -652,4 +615,7 @@ static const struct address_space_operations ext2_legacy_aops = {
 
 const struct inode_operations pw__ext2_file_iops = {
 	.setattr = pw__ext2_setattr,
+	.getxattr = pw__ext2_getxattr,
+	.setxattr = pw__ext2_setxattr,
+	.listxattr = pw__ext2_listxattr,
 };

@@ -267,4 +267,7 @@ const struct inode_operations pw__ext2_dir_iops = {
 	.readdir = pw__ext2_readdir,
 	.symlink = pw__ext2_symlink,
 	.link = pw__ext2_link,
+	.getxattr = pw__ext2_getxattr,
+	.setxattr = pw__ext2_setxattr,
+	.listxattr = pw__ext2_listxattr,
 };
