@@ -1,7 +1,7 @@
 /*
  * attrs.c - the FUSE operations on attributes and links: lstat, the owner
  * of new files, chmod/chown/utimens, readlink, symlink, link, mknod and
- * statfs, each onto its pw_ call.  Each returns 0 or -errno; the server
+ * statfs, extended attributes, each onto its pw_ call.  Each returns 0 or -errno; the server
  * turns that into the reply.
  *
  * New files get the caller's owner (the kernel's fuse_ctx) when the
@@ -108,4 +108,27 @@ int
 pw__fuse_statvfs(const char *path, struct statvfs *st)
 {
 	return neg_errno(pw_statvfs(path, st));
+}
+
+ssize_t
+pw__fuse_getxattr(const char *path, const char *name, void *buf, size_t size)
+{
+	ssize_t n = pw_lgetxattr(path, name, buf, size);
+	return n < 0 ? -errno : n;
+}
+
+ssize_t
+pw__fuse_listxattr(const char *path, char *buf, size_t size)
+{
+	ssize_t n = pw_llistxattr(path, buf, size);
+	return n < 0 ? -errno : n;
+}
+
+/* value NULL: remove. */
+int
+pw__fuse_setxattr(const char *path, const char *name, const void *value, size_t size,
+                  int flags)
+{
+	return neg_errno(value ? pw_lsetxattr(path, name, value, size, flags)
+	                       : pw_lremovexattr(path, name));
 }

@@ -111,6 +111,10 @@ int pw__fuse_symlink(const char *target, const char *path);
 int pw__fuse_link(const char *oldpath, const char *newpath);
 int pw__fuse_mknod(const char *path, mode_t mode, dev_t rdev);
 int pw__fuse_statvfs(const char *path, struct statvfs *st);
+ssize_t pw__fuse_getxattr(const char *path, const char *name, void *buf, size_t size);
+ssize_t pw__fuse_listxattr(const char *path, char *buf, size_t size);
+int pw__fuse_setxattr(const char *path, const char *name, const void *value, size_t size,
+                      int flags);
 
 /*
  * devio.c: reads and writes of /dev/fuse, through which the INIT reply

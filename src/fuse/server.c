@@ -797,6 +797,81 @@ op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, target);
 }
 
+/*
+ * Extended attributes, onto pw_l*xattr of the node's path.  size 0 asks
+ * for the length only (fuse_reply_xattr); otherwise the bytes, or ERANGE.
+ * Filesystems without them answer ENOTSUP, which the kernel passes on.
+ */
+static void
+xattr_reply(fuse_req_t req, ssize_t n, const char *buf, size_t size)
+{
+	if (n < 0)
+		reply_errno(req, (int)n);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void
+xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct pw_fuse *f = server(req);
+	char path[PATH_MAX];
+	char *buf = size ? malloc(size) : NULL;
+	if (size && !buf) {
+		reply_errno(req, -ENOMEM);
+		return;
+	}
+	tree_read(f);
+	ssize_t n = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
+	if (!n)
+		n = name ? pw__fuse_getxattr(path, name, buf, size)
+		         : pw__fuse_listxattr(path, buf, size);
+	tree_unlock(f);
+	xattr_reply(req, n, buf, size);
+	free(buf);
+}
+
+static void
+op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	xattr_read(req, ino, name, size);
+}
+
+static void
+op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	xattr_read(req, ino, NULL, size);
+}
+
+static void
+op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+            size_t size, int flags)
+{
+	struct pw_fuse *f = server(req);
+	char path[PATH_MAX];
+	tree_read(f);
+	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
+	if (!err)
+		err = pw__fuse_setxattr(path, name, value, size, flags);
+	tree_unlock(f);
+	reply_errno(req, err);
+}
+
+static void
+op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct pw_fuse *f = server(req);
+	char path[PATH_MAX];
+	tree_read(f);
+	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
+	if (!err)
+		err = pw__fuse_setxattr(path, name, NULL, 0, 0);
+	tree_unlock(f);
+	reply_errno(req, err);
+}
+
 static void
 op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
@@ -918,6 +993,10 @@ static const struct fuse_lowlevel_ops ops = {
 	.fsyncdir = op_fsyncdir,
 	.statfs = op_statfs,
 	.create = op_create,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
 };
 
 /*
@@ -1097,7 +1176,19 @@ session_create(struct pw_fuse *f, char *err, size_t errlen)
 	mount_options(&f->opts, opts, sizeof(opts));
 	char *argv[] = {"pagewright", "-o", opts, f->opts.debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(f->opts.debug ? 4 : 3, argv);
-	f->se = fuse_session_new(&args, &ops, sizeof(ops), f);
+	/* cache=writeback: no extended attributes.  The kernel asks for
+	 * security.capability before every write(2) into its cache (a round
+	 * trip each) unless the server takes FUSE_HANDLE_KILLPRIV_V2, which
+	 * libfuse 3.14 cannot; without a getxattr handler it asks once, gets
+	 * ENOSYS, and answers ENOTSUP to every xattr call from then on. */
+	struct fuse_lowlevel_ops lops = ops;
+	if (f->opts.cache == PW_FUSE_CACHE_WRITEBACK) {
+		lops.getxattr = NULL;
+		lops.setxattr = NULL;
+		lops.listxattr = NULL;
+		lops.removexattr = NULL;
+	}
+	f->se = fuse_session_new(&args, &lops, sizeof(lops), f);
 	if (!f->se) {
 		set_err(err, errlen, "libfuse refused the options \"%s\"", opts);
 		return -EINVAL;

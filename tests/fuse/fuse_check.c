@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/xattr.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -478,6 +479,45 @@ t_links_and_attrs(const char *test)
 	CHECK(unlink(P("attrs")) == 0);
 }
 
+/* Extended attributes through the mount: the full behaviour where the
+ * filesystem keeps them (ext2), ENOTSUP from every call elsewhere. */
+static bool xattrs_kept;
+
+static void
+t_xattrs(const char *test)
+{
+	char buf[256];
+	CHECK(write_file(P("xa"), "x", 1));
+	if (!xattrs_kept) {
+		CHECK(setxattr(P("xa"), "user.a", "1", 1, 0) < 0 && errno == ENOTSUP);
+		CHECK(getxattr(P("xa"), "user.a", buf, sizeof(buf)) < 0 && errno == ENOTSUP);
+		CHECK(unlink(P("xa")) == 0);
+		return;
+	}
+	CHECK(setxattr(P("xa"), "user.a", "value a", 7, 0) == 0);
+	CHECK(setxattr(P("xa"), "user.b", "", 0, XATTR_CREATE) == 0);
+	CHECK(getxattr(P("xa"), "user.a", NULL, 0) == 7);
+	CHECK(getxattr(P("xa"), "user.a", buf, sizeof(buf)) == 7 && memcmp(buf, "value a", 7) == 0);
+	CHECK(getxattr(P("xa"), "user.a", buf, 3) < 0 && errno == ERANGE);
+	CHECK(getxattr(P("xa"), "user.b", buf, sizeof(buf)) == 0);
+	ssize_t n = listxattr(P("xa"), buf, sizeof(buf));
+	CHECK(n == (ssize_t)sizeof("user.a\0user.b") && memcmp(buf, "user.a\0user.b", (size_t)n) == 0);
+	CHECK(listxattr(P("xa"), NULL, 0) == n);
+	CHECK(setxattr(P("xa"), "user.a", "x", 1, XATTR_CREATE) < 0 && errno == EEXIST);
+	CHECK(setxattr(P("xa"), "user.c", "x", 1, XATTR_REPLACE) < 0 && errno == ENODATA);
+	CHECK(removexattr(P("xa"), "user.b") == 0);
+	CHECK(getxattr(P("xa"), "user.b", buf, sizeof(buf)) < 0 && errno == ENODATA);
+	CHECK(removexattr(P("xa"), "user.b") < 0 && errno == ENODATA);
+	static char big[8192];
+	CHECK(setxattr(P("xa"), "user.big", big, sizeof(big), 0) < 0 && errno == ENOSPC);
+	CHECK(mkdir(P("xd"), 0755) == 0 && setxattr(P("xd"), "user.d", "d", 1, 0) == 0);
+	CHECK(getxattr(P("xd"), "user.d", buf, sizeof(buf)) == 1);
+	/* The value survives a rename and is gone with the file. */
+	CHECK(rename(P("xa"), P("xd/moved")) == 0);
+	CHECK(getxattr(P("xd/moved"), "user.a", buf, sizeof(buf)) == 7);
+	CHECK(unlink(P("xd/moved")) == 0 && rmdir(P("xd")) == 0);
+}
+
 static void
 posix(void)
 {
@@ -788,7 +828,11 @@ main(int argc, char **argv)
 		posix();
 	else if (strcmp(argv[1], "concurrent") == 0)
 		concurrent();
-	else if (strcmp(argv[1], "fill") == 0)
+	else if (strcmp(argv[1], "xattr") == 0 && argc == 4) {
+		xattrs_kept = strcmp(argv[3], "yes") == 0;
+		run_test(xattrs_kept ? "extended attributes" : "extended attributes: ENOTSUP",
+		         t_xattrs);
+	} else if (strcmp(argv[1], "fill") == 0)
 		run_test("files written before unmount", t_fill);
 	else if (strcmp(argv[1], "refill") == 0)
 		run_test("files read back after a new mount", t_refill);

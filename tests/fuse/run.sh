@@ -132,6 +132,7 @@ serve_kind() { # serve_kind KIND SOURCE OPTIONS
 	fi
 	mkdir "$mp/t"
 	run_check posix "$mp/t"
+	run_check xattr "$mp/t" "$([ "$kind" = ext2 ] && [[ $cache != cache=writeback* ]] && echo yes || echo no)"
 	run_check concurrent "$mp/t"
 	run_check fill "$mp"
 	check "$kind $cache: rm -r of the test tree" rm -rf "$mp/t"
