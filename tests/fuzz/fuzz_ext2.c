@@ -43,6 +43,11 @@ walk(const char *dir, int depth)
 		struct stat st;
 		if (pw_lstat(path, &st) != 0)
 			continue;
+		/* Extended attributes: every name listed, each value read. */
+		char names[4096], value[4096];
+		ssize_t nl = pw_llistxattr(path, names, sizeof(names));
+		for (ssize_t at = 0; at < nl; at += (ssize_t)strlen(names + at) + 1)
+			(void)pw_lgetxattr(path, names + at, value, sizeof(value));
 		if (S_ISLNK(st.st_mode)) {
 			/* Read the target, and follow it once (never walked into:
 			 * a link to "." would make the walk a fan). */
