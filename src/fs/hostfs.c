@@ -51,6 +51,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define HOST_RD 0x1 /* the descriptor can pread */
@@ -1120,6 +1121,56 @@ hostfs_readdir(struct inode *dir, void *ctx, filldir_t fill)
 	return err;
 }
 
+/*
+ * Extended attributes: the host file's own, through its descriptor (an
+ * O_PATH handle, a symlink say, through its /proc name, which leads to
+ * the file itself).  The host decides what it keeps: ENOTSUP where its
+ * filesystem has none.
+ */
+static ssize_t
+hostfs_getxattr(struct inode *inode, const char *name, void *buf, size_t size)
+{
+	ssize_t r;
+	if (HOSTFS_I(inode)->hi_access == 0) {
+		char proc[64];
+		hostfs_proc_path(host_fd(inode), proc, sizeof(proc));
+		r = getxattr(proc, name, buf, size);
+	} else {
+		r = fgetxattr(host_fd(inode), name, buf, size);
+	}
+	return r < 0 ? -errno : r;
+}
+
+static ssize_t
+hostfs_listxattr(struct inode *inode, char *buf, size_t size)
+{
+	ssize_t r;
+	if (HOSTFS_I(inode)->hi_access == 0) {
+		char proc[64];
+		hostfs_proc_path(host_fd(inode), proc, sizeof(proc));
+		r = listxattr(proc, buf, size);
+	} else {
+		r = flistxattr(host_fd(inode), buf, size);
+	}
+	return r < 0 ? -errno : r;
+}
+
+static int
+hostfs_setxattr(struct inode *inode, const char *name, const void *value, size_t size,
+                int flags)
+{
+	int r;
+	if (HOSTFS_I(inode)->hi_access == 0) {
+		char proc[64];
+		hostfs_proc_path(host_fd(inode), proc, sizeof(proc));
+		r = value ? setxattr(proc, name, value, size, flags) : removexattr(proc, name);
+	} else {
+		int fd = host_fd(inode);
+		r = value ? fsetxattr(fd, name, value, size, flags) : fremovexattr(fd, name);
+	}
+	return r < 0 ? -errno : 0;
+}
+
 static const struct inode_operations hostfs_iops = {
 	.lookup = hostfs_lookup,
 	.create = hostfs_create,
@@ -1132,6 +1183,9 @@ static const struct inode_operations hostfs_iops = {
 	.symlink = hostfs_symlink,
 	.link = hostfs_link,
 	.readlink = hostfs_readlink,
+	.getxattr = hostfs_getxattr,
+	.listxattr = hostfs_listxattr,
+	.setxattr = hostfs_setxattr,
 };
 
 /* ----------------------------------------------------- super ops */

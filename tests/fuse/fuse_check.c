@@ -816,6 +816,15 @@ main(int argc, char **argv)
 	}
 	dir = argv[2];
 	signal(SIGPIPE, SIG_IGN);
+	if (strcmp(argv[1], "xattr-probe") == 0) {
+		/* Does the filesystem under DIR keep user attributes? */
+		int fd = open(P("xattr-probe"), O_CREAT | O_WRONLY, 0644);
+		int ok = fd >= 0 && fsetxattr(fd, "user.probe", "p", 1, 0) == 0;
+		if (fd >= 0)
+			close(fd);
+		unlink(P("xattr-probe"));
+		return ok ? 0 : 1;
+	}
 	if (strcmp(argv[1], "writer") == 0)
 		return writer();
 	if (strcmp(argv[1], "hold-dirty") == 0)

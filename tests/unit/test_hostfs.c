@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/xattr.h>
 
 /* A hostfs mount of our own, so the host directory can be filled first. */
 struct hmnt {
@@ -902,4 +903,43 @@ TEST(hostfs_background_writeback_and_dirty_limit)
 	ASSERT_LE(peak, 1024 + 256); /* the limit plus one 1 MiB write */
 	ASSERT_OK(pw_close(fd));
 	ASSERT_OK(pw_umount("/wb"));
+}
+
+/* Extended attributes are the host file's own: set on either side, seen
+ * on the other; the errors are the host's (skipped where the host's
+ * filesystem keeps no user attributes). */
+TEST(hostfs_xattrs)
+{
+	struct hmnt h;
+	hm_prepare(&h, "xattr", false);
+	host_write_file(hp(&h, "f"), "x", 1);
+	if (setxattr(hp(&h, "f"), "user.probe", "p", 1, 0) != 0)
+		TEST_SKIP("the host filesystem under %s keeps no user attributes (%s)",
+		          test_tmpdir(), strerror(errno));
+	ASSERT_OK(mkdir(hp(&h, "d"), 0755));
+	ASSERT_OK(symlink("f", hp(&h, "ln")));
+	hm_mount(&h, NULL);
+	char p[128], got[64];
+	snprintf(p, sizeof(p), "%s/f", h.mnt);
+	ASSERT_EQ(pw_getxattr(p, "user.probe", got, sizeof(got)), 1);
+	ASSERT_OK(pw_setxattr(p, "user.pw", "from pagewright", 15, XATTR_CREATE));
+	ASSERT_EQ(getxattr(hp(&h, "f"), "user.pw", got, sizeof(got)), 15);
+	ASSERT_MEM_EQ(got, "from pagewright", 15);
+	ASSERT_EQ(pw_setxattr(p, "user.pw", "x", 1, XATTR_CREATE), -1);
+	ASSERT_EQ(errno, EEXIST);
+	ASSERT_EQ(pw_listxattr(p, got, sizeof(got)), (ssize_t)sizeof("user.probe\0user.pw"));
+	ASSERT_OK(pw_removexattr(p, "user.probe"));
+	ASSERT_EQ(getxattr(hp(&h, "f"), "user.probe", got, sizeof(got)), -1);
+	ASSERT_EQ(errno, ENODATA);
+	ASSERT_EQ(pw_getxattr(p, "user.probe", got, sizeof(got)), -1);
+	ASSERT_EQ(errno, ENODATA);
+	/* A directory; a symlink followed (user.* is not for links). */
+	snprintf(p, sizeof(p), "%s/d", h.mnt);
+	ASSERT_OK(pw_setxattr(p, "user.dir", "d", 1, 0));
+	ASSERT_EQ(getxattr(hp(&h, "d"), "user.dir", got, sizeof(got)), 1);
+	snprintf(p, sizeof(p), "%s/ln", h.mnt);
+	ASSERT_EQ(pw_getxattr(p, "user.pw", got, sizeof(got)), 15);
+	ASSERT_EQ(pw_lsetxattr(p, "user.x", "x", 1, 0), -1);
+	ASSERT_EQ(errno, EPERM);
+	ASSERT_OK(pw_umount(h.mnt));
 }
