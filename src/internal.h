@@ -64,6 +64,13 @@ void pw__lru_del(struct page *page);
  * (index.c); false if someone does. */
 bool pw__remove_mapping(struct page *page);
 void pw__reclaim_for_alloc(void);
+/* Index tags (index.c): set the page's DIRTY/WRITEBACK tags from its
+ * flags after PG_dirty changed; set PG_writeback with its tag (returns
+ * whether it was set); drop the WRITEBACK tag before PG_writeback is
+ * cleared. */
+void pw__page_tag_sync(struct page *page);
+bool pw__page_writeback_set(struct page *page);
+void pw__page_writeback_untag(struct page *page);
 uint64_t pw__mem_limit_pages(void);
 
 /* ---- statistics (atomic counters) */
