@@ -1182,8 +1182,12 @@ batch_submit(struct address_space *mapping, struct writeback_batch *b,
 {
 	if (b->nr_pages == 0 || !b->submit)
 		return;
-	if (pw__hooks.before_writeback_io)
-		pw__hooks.before_writeback_io(mapping);
+	/* Tests set the hook while the writeback thread runs: load it once,
+	 * atomically. */
+	void (*hook)(struct address_space *) =
+	    __atomic_load_n(&pw__hooks.before_writeback_io, __ATOMIC_ACQUIRE);
+	if (hook)
+		hook(mapping);
 	int err = b->submit(b, wbc);
 	if (err && !*ret)
 		*ret = err;

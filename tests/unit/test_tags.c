@@ -142,9 +142,9 @@ TEST(tags_follow_dirty_and_writeback)
 		hook_mapping = m;
 		atomic_store(&hook_calls, 0);
 		atomic_store(&hook_wb_seen, 0);
-		pw__hooks.before_writeback_io = hook_check_batch;
+		__atomic_store_n(&pw__hooks.before_writeback_io, hook_check_batch, __ATOMIC_RELEASE);
 		ASSERT_OK(pw_fsync(fd));
-		pw__hooks.before_writeback_io = NULL;
+		__atomic_store_n(&pw__hooks.before_writeback_io, NULL, __ATOMIC_RELEASE);
 		hook_mapping = NULL;
 		TLOG("%s: %d batches, %d pages seen under writeback", test_kind_name(k),
 		     atomic_load(&hook_calls), atomic_load(&hook_wb_seen));
