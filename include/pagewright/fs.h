@@ -64,6 +64,10 @@ enum pageflags {
 	 * have no hardware dirty bit to ask).  Set by the fault path, taken
 	 * by block_write_full_page. */
 	PG_wrmapped = 1u << 8,
+	/* Faulted back through a mapping after reclaim had evicted it from
+	 * there (a refault): reclaim gives it one more pass over the LRU
+	 * than its PG_referenced alone would (reclaim.c). */
+	PG_active = 1u << 9,
 };
 
 /*

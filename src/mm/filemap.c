@@ -315,7 +315,11 @@ lock_page_uptodate(struct address_space *mapping, struct file *file,
 /**
  * pw__filemap_fault_page - the page a fault needs, locked and uptodate.
  * A miss reads a window of pages around it, so that fault-around finds
- * neighbours to map.  Context: mmap_lock held for read, no page lock.
+ * neighbours to map.  A hit marks the page accessed (it was used before,
+ * by a read or another mapping); a page just read in is not, like the
+ * neighbours fault-around maps with it, so the pages of a window age
+ * together (a refault marks it: map_around, mmap.c).
+ * Context: mmap_lock held for read, no page lock.
  */
 int
 pw__filemap_fault_page(struct address_space *mapping, struct file *file,
@@ -323,7 +327,9 @@ pw__filemap_fault_page(struct address_space *mapping, struct file *file,
 {
 	for (;;) {
 		struct page *page = find_get_page(mapping, index);
-		if (!page) {
+		if (page)
+			mark_page_accessed(page);
+		else {
 			PW_STAT_ADD(misses, 1);
 			page_cache_ra(mapping, file, index & ~(pgoff_t)(PW_FAULT_AROUND - 1),
 			              PW_FAULT_AROUND);
