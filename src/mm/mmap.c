@@ -541,11 +541,12 @@ zap_range(struct vm_area_struct *vma, size_t from, size_t to)
 	}
 }
 
-/* Zap vma pages [from, to) with one call, mapped or not; vm_lock held,
- * and no private copy (PTE_COW) in the range.  Return: false if the
- * kernel refused (the entries are left as they were). */
+/* Zap vma pages [from, to) with one call, mapped or not, leaving `left`
+ * (PTE_GONE for reclaim, else PTE_NONE) where pages were mapped; vm_lock
+ * held, and no private copy (PTE_COW) in the range.  Return: false if
+ * the kernel refused (the entries are left as they were). */
 static bool
-zap_span(struct vm_area_struct *vma, size_t from, size_t to)
+zap_span(struct vm_area_struct *vma, size_t from, size_t to, uint8_t left)
 {
 	struct address_space *mapping = vma->vm_file->f_mapping;
 	if (!zap_user(vma->vm_start + from * PAGE_SIZE, (to - from) * PAGE_SIZE))
@@ -554,7 +555,7 @@ zap_span(struct vm_area_struct *vma, size_t from, size_t to)
 		if (vma->vm_pte[k] != PTE_RO && vma->vm_pte[k] != PTE_RW)
 			continue;
 		struct page *page = find_get_page(mapping, vma->vm_pgoff + k);
-		set_pte(vma, k, page, PTE_GONE);
+		set_pte(vma, k, page, left);
 		if (page)
 			put_page(page);
 	}
@@ -599,7 +600,7 @@ pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr)
 				continue;
 			if (first != SIZE_MAX &&
 			    (k == nr || !gap_unmapped(v, last, (size_t)i))) {
-				if (zap_span(v, first, last + 1))
+				if (zap_span(v, first, last + 1, PTE_GONE))
 					PW_STAT_ADD(reclaim_unmaps, 1);
 				first = SIZE_MAX;
 			}
@@ -683,7 +684,7 @@ zap_vma_shared(struct vm_area_struct *v)
 				first = k;
 			last = k;
 		} else if (pte == PTE_COW && first != SIZE_MAX) {
-			zap_span(v, first, last + 1);
+			zap_span(v, first, last + 1, PTE_NONE);
 			first = SIZE_MAX;
 		}
 	}
