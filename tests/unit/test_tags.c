@@ -2,12 +2,17 @@
  * test_tags.c - the page index's tags (index.c): DIRTY and WRITEBACK
  * follow PG_dirty and PG_writeback through writes, write faults,
  * writeback, truncation and eviction; tagged lookups return exactly the
- * tagged pages of a range, in order, across every level of the tree; and
- * fsync of a large cached file writes only its few dirty pages.
+ * tagged pages of a range, in order, across every level of the tree;
+ * fsync of a large cached file writes only its few dirty pages; and
+ * fsync does not chase a writer appending behind it (TOWRITE).
  */
 #include "pwt.h"
 
 #include <pagewright/buffer_head.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 
 /* ------------------------------------------------------------ helpers */
 
@@ -309,4 +314,93 @@ TEST(tags_fsync_writes_only_dirty_pages)
 		free(model);
 		free(h);
 	}
+}
+
+/* --------------------------------------------- fsync against an appender */
+
+static _Atomic long app_pages;
+static _Atomic bool app_stop;
+
+static void *
+appender(void *arg)
+{
+	int fd = *(int *)arg;
+	unsigned char b[4096];
+	memset(b, 0x5a, sizeof(b));
+	for (long k = 0; k < 16384 && !atomic_load(&app_stop); k++) {
+		b[0] = (unsigned char)k;
+		if (pw_pwrite(fd, b, sizeof(b), (off_t)(k * 4096)) != (ssize_t)sizeof(b))
+			return (void *)1;
+		atomic_store(&app_pages, k + 1);
+	}
+	return NULL;
+}
+
+static struct inode *app_inode;
+static _Atomic long app_at_first_write; /* app_pages when fsync's first
+                                         * write began, + 1 */
+
+/* The host is slow to take writes: 2 ms per write call.  The first write
+ * of the file comes after fsync tagged its pages: note how far the
+ * appender had got then. */
+static int
+slow_host_write(struct inode *inode)
+{
+	long zero = 0;
+	if (inode == app_inode)
+		atomic_compare_exchange_strong(&app_at_first_write, &zero,
+		                               atomic_load(&app_pages) + 1);
+	struct timespec ts = {0, 2 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
+/*
+ * fsync while another thread appends to the file faster than the host
+ * takes writes: fsync writes the pages that were dirty when it began
+ * (TOWRITE), not the ones appended behind it, so it returns while the
+ * appender is still going instead of chasing it to the end.
+ */
+TEST_THREADED(tags_fsync_does_not_chase_an_appender)
+{
+	struct tfs t;
+	tfs_mount(&t, 1);
+	int fd = tfs_create(&t, "f");
+	struct file *f = pw__fget(fd);
+	ASSERT(f != NULL);
+	app_inode = f->f_inode;
+	pw__fput(f);
+	atomic_store(&app_pages, 0);
+	atomic_store(&app_at_first_write, 0);
+	atomic_store(&app_stop, false);
+	__atomic_store_n(&pw__hooks.host_write, slow_host_write, __ATOMIC_RELEASE);
+	pthread_t th;
+	ASSERT_OK(pthread_create(&th, NULL, appender, &fd));
+	while (atomic_load(&app_pages) < 512)
+		sched_yield();
+	struct pw_mount_stats a, b;
+	ASSERT_OK(pw_get_mount_stats(t.mnt, &a));
+	long before = atomic_load(&app_pages);
+	ASSERT_OK(pw_fsync(fd));
+	long after = atomic_load(&app_pages);
+	ASSERT_OK(pw_get_mount_stats(t.mnt, &b));
+	atomic_store(&app_stop, true);
+	void *ret;
+	ASSERT_OK(pthread_join(th, &ret));
+	__atomic_store_n(&pw__hooks.host_write, NULL, __ATOMIC_RELEASE);
+	ASSERT(ret == NULL);
+	uint64_t written = b.written_pages - a.written_pages;
+	long tagged_by = atomic_load(&app_at_first_write);
+	TLOG("fsync began at %ld pages appended, wrote the first at %ld, ended at %ld; "
+	     "it wrote %llu",
+	     before, tagged_by - 1, after, (unsigned long long)written);
+	/* What was dirty when it tagged its pages (a page being appended
+	 * then included), not what came after: without TOWRITE it wrote
+	 * all 16384. */
+	ASSERT_GT(tagged_by, 0);
+	ASSERT_GE(written, (uint64_t)before);
+	ASSERT_LE(written, (uint64_t)tagged_by);
+	ASSERT_OK(pw_fsync(fd));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount(t.mnt));
 }

@@ -410,7 +410,7 @@ TEST(writeback_background_eio_each_descriptor_once)
 	ASSERT_OK(pw_fsync(fds[0]));
 	struct pw_stats before, after;
 	pw_get_stats(&before);
-	pw__hooks.host_write = host_eio;
+	__atomic_store_n(&pw__hooks.host_write, host_eio, __ATOMIC_RELEASE);
 	atomic_store(&host_eio_left, 1);
 	write_exact(fds[1], buf + 4 * PG, 2 * PG, 4 * PG);
 	wait_clean(t.mnt);
@@ -433,7 +433,7 @@ TEST(writeback_background_eio_each_descriptor_once)
 	unsigned char h[8 * 4096];
 	ASSERT_EQ(host_read(&t, "f", h, sizeof(h)), (int64_t)sizeof(h));
 	ASSERT_MEM_EQ(h, old, sizeof(h));
-	pw__hooks.host_write = NULL;
+	__atomic_store_n(&pw__hooks.host_write, NULL, __ATOMIC_RELEASE);
 	for (int k = 0; k < 3; k++)
 		ASSERT_OK(pw_close(fds[k]));
 	ASSERT_OK(pw_close(late));
