@@ -12,6 +12,7 @@
 #   BENCH_EXT2_REPS  repetitions of bench_ext2 (default 3)
 #   BENCH_WB_MB, BENCH_WB_REPS, BENCH_WB_SYNC_MB   bench_writeback (1024, 3, 64)
 #   BENCH_RECLAIM_REPS                              bench_reclaim (5)
+#   BENCH_FSYNC_MB, BENCH_FSYNC_DIRTY, BENCH_FSYNC_REPS   bench_fsync (256, 16, 15)
 #
 # bench_ext2 and bench_mount need root (loop mounts, FUSE, drop_caches),
 # mke2fs/e2fsck and fuse2fs (Debian: apt-get install fuse2fs); a missing
@@ -29,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 make bench >/dev/null
 
-progs=${*:-"write read mmap legacy meta writeback reclaim ext2 mount"}
+progs=${*:-"write read mmap legacy meta writeback fsync reclaim ext2 mount"}
 start=$(date +%s)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then

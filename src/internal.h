@@ -64,6 +64,13 @@ void pw__lru_del(struct page *page);
  * (index.c); false if someone does. */
 bool pw__remove_mapping(struct page *page);
 void pw__reclaim_for_alloc(void);
+/* Index tags (index.c): set the page's DIRTY/WRITEBACK tags from its
+ * flags after PG_dirty changed; set PG_writeback with its tag (returns
+ * whether it was set); drop the WRITEBACK tag before PG_writeback is
+ * cleared. */
+void pw__page_tag_sync(struct page *page);
+bool pw__page_writeback_set(struct page *page);
+void pw__page_writeback_untag(struct page *page);
 uint64_t pw__mem_limit_pages(void);
 
 /* ---- statistics (atomic counters) */
@@ -71,7 +78,8 @@ struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,
 	    fault_around, short_copies, write_retries, pool_pages, allocated;
 	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
-	_Atomic uint64_t reclaimed, reclaim_unmaps, map_count, map_drops, map_dropped_vmas;
+	_Atomic uint64_t reclaimed, reclaim_unmaps, map_count, map_drops, map_dropped_vmas,
+	    refaults;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
@@ -100,7 +108,15 @@ enum pw_pte {
 	PTE_RO,         /* pool frame mapped read-only */
 	PTE_RW,         /* pool frame mapped read-write (shared, dirty) */
 	PTE_COW,        /* private copy made by the kernel's COW: ours alone */
+	PTE_GONE,       /* as PTE_NONE, but reclaim evicted the page mapped
+	                 * here: a fault on it is a refault (mmap.c) */
 };
+/* Nothing of the file is mapped at this vma page. */
+static inline bool
+pte_empty(uint8_t pte)
+{
+	return pte == PTE_NONE || pte == PTE_GONE;
+}
 
 struct vm_area_struct {
 	uintptr_t vm_start, vm_end;     /* (C) user addresses */

@@ -64,6 +64,10 @@ enum pageflags {
 	 * have no hardware dirty bit to ask).  Set by the fault path, taken
 	 * by block_write_full_page. */
 	PG_wrmapped = 1u << 8,
+	/* Faulted back through a mapping after reclaim had evicted it from
+	 * there (a refault): reclaim gives it one more pass over the LRU
+	 * than its PG_referenced alone would (reclaim.c). */
+	PG_active = 1u << 9,
 };
 
 /*
@@ -213,6 +217,26 @@ void delete_from_page_cache(struct page *page);
 /* Up to nr pages at index >= start, with references; returns the count. */
 unsigned find_get_pages(struct address_space *mapping, pgoff_t start,
                         unsigned nr, struct page **pages);
+/* Index tags (index.c): DIRTY follows PG_dirty, WRITEBACK PG_writeback;
+ * TOWRITE marks the dirty pages a walk that writes a whole range must
+ * write (tag_pages_for_writeback). */
+enum {
+	PAGECACHE_TAG_DIRTY = 0,
+	PAGECACHE_TAG_WRITEBACK = 1,
+	PAGECACHE_TAG_TOWRITE = 2,
+	PAGECACHE_NR_TAGS = 3,
+};
+/* Up to nr pages with the tag at indices *index .. end, in order, with
+ * references; *index moves past the last returned.  Check the page's
+ * flags: a tag may lag its bit by a moment. */
+unsigned find_get_pages_tag(struct address_space *mapping, pgoff_t *index,
+                            pgoff_t end, int tag, unsigned nr,
+                            struct page **pages);
+/* Does any page of the mapping have the tag? */
+bool mapping_tagged(struct address_space *mapping, int tag);
+/* TOWRITE on every DIRTY page at indices start .. end. */
+void tag_pages_for_writeback(struct address_space *mapping, pgoff_t start,
+                             pgoff_t end);
 /* SPEC section 5: find or create, locked, one reference.  NULL = ENOMEM. */
 struct page *grab_cache_page_write_begin(struct address_space *mapping,
                                          pgoff_t index, unsigned flags);

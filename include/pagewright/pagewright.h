@@ -160,6 +160,8 @@ struct pw_stats {
 	uint64_t map_drops;       /* times cold user mappings were dropped
 	                           * near that limit */
 	uint64_t map_dropped_vmas; /* user mappings (pw_mmap ranges) dropped */
+	uint64_t refaults;        /* faults on a page reclaim had evicted from
+	                           * that mapping (such pages get more time) */
 };
 void pw_get_stats(struct pw_stats *st);
 

@@ -259,7 +259,9 @@ hostfs_readpage(struct file *file, struct page *page)
 static int
 hostfs_injected(struct inode *inode)
 {
-	return pw__hooks.host_write ? pw__hooks.host_write(inode) : 0;
+	/* Set by tests while other threads write: loaded atomically. */
+	int (*hook)(struct inode *) = __atomic_load_n(&pw__hooks.host_write, __ATOMIC_ACQUIRE);
+	return hook ? hook(inode) : 0;
 }
 
 static int

@@ -2329,6 +2329,7 @@ pw_get_stats(struct pw_stats *st)
 	st->max_map_count = pw__max_map_count();
 	st->map_drops = atomic_load(&pw__stat.map_drops);
 	st->map_dropped_vmas = atomic_load(&pw__stat.map_dropped_vmas);
+	st->refaults = atomic_load(&pw__stat.refaults);
 }
 
 static void

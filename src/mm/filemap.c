@@ -34,7 +34,8 @@
  *      (a writeback batch) waits for nothing before it writes them.
  *  (6) At every instant a page whose data is not yet written is dirty or
  *      under writeback (start_writeback sets PG_writeback first): fsync
- *      writes the dirty ones and waits for the others, without locks.
+ *      writes the dirty ones and waits for the others, without locks,
+ *      finding both by the index's tags (index.c, invariant 5).
  *
  * Writeback (the end of the file): do_writepages, one thread per mapping,
  * runs ->writepages or write_cache_pages with a page-at-a-time batch;
@@ -314,7 +315,11 @@ lock_page_uptodate(struct address_space *mapping, struct file *file,
 /**
  * pw__filemap_fault_page - the page a fault needs, locked and uptodate.
  * A miss reads a window of pages around it, so that fault-around finds
- * neighbours to map.  Context: mmap_lock held for read, no page lock.
+ * neighbours to map.  A hit marks the page accessed (it was used before,
+ * by a read or another mapping); a page just read in is not, like the
+ * neighbours fault-around maps with it, so the pages of a window age
+ * together (a refault marks it: map_around, mmap.c).
+ * Context: mmap_lock held for read, no page lock.
  */
 int
 pw__filemap_fault_page(struct address_space *mapping, struct file *file,
@@ -322,7 +327,9 @@ pw__filemap_fault_page(struct address_space *mapping, struct file *file,
 {
 	for (;;) {
 		struct page *page = find_get_page(mapping, index);
-		if (!page) {
+		if (page)
+			mark_page_accessed(page);
+		else {
 			PW_STAT_ADD(misses, 1);
 			page_cache_ra(mapping, file, index & ~(pgoff_t)(PW_FAULT_AROUND - 1),
 			              PW_FAULT_AROUND);
@@ -1181,8 +1188,12 @@ batch_submit(struct address_space *mapping, struct writeback_batch *b,
 {
 	if (b->nr_pages == 0 || !b->submit)
 		return;
-	if (pw__hooks.before_writeback_io)
-		pw__hooks.before_writeback_io(mapping);
+	/* Tests set the hook while the writeback thread runs: load it once,
+	 * atomically. */
+	void (*hook)(struct address_space *) =
+	    __atomic_load_n(&pw__hooks.before_writeback_io, __ATOMIC_ACQUIRE);
+	if (hook)
+		hook(mapping);
 	int err = b->submit(b, wbc);
 	if (err && !*ret)
 		*ret = err;
@@ -1229,11 +1240,16 @@ writeback_one(struct address_space *mapping, struct writeback_control *wbc,
 
 /**
  * write_cache_pages - walk the dirty pages wbc describes in index order
- * and hand each to the batch (struct writeback_batch in fs.h).  With
- * range_cyclic the walk starts where the last cyclic one stopped and
- * wraps around, so writers throttled a chunk at a time (balance_dirty_
- * pages_ratelimited) move through a large file instead of rescanning its
- * head.  Context: no page locked; may sleep.  Return: the first error.
+ * and hand each to the batch (struct writeback_batch in fs.h).  The walk
+ * visits only pages with the index's DIRTY tag, so its cost follows the
+ * dirty pages, not the cached ones.  A walk that must write the whole
+ * range (fsync, no cyclic chunk) first gives TOWRITE to the pages dirty
+ * now and then walks those: pages dirtied behind it by a writer running
+ * ahead cannot keep it going.  With range_cyclic the walk starts where
+ * the last cyclic one stopped and wraps around, so writers throttled a
+ * chunk at a time (balance_dirty_pages_ratelimited) move through a large
+ * file instead of rescanning its head.  Context: no page locked; may
+ * sleep.  Return: the first error.
  */
 int
 write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
@@ -1243,16 +1259,19 @@ write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
 	pgoff_t index = cyclic ? atomic_load(&mapping->m_wb_index)
 	                       : (pgoff_t)wbc->range_start >> PAGE_SHIFT;
 	pgoff_t first = index, end = cyclic ? ~(pgoff_t)0 : (pgoff_t)wbc->range_end >> PAGE_SHIFT;
+	int tag = PAGECACHE_TAG_DIRTY;
+	if (!cyclic && wbc->nr_to_write == 0) {
+		tag = PAGECACHE_TAG_TOWRITE;
+		tag_pages_for_writeback(mapping, index, end);
+	}
 	struct page *gang[16];
 	int ret = 0;
 	for (;;) {
-		unsigned n = index <= end ? find_get_pages(mapping, index, 16, gang) : 0;
-		bool past_end = n == 0;
+		pgoff_t from = index;
+		unsigned n = index <= end ? find_get_pages_tag(mapping, &from, end, tag, 16, gang) : 0;
 		for (unsigned k = 0; k < n; k++) {
 			struct page *page = gang[k];
-			if (page->index > end)
-				past_end = true;
-			else if (!stop) {
+			if (!stop) {
 				index = page->index + 1;
 				stop = writeback_one(mapping, wbc, b, page, &ret);
 			}
@@ -1260,7 +1279,8 @@ write_cache_pages(struct address_space *mapping, struct writeback_control *wbc,
 		}
 		if (stop)
 			break;
-		if (past_end || index == 0) {
+		if (n < PW_ARRAY_SIZE(gang) || index == 0) {
+			/* Nothing tagged is left in [index, end]. */
 			if (!cyclic || wrapped || first == 0)
 				break;
 			wrapped = true;
@@ -1347,16 +1367,19 @@ filemap_write_and_wait_range(struct address_space *mapping, loff_t start,
 {
 	int err = write_range(mapping, start, end, true);
 	struct page *batch[16];
-	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT;
+	pgoff_t index = (pgoff_t)start >> PAGE_SHIFT, last = (pgoff_t)end >> PAGE_SHIFT;
 	unsigned n;
-	while ((n = find_get_pages(mapping, index, PW_ARRAY_SIZE(batch), batch)) > 0) {
+	/* The pages under writeback now, found by their tag (invariant (5)
+	 * of index.c: every page not yet written has DIRTY or WRITEBACK). */
+	while (index <= last &&
+	       (n = find_get_pages_tag(mapping, &index, last, PAGECACHE_TAG_WRITEBACK,
+	                               PW_ARRAY_SIZE(batch), batch)) > 0) {
 		for (unsigned k = 0; k < n; k++) {
-			index = batch[k]->index + 1;
 			if (PageWriteback(batch[k]))
 				wait_on_page_writeback(batch[k]);
 			put_page(batch[k]);
 		}
-		if (index > ((pgoff_t)end >> PAGE_SHIFT))
+		if (index == 0)
 			break;
 	}
 	return err;

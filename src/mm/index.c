@@ -7,6 +7,22 @@
  * guarded by the mapping's index lock (i_pages_lock), a leaf lock: nothing
  * else is taken under it except the allocator's spin lock.
  *
+ * Tags (the kernel's PAGECACHE_TAG_*): every node keeps one 64-bit map per
+ * tag; bit s of a bottom node says the page in slot s has the tag, bit s
+ * of an upper node that some page below slot s has it.  So the root says
+ * whether any page of the file has a tag, and a tagged lookup descends
+ * only into tagged slots: fsync of a file with few dirty pages among many
+ * cached ones visits the dirty ones, not every page.
+ *   DIRTY      follows PG_dirty, WRITEBACK follows PG_writeback: each
+ *              change of the bit is followed (set_page_dirty,
+ *              clear_page_dirty_for_io) or done (set_page_writeback,
+ *              end_page_writeback) under the index lock, and the tag is
+ *              set there from the bit as it is then (pw__page_tag_sync).
+ *   TOWRITE    set by tag_pages_for_writeback on the DIRTY pages of a
+ *              range when a walk that must write all of it starts, and
+ *              cleared when a page goes under writeback or is cleaned, so
+ *              that the walk does not chase pages dirtied behind it.
+ *
  * Invariants:
  *  (1) A page in the tree has page->mapping == the mapping and page->index
  *      == its index, and holds one reference owned by the tree.
@@ -14,6 +30,15 @@
  *      the index lock; so a thread holding either sees a stable value.
  *  (3) A node's count is the number of its non-NULL slots; empty nodes are
  *      freed at once.
+ *  (4) A node's tag bit s is set iff slot s holds a page with the tag
+ *      (bottom node) or a node with any bit of that tag set (upper node).
+ *  (5) At every instant, a page whose data is not yet written (dirty or
+ *      under writeback, invariant (6) of filemap.c) has the DIRTY or the
+ *      WRITEBACK tag, once the call that dirtied it has returned: the
+ *      WRITEBACK tag is set with PG_writeback, before PG_dirty and its
+ *      tag are cleared, and cleared only when the write has completed.
+ *      A tag may be left on a page whose bit was cleared a moment before
+ *      (lookups check the bit).
  *
  * Lock ordering: page lock -> i_pages_lock.
  */
@@ -28,6 +53,7 @@
 
 struct radix_node {
 	void *slots[RADIX_SLOTS];
+	uint64_t tags[PAGECACHE_NR_TAGS]; /* invariant (4) */
 	unsigned count;
 };
 
@@ -67,8 +93,11 @@ radix_insert(struct address_space *m, pgoff_t index, struct page *page)
 		if (!n)
 			return -ENOMEM;
 		if (m->i_pages) {
-			n->slots[0] = m->i_pages;
+			struct radix_node *old = m->i_pages;
+			n->slots[0] = old;
 			n->count = 1;
+			for (unsigned t = 0; t < PAGECACHE_NR_TAGS; t++)
+				n->tags[t] = old->tags[t] != 0;
 		}
 		m->i_pages = n;
 		m->i_pages_height++;
@@ -93,27 +122,83 @@ radix_insert(struct address_space *m, pgoff_t index, struct page *page)
 	return 0;
 }
 
+/* The nodes from the root (path[h]) down to the bottom node (path[1])
+ * on the way to index; false if there is no page there. */
+static bool
+radix_path(struct address_space *m, pgoff_t index, struct radix_node **path)
+{
+	unsigned h = m->i_pages_height;
+	if (h == 0 || index > radix_max_index(h))
+		return false;
+	void *n = m->i_pages;
+	for (unsigned level = h; level > 0; level--) {
+		if (n == NULL)
+			return false;
+		path[level] = n;
+		n = ((struct radix_node *)n)->slots[slot_of(index, level - 1)];
+	}
+	return n != NULL;
+}
+
+/* Set a tag on the page at index (which must be there) and above it. */
+static void
+radix_tag_set(struct address_space *m, pgoff_t index, unsigned tag)
+{
+	struct radix_node *path[RADIX_MAX_HEIGHT + 1];
+	if (!radix_path(m, index, path))
+		return;
+	for (unsigned level = 1; level <= m->i_pages_height; level++) {
+		uint64_t bit = (uint64_t)1 << slot_of(index, level - 1);
+		if (path[level]->tags[tag] & bit)
+			return; /* the levels above have it already (invariant 4) */
+		path[level]->tags[tag] |= bit;
+	}
+}
+
+/* Clear bit s of every tag in mask at path[level], and upwards while a
+ * node is left with no bit of a tag. */
+static void
+radix_tags_clear_up(struct address_space *m, struct radix_node **path, unsigned level,
+                    pgoff_t index, unsigned mask)
+{
+	for (; level <= m->i_pages_height && mask; level++) {
+		struct radix_node *n = path[level];
+		uint64_t bit = (uint64_t)1 << slot_of(index, level - 1);
+		unsigned next = 0;
+		for (unsigned t = 0; t < PAGECACHE_NR_TAGS; t++) {
+			if (!(mask & (1u << t)) || !(n->tags[t] & bit))
+				continue;
+			n->tags[t] &= ~bit;
+			if (n->tags[t] == 0)
+				next |= 1u << t;
+		}
+		mask = next;
+	}
+}
+
+static void
+radix_tag_clear(struct address_space *m, pgoff_t index, unsigned tag)
+{
+	struct radix_node *path[RADIX_MAX_HEIGHT + 1];
+	if (radix_path(m, index, path))
+		radix_tags_clear_up(m, path, 1, index, 1u << tag);
+}
+
 static void
 radix_delete(struct address_space *m, pgoff_t index)
 {
 	struct radix_node *path[RADIX_MAX_HEIGHT + 1];
 	unsigned h = m->i_pages_height;
-	if (h == 0 || index > radix_max_index(h))
+	if (!radix_path(m, index, path))
 		return;
-	struct radix_node *n = m->i_pages;
-	for (unsigned level = h; level > 0; level--) {
-		if (n == NULL)
-			return;
-		path[level] = n;
-		n = n->slots[slot_of(index, level - 1)];
-	}
-	if (n == NULL)
-		return;
+	radix_tags_clear_up(m, path, 1, index, (1u << PAGECACHE_NR_TAGS) - 1);
 	for (unsigned level = 1; level <= h; level++) {
 		struct radix_node *p = path[level];
 		p->slots[slot_of(index, level - 1)] = NULL;
 		if (--p->count > 0)
 			return;
+		/* An empty node has no tags left (the clear above went up
+		 * through every level whose map became empty). */
 		pw__kfree(p, sizeof(*p));
 		if (level == h) {
 			m->i_pages = NULL;
@@ -122,14 +207,14 @@ radix_delete(struct address_space *m, pgoff_t index)
 	}
 }
 
-/* Gather up to nr pages at index >= *start, in order; advances *start. */
+/* Gather up to nr pages at index >= *start and <= end, in order, that have
+ * the tag (tag < 0: every page); advances *start past each one found. */
 static unsigned
-radix_gang(void *node, unsigned level, pgoff_t base, pgoff_t *start,
-           unsigned nr, struct page **out)
+radix_gang(void *node, unsigned level, pgoff_t base, pgoff_t *start, pgoff_t end,
+           int tag, unsigned nr, struct page **out)
 {
-	unsigned got = 0;
 	if (level == 0) {
-		if (base >= *start) {
+		if (base >= *start && base <= end) {
 			out[0] = node;
 			*start = base + 1;
 			return 1;
@@ -137,17 +222,42 @@ radix_gang(void *node, unsigned level, pgoff_t base, pgoff_t *start,
 		return 0;
 	}
 	struct radix_node *n = node;
-	unsigned shift = (level - 1) * RADIX_SHIFT;
-	for (unsigned s = 0; s < RADIX_SLOTS && got < nr; s++) {
-		if (!n->slots[s])
-			continue;
+	unsigned shift = (level - 1) * RADIX_SHIFT, got = 0;
+	uint64_t live = 0;
+	if (tag >= 0) {
+		live = n->tags[tag];
+	} else {
+		for (unsigned s = 0; s < RADIX_SLOTS; s++)
+			if (n->slots[s])
+				live |= (uint64_t)1 << s;
+	}
+	/* Skip the slots wholly below *start. */
+	if (shift < 64 && *start > base) {
+		pgoff_t first = (*start - base) >> shift;
+		if (first >= RADIX_SLOTS)
+			return 0;
+		live &= ~(uint64_t)0 << first;
+	}
+	while (live && got < nr) {
+		unsigned s = (unsigned)__builtin_ctzll(live);
+		live &= live - 1;
 		pgoff_t child = base + ((pgoff_t)s << shift);
-		pgoff_t last = shift >= 64 ? ~(pgoff_t)0 : child + ((pgoff_t)1 << shift) - 1;
-		if (shift < 64 && last < *start)
-			continue;
-		got += radix_gang(n->slots[s], level - 1, child, start, nr - got, out + got);
+		if (child > end)
+			break;
+		got += radix_gang(n->slots[s], level - 1, child, start, end, tag, nr - got, out + got);
 	}
 	return got;
+}
+
+static unsigned
+gang_locked(struct address_space *m, pgoff_t *start, pgoff_t end, int tag, unsigned nr,
+            struct page **out)
+{
+	if (!m->i_pages)
+		return 0;
+	if (tag >= 0 && ((struct radix_node *)m->i_pages)->tags[tag] == 0)
+		return 0;
+	return radix_gang(m->i_pages, m->i_pages_height, 0, start, end, tag, nr, out);
 }
 
 /* ----------------------------------------------------------- the API */
@@ -189,14 +299,134 @@ find_get_pages(struct address_space *mapping, pgoff_t start, unsigned nr,
                struct page **pages)
 {
 	pthread_mutex_lock(&mapping->i_pages_lock);
-	unsigned got = 0;
-	if (mapping->i_pages)
-		got = radix_gang(mapping->i_pages, mapping->i_pages_height, 0, &start,
-		                 nr, pages);
+	unsigned got = gang_locked(mapping, &start, ~(pgoff_t)0, -1, nr, pages);
 	for (unsigned k = 0; k < got; k++)
 		get_page(pages[k]);
 	pthread_mutex_unlock(&mapping->i_pages_lock);
 	return got;
+}
+
+/**
+ * find_get_pages_tag - up to nr pages with the tag, at indices *index ..
+ * end, in order, each with a reference.  *index is moved past the last
+ * one returned.  The tag may be stale by the time the caller looks:
+ * check the page's flags under its lock.
+ */
+unsigned
+find_get_pages_tag(struct address_space *mapping, pgoff_t *index, pgoff_t end, int tag,
+                   unsigned nr, struct page **pages)
+{
+	pthread_mutex_lock(&mapping->i_pages_lock);
+	unsigned got = gang_locked(mapping, index, end, tag, nr, pages);
+	for (unsigned k = 0; k < got; k++)
+		get_page(pages[k]);
+	pthread_mutex_unlock(&mapping->i_pages_lock);
+	return got;
+}
+
+/* Does any page of the mapping have the tag? */
+bool
+mapping_tagged(struct address_space *mapping, int tag)
+{
+	pthread_mutex_lock(&mapping->i_pages_lock);
+	bool any = mapping->i_pages && ((struct radix_node *)mapping->i_pages)->tags[tag];
+	pthread_mutex_unlock(&mapping->i_pages_lock);
+	return any;
+}
+
+/**
+ * tag_pages_for_writeback - give the TOWRITE tag to every DIRTY page at
+ * indices start .. end.  A walk that must write the whole range then
+ * looks up TOWRITE pages: pages dirtied after it began (a writer running
+ * ahead of it) do not keep it going for ever.  The index lock is dropped
+ * every 64 pages.
+ */
+void
+tag_pages_for_writeback(struct address_space *mapping, pgoff_t start, pgoff_t end)
+{
+	struct page *batch[64];
+	unsigned n;
+	do {
+		pthread_mutex_lock(&mapping->i_pages_lock);
+		n = gang_locked(mapping, &start, end, PAGECACHE_TAG_DIRTY, 64, batch);
+		for (unsigned k = 0; k < n; k++)
+			radix_tag_set(mapping, batch[k]->index, PAGECACHE_TAG_TOWRITE);
+		pthread_mutex_unlock(&mapping->i_pages_lock);
+	} while (n == 64 && start != 0 && start <= end);
+}
+
+/* Index lock held, the page in the tree: its DIRTY and WRITEBACK tags
+ * as its flags are now; a clean page loses TOWRITE. */
+static void
+tag_sync_locked(struct address_space *m, struct page *page, bool drop_towrite)
+{
+	uint32_t flags = atomic_load(&page->flags);
+	if (flags & PG_dirty)
+		radix_tag_set(m, page->index, PAGECACHE_TAG_DIRTY);
+	else
+		radix_tag_clear(m, page->index, PAGECACHE_TAG_DIRTY);
+	if (flags & PG_writeback)
+		radix_tag_set(m, page->index, PAGECACHE_TAG_WRITEBACK);
+	else
+		radix_tag_clear(m, page->index, PAGECACHE_TAG_WRITEBACK);
+	if (drop_towrite || !(flags & PG_dirty))
+		radix_tag_clear(m, page->index, PAGECACHE_TAG_TOWRITE);
+}
+
+/**
+ * pw__page_tag_sync - after PG_dirty changed: set the page's tags from
+ * its flags, under the index lock.  Whoever changed a bit last also
+ * takes the lock last, so the tags end up as the bits are.
+ * Context: the caller holds the page lock or a reference (a page whose
+ * mapping changes meanwhile is left alone: it left the index, and its
+ * tags with it).
+ */
+void
+pw__page_tag_sync(struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	if (!mapping)
+		return;
+	pthread_mutex_lock(&mapping->i_pages_lock);
+	if (page->mapping == mapping)
+		tag_sync_locked(mapping, page, false);
+	pthread_mutex_unlock(&mapping->i_pages_lock);
+}
+
+/**
+ * pw__page_writeback_set - PG_writeback and the WRITEBACK tag together,
+ * TOWRITE dropped (the page is being written now).  Return: whether it
+ * was under writeback already.  Context: page locked.
+ */
+bool
+pw__page_writeback_set(struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	if (!mapping)
+		return atomic_fetch_or(&page->flags, PG_writeback) & PG_writeback;
+	pthread_mutex_lock(&mapping->i_pages_lock);
+	bool was = atomic_fetch_or(&page->flags, PG_writeback) & PG_writeback;
+	if (page->mapping == mapping)
+		tag_sync_locked(mapping, page, true);
+	pthread_mutex_unlock(&mapping->i_pages_lock);
+	return was;
+}
+
+/**
+ * pw__page_writeback_untag - the write of a page under writeback has
+ * completed: drop its WRITEBACK tag, just before PG_writeback is cleared
+ * (while the bit holds the page in its mapping).
+ */
+void
+pw__page_writeback_untag(struct page *page)
+{
+	struct address_space *mapping = page->mapping;
+	if (!mapping)
+		return;
+	pthread_mutex_lock(&mapping->i_pages_lock);
+	if (page->mapping == mapping)
+		radix_tag_clear(mapping, page->index, PAGECACHE_TAG_WRITEBACK);
+	pthread_mutex_unlock(&mapping->i_pages_lock);
 }
 
 int
@@ -208,9 +438,11 @@ add_to_page_cache_locked(struct page *page, struct address_space *mapping,
 	page->mapping = mapping;
 	page->index = index;
 	int err = radix_insert(mapping, index, page);
-	if (err == 0)
+	if (err == 0) {
 		mapping->nrpages++;
-	else
+		if (atomic_load(&page->flags) & (PG_dirty | PG_writeback))
+			tag_sync_locked(mapping, page, false);
+	} else
 		page->mapping = NULL;
 	pthread_mutex_unlock(&mapping->i_pages_lock);
 	if (err) {

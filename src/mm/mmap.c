@@ -27,7 +27,10 @@
  * Unmapping for reclaim (pw__pages_unmap) takes a batch of pages and
  * zaps each run of them that sits at consecutive pages of a vma with one
  * call, gaps of unmapped pages included, so evicting a mapped file costs
- * a system call per run, not per page.
+ * a system call per run, not per page.  It leaves PTE_GONE where it
+ * unmapped, so that a fault there is known for a refault: the pages that
+ * fault maps back where reclaim had taken them are marked for a longer
+ * stay (reclaim.c).
  *
  * The kernel allows a process vm.max_map_count mappings, and every
  * page-table call here may split one in three.  Near that limit the
@@ -302,10 +305,18 @@ map_around(struct vm_area_struct *vma, size_t idx, struct page *target, bool wri
 	uint8_t pte = write ? PTE_RW : PTE_RO;
 
 	pthread_mutex_lock(&vma->vm_lock);
+	/* A refault: reclaim evicted the page mapped here, and it is used
+	 * again.  We cannot see accesses through a mapping, but this one we
+	 * do: the pages of the window that reclaim had unmapped from here
+	 * come back with more time in the cache than a first fault gives
+	 * (below), as a working set rather than a page at a time. */
+	bool refault = vma->vm_pte[idx] == PTE_GONE;
+	if (refault)
+		PW_STAT_ADD(refaults, 1);
 	pages[idx - first] = target;
 	for (size_t k = first; around && k < last; k++) {
 		pgoff_t pg = vma->vm_pgoff + k;
-		if (k == idx || pg >= eof || vma->vm_pte[k] != PTE_NONE)
+		if (k == idx || pg >= eof || !pte_empty(vma->vm_pte[k]))
 			continue;
 		struct page *p = find_get_page(mapping, pg);
 		if (!p)
@@ -325,19 +336,23 @@ map_around(struct vm_area_struct *vma, size_t idx, struct page *target, bool wri
 	int err = 0;
 	for (size_t k = first; k < last;) {
 		struct page *p = pages[k - first];
-		if (!p || (p != target && vma->vm_pte[k] != PTE_NONE)) {
+		if (!p || (p != target && !pte_empty(vma->vm_pte[k]))) {
 			k++;
 			continue;
 		}
 		size_t n = 1;
 		while (k + n < last && pages[k + n - first] &&
-		       vma->vm_pte[k + n] == PTE_NONE &&
+		       pte_empty(vma->vm_pte[k + n]) &&
 		       page_to_pfn(pages[k + n - first]) == page_to_pfn(p) + n)
 			n++;
 		int e = map_frames(vma, k, p, n, write ? PROT_READ | PROT_WRITE : PROT_READ);
 		if (e == 0) {
-			for (size_t j = k; j < k + n; j++)
+			for (size_t j = k; j < k + n; j++) {
+				if (refault && vma->vm_pte[j] == PTE_GONE)
+					atomic_fetch_or(&pages[j - first]->flags,
+					                PG_referenced | PG_active);
 				set_pte(vma, j, pages[j - first], pte);
+			}
 			PW_STAT_ADD(fault_around, n - 1);
 		} else if (k <= idx && idx < k + n) {
 			err = e;
@@ -409,7 +424,6 @@ do_fault(struct vm_area_struct *vma, uintptr_t addr, bool write)
 		pw__balance_dirty_fault(mapping);
 	if (pw__filemap_fault_page(mapping, file, pgoff, &page) != 0)
 		return SIGBUS;
-	mark_page_accessed(page);
 	/* Truncation may have raced with the read; i_size is stable now that
 	 * we hold the page lock of a page still in the cache. */
 	int err = 0;
@@ -509,7 +523,7 @@ zap_range(struct vm_area_struct *vma, size_t from, size_t to)
 	struct address_space *mapping = vma->vm_file->f_mapping;
 	size_t run = SIZE_MAX;
 	for (size_t k = from; k <= to; k++) {
-		bool present = k < to && vma->vm_pte[k] != PTE_NONE;
+		bool present = k < to && !pte_empty(vma->vm_pte[k]);
 		if (present && run == SIZE_MAX)
 			run = k;
 		if (!present && run != SIZE_MAX) {
@@ -527,11 +541,12 @@ zap_range(struct vm_area_struct *vma, size_t from, size_t to)
 	}
 }
 
-/* Zap vma pages [from, to) with one call, mapped or not; vm_lock held,
- * and no private copy (PTE_COW) in the range.  Return: false if the
- * kernel refused (the entries are left as they were). */
+/* Zap vma pages [from, to) with one call, mapped or not, leaving `left`
+ * (PTE_GONE for reclaim, else PTE_NONE) where pages were mapped; vm_lock
+ * held, and no private copy (PTE_COW) in the range.  Return: false if
+ * the kernel refused (the entries are left as they were). */
 static bool
-zap_span(struct vm_area_struct *vma, size_t from, size_t to)
+zap_span(struct vm_area_struct *vma, size_t from, size_t to, uint8_t left)
 {
 	struct address_space *mapping = vma->vm_file->f_mapping;
 	if (!zap_user(vma->vm_start + from * PAGE_SIZE, (to - from) * PAGE_SIZE))
@@ -540,7 +555,7 @@ zap_span(struct vm_area_struct *vma, size_t from, size_t to)
 		if (vma->vm_pte[k] != PTE_RO && vma->vm_pte[k] != PTE_RW)
 			continue;
 		struct page *page = find_get_page(mapping, vma->vm_pgoff + k);
-		set_pte(vma, k, page, PTE_NONE);
+		set_pte(vma, k, page, left);
 		if (page)
 			put_page(page);
 	}
@@ -555,7 +570,7 @@ gap_unmapped(struct vm_area_struct *vma, size_t last, size_t next)
 	if (next - last > 4 * FAULT_AROUND)
 		return false;
 	for (size_t k = last + 1; k < next; k++)
-		if (vma->vm_pte[k] != PTE_NONE)
+		if (!pte_empty(vma->vm_pte[k]))
 			return false;
 	return true;
 }
@@ -585,7 +600,7 @@ pw__pages_unmap(struct address_space *mapping, struct page **pages, unsigned nr)
 				continue;
 			if (first != SIZE_MAX &&
 			    (k == nr || !gap_unmapped(v, last, (size_t)i))) {
-				if (zap_span(v, first, last + 1))
+				if (zap_span(v, first, last + 1, PTE_GONE))
 					PW_STAT_ADD(reclaim_unmaps, 1);
 				first = SIZE_MAX;
 			}
@@ -669,7 +684,7 @@ zap_vma_shared(struct vm_area_struct *v)
 				first = k;
 			last = k;
 		} else if (pte == PTE_COW && first != SIZE_MAX) {
-			zap_span(v, first, last + 1);
+			zap_span(v, first, last + 1, PTE_NONE);
 			first = SIZE_MAX;
 		}
 	}

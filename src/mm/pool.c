@@ -341,8 +341,10 @@ set_page_dirty(struct page *page)
 	uint32_t old = atomic_fetch_or(&page->flags, PG_dirty);
 	if (old & PG_dirty)
 		return false;
-	if (page->mapping)
+	if (page->mapping) {
 		pw__account_page_dirtied(page->mapping);
+		pw__page_tag_sync(page);
+	}
 	return true;
 }
 
@@ -364,8 +366,10 @@ clear_page_dirty_for_io(struct page *page)
 	uint32_t old = atomic_fetch_and(&page->flags, ~(uint32_t)PG_dirty);
 	if (!(old & PG_dirty))
 		return false;
-	if (page->mapping)
+	if (page->mapping) {
 		pw__account_page_cleaned(page->mapping);
+		pw__page_tag_sync(page);
+	}
 	return true;
 }
 
@@ -374,7 +378,7 @@ clear_page_dirty_for_io(struct page *page)
 void
 set_page_writeback(struct page *page)
 {
-	atomic_fetch_or(&page->flags, PG_writeback);
+	pw__page_writeback_set(page);
 	PW_STAT_ADD(writeback, 1);
 	PW_SB_ADD(pw__mapping_sb(page->mapping), s_nr_writeback, 1);
 }
@@ -384,6 +388,7 @@ end_page_writeback(struct page *page)
 {
 	PW_STAT_SUB(writeback, 1);
 	PW_SB_ADD(pw__mapping_sb(page->mapping), s_nr_writeback, -1);
+	pw__page_writeback_untag(page);
 	pw__clear_bit_wake(&page->flags, PG_writeback, PG_waiters);
 }
 

@@ -18,7 +18,18 @@
  * reclaims use-once unmapped ones).  Victims are taken a batch at a time,
  * sorted by file and index, and the mapped ones of each file are unmapped
  * together (pw__pages_unmap): one call per run of consecutive pages of a
- * vma, not one per page.
+ * vma, not one per page.  A scan that takes mapped pages takes up to 512
+ * (RECLAIM_MAPPED_BATCH), so a reader streaming through a mapping larger
+ * than the cap pays one zap per 512 pages; and the first fault of a
+ * window marks no page referenced (its pages age together, and no page
+ * kept back breaks a run).
+ *
+ * The one use of a mapped page we do see is a refault: a fault where
+ * reclaim had unmapped it (PTE_GONE, mmap.c).  The pages of that window
+ * come back PG_referenced and PG_active, and a mapped PG_active page
+ * gets one more pass after its referenced bit is spent: a working set
+ * used through a mapping is evicted every third turn of the LRU instead
+ * of every turn.
  *
  * Direct reclaim never writes a dirty page back.  It runs inside whatever
  * asked for memory, which may be a filesystem holding its own locks (an
@@ -46,6 +57,16 @@ static _Atomic uint64_t mem_limit_pages;  /* (A) 0 = no cap */
 static _Thread_local bool in_reclaim;
 
 #define RECLAIM_BATCH 64
+/* Mapped victims are taken in larger batches: each run of them costs a
+ * zap (an mmap call, a TLB flush on every CPU that runs the process, a
+ * split and a merge of kernel mappings) and later a fault, whatever its
+ * length, so a reader streaming through a mapping larger than the cap
+ * pays one per 512 pages instead of one per 64.  At most a sixteenth of
+ * the cap, so a small cache is not emptied at once. */
+#define RECLAIM_MAPPED_BATCH 512
+static _Thread_local struct page *victims[RECLAIM_MAPPED_BATCH]; /* shrink's:
+                                        * not on the stack, which may be a
+                                        * signal stack (the fault handler) */
 
 void
 pw__lru_add(struct page *page)
@@ -104,6 +125,8 @@ isolate_pass(struct page **out, unsigned nr, bool take_mapped, uint64_t budget)
 		lru_rotate(page);
 		if (flags & PG_referenced)
 			atomic_fetch_and(&page->flags, ~(uint32_t)PG_referenced);
+		else if ((flags & PG_active) && atomic_load(&page->mapcount) > 0)
+			atomic_fetch_and(&page->flags, ~(uint32_t)PG_active);
 		else if (!busy && trylock_page(page)) {
 			get_page(page);
 			out[got++] = page;
@@ -112,17 +135,29 @@ isolate_pass(struct page **out, unsigned nr, bool take_mapped, uint64_t budget)
 	return got;
 }
 
-/* Collect up to nr trylocked, referenced eviction candidates: unmapped
- * ones first (see the top of the file). */
+/* How many victims a pass that takes mapped pages may collect. */
 static unsigned
-isolate(struct page **out, unsigned nr)
+mapped_batch(void)
+{
+	uint64_t cap = atomic_load_explicit(&mem_limit_pages, memory_order_relaxed) / 16;
+	return cap >= RECLAIM_MAPPED_BATCH ? RECLAIM_MAPPED_BATCH
+	       : cap > RECLAIM_BATCH       ? (unsigned)cap
+	                                   : RECLAIM_BATCH;
+}
+
+/* Collect trylocked, referenced eviction candidates: up to RECLAIM_BATCH
+ * unmapped ones first (see the top of the file); a pass that takes
+ * mapped ones too collects up to mapped_batch(). */
+static unsigned
+isolate(struct page **out)
 {
 	pthread_mutex_lock(&lru_lock);
 	uint64_t cached = atomic_load(&pw__stat.cached), budget = 2 * cached + 16;
 	bool mostly_mapped = 2 * atomic_load(&pw__stat.mapped) >= cached;
+	unsigned nr = mostly_mapped ? mapped_batch() : RECLAIM_BATCH;
 	unsigned got = isolate_pass(out, nr, mostly_mapped, budget);
 	if (got == 0 && !mostly_mapped)
-		got = isolate_pass(out, nr, true, budget);
+		got = isolate_pass(out, mapped_batch(), true, budget);
 	pthread_mutex_unlock(&lru_lock);
 	return got;
 }
@@ -168,12 +203,11 @@ unmap_victims(struct page **v, unsigned n)
 static unsigned long
 shrink(unsigned long nr)
 {
-	struct page *victims[RECLAIM_BATCH];
 	unsigned long freed = 0, tried = 0;
 	unsigned long most = 2 * atomic_load(&pw__stat.cached) + RECLAIM_BATCH;
 	in_reclaim = true;
 	while (freed < nr && tried < most) {
-		unsigned n = isolate(victims, RECLAIM_BATCH), keep = 0;
+		unsigned n = isolate(victims), keep = 0;
 		tried += n;
 		if (n == 0)
 			break;

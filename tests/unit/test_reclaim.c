@@ -100,6 +100,93 @@ TEST(reclaim_prefers_unmapped_pages)
 	ASSERT_OK(pw_set_mem_limit(0));
 }
 
+/*
+ * A mapped file three times a 32 MiB cap, read from start to end: the
+ * mapped victims go in batches of 512 pages, so each unmap call covers
+ * hundreds of pages (the first fault of a window marks nothing
+ * referenced, so no page breaks the runs), and nothing refaults.
+ */
+TEST(reclaim_mapped_streaming_unmaps_large_runs)
+{
+	ASSERT_OK(pw_set_mem_limit(32 << 20));
+	struct tfs t;
+	tfs_mount(&t, 1);
+	const size_t SZ = 96 << 20;
+	int fd = hostfs_file(&t, "big", SZ, 84);
+	ASSERT_OK(pw__test_evict_all(fd));
+	unsigned char *m = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT(m != MAP_FAILED);
+	struct pw_stats a, b;
+	pw_get_stats(&a);
+	for (size_t off = 0; off < SZ; off += PG)
+		ASSERT_EQ(m[off + 9], pat_byte(84, off + 9));
+	pw_get_stats(&b);
+	uint64_t evicted = b.reclaimed_pages - a.reclaimed_pages;
+	uint64_t calls = b.reclaim_unmaps - a.reclaim_unmaps;
+	TLOG("evicted %llu mapped pages with %llu unmap calls, %llu refaults",
+	     (unsigned long long)evicted, (unsigned long long)calls,
+	     (unsigned long long)(b.refaults - a.refaults));
+	ASSERT_GE(evicted, SZ / PG - 8192 - 512);
+	ASSERT_GT(calls, 0);
+	ASSERT_LE(calls * 256, evicted);
+	ASSERT_EQ(b.refaults - a.refaults, 0);
+	ASSERT_LE(b.allocated_pages, 8192 + 512 + 64);
+	ASSERT_OK(pw_munmap(m, SZ));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount(t.mnt));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
+/*
+ * A small hot set used through a mapping while a stream through another
+ * mapping keeps the cache turning over: reclaim cannot see the hot pages
+ * being used, so it evicts them in their turn, but a refault (the page
+ * faulted back where reclaim had unmapped it) gives the page two more
+ * passes over the LRU, so the hot set refaults far less often than the
+ * cache turns over.  Every byte is right.
+ */
+TEST(reclaim_refaulted_mapped_pages_kept_longer)
+{
+	ASSERT_OK(pw_set_mem_limit(4 << 20)); /* 1024 pages */
+	struct tfs t;
+	tfs_mount(&t, 1);
+	const size_t HOT = 32 * PG, SZ = 64 << 20;
+	int fh = hostfs_file(&t, "hot", HOT, 85);
+	int fs = hostfs_file(&t, "stream", SZ, 86);
+	ASSERT_OK(pw__test_evict_all(fh));
+	ASSERT_OK(pw__test_evict_all(fs));
+	unsigned char *h = pw_mmap(NULL, HOT, PROT_READ, MAP_SHARED, fh, 0);
+	unsigned char *m = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fs, 0);
+	ASSERT(h != MAP_FAILED && m != MAP_FAILED);
+	struct pw_stats a, b;
+	pw_get_stats(&a);
+	const size_t STEP = 256 * PG; /* a quarter of the cap between uses */
+	unsigned rounds = 0;
+	for (size_t off = 0; off < SZ; off += STEP, rounds++) {
+		for (size_t o = off; o < off + STEP; o += PG)
+			ASSERT_EQ(m[o], pat_byte(86, o));
+		for (size_t o = 0; o < HOT; o += PG)
+			ASSERT_EQ(h[o + 1], pat_byte(85, o + 1));
+	}
+	pw_get_stats(&b);
+	uint64_t refaults = b.refaults - a.refaults, turns = (SZ / PG) / 1024;
+	TLOG("%u rounds, the cache turned over %llu times; the hot set (%zu pages, one "
+	     "fault-around window) refaulted %llu times, %llu pages evicted",
+	     rounds, (unsigned long long)turns, HOT / PG, (unsigned long long)refaults,
+	     (unsigned long long)(b.reclaimed_pages - a.reclaimed_pages));
+	/* Evicted in its turn, the hot set would refault once per turn over
+	 * (15 times here without the extra passes); with two more passes
+	 * after each refault, about once every three. */
+	ASSERT_GT(refaults, 0);
+	ASSERT_LE(refaults, turns / 2);
+	ASSERT_OK(pw_munmap(h, HOT));
+	ASSERT_OK(pw_munmap(m, SZ));
+	ASSERT_OK(pw_close(fh));
+	ASSERT_OK(pw_close(fs));
+	ASSERT_OK(pw_umount(t.mnt));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
 struct cap_worker {
 	int fd;
 	int id;

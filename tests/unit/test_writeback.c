@@ -228,7 +228,7 @@ TEST_THREADED(writeback_pages_unlocked_and_stable_during_io)
 		struct file *f = pw__fget(fd);
 		hook_mapping = f->f_mapping;
 		pw__fput(f);
-		pw__hooks.before_writeback_io = hold_writeback;
+		__atomic_store_n(&pw__hooks.before_writeback_io, hold_writeback, __ATOMIC_RELEASE);
 		atomic_store(&hook_state, 1);
 		pthread_t ts;
 		ASSERT_OK(pthread_create(&ts, NULL, fsync_thread, &fd));
@@ -257,7 +257,7 @@ TEST_THREADED(writeback_pages_unlocked_and_stable_during_io)
 		ASSERT_OK(pthread_join(tl, NULL));
 		ASSERT_OK(pthread_join(tst, NULL));
 		ASSERT_OK(pthread_join(tw, NULL));
-		pw__hooks.before_writeback_io = NULL;
+		__atomic_store_n(&pw__hooks.before_writeback_io, NULL, __ATOMIC_RELEASE);
 		atomic_store(&hook_state, 0);
 
 		model[6 * PG] = 0xA5;
@@ -410,7 +410,7 @@ TEST(writeback_background_eio_each_descriptor_once)
 	ASSERT_OK(pw_fsync(fds[0]));
 	struct pw_stats before, after;
 	pw_get_stats(&before);
-	pw__hooks.host_write = host_eio;
+	__atomic_store_n(&pw__hooks.host_write, host_eio, __ATOMIC_RELEASE);
 	atomic_store(&host_eio_left, 1);
 	write_exact(fds[1], buf + 4 * PG, 2 * PG, 4 * PG);
 	wait_clean(t.mnt);
@@ -433,7 +433,7 @@ TEST(writeback_background_eio_each_descriptor_once)
 	unsigned char h[8 * 4096];
 	ASSERT_EQ(host_read(&t, "f", h, sizeof(h)), (int64_t)sizeof(h));
 	ASSERT_MEM_EQ(h, old, sizeof(h));
-	pw__hooks.host_write = NULL;
+	__atomic_store_n(&pw__hooks.host_write, NULL, __ATOMIC_RELEASE);
 	for (int k = 0; k < 3; k++)
 		ASSERT_OK(pw_close(fds[k]));
 	ASSERT_OK(pw_close(late));
@@ -464,7 +464,7 @@ TEST(writeback_dirty_limit_ext2_and_throttle_stats)
 {
 	setenv("PAGEWRIGHT_DIRTY_LIMIT", "4M", 1);
 	writer_thread = pthread_self();
-	pw__hooks.before_writeback_io = slow_flusher;
+	__atomic_store_n(&pw__hooks.before_writeback_io, slow_flusher, __ATOMIC_RELEASE);
 	FOR_EACH_KIND(k)
 	{
 		if (!test_kind_is_ext2(k))
