@@ -79,7 +79,7 @@ struct pw__counters {
 	    fault_around, short_copies, write_retries, pool_pages, allocated;
 	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
 	_Atomic uint64_t reclaimed, reclaim_unmaps, map_count, map_drops, map_dropped_vmas,
-	    refaults;
+	    refaults, stuck_pages;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)

@@ -162,6 +162,9 @@ struct pw_stats {
 	uint64_t map_dropped_vmas; /* user mappings (pw_mmap ranges) dropped */
 	uint64_t refaults;        /* faults on a page reclaim had evicted from
 	                           * that mapping (such pages get more time) */
+	uint64_t stuck_pages;     /* pages left out of the pool because the
+	                           * kernel refused to unmap them from a user
+	                           * mapping (their frames are never reused) */
 };
 void pw_get_stats(struct pw_stats *st);
 

@@ -2330,6 +2330,7 @@ pw_get_stats(struct pw_stats *st)
 	st->map_drops = atomic_load(&pw__stat.map_drops);
 	st->map_dropped_vmas = atomic_load(&pw__stat.map_dropped_vmas);
 	st->refaults = atomic_load(&pw__stat.refaults);
+	st->stuck_pages = atomic_load(&pw__stat.stuck_pages);
 }
 
 static void

@@ -516,28 +516,51 @@ pw__page_mkclean(struct page *page)
 	return clean;
 }
 
-/* Zap vma pages [from, to), private copies included.  vm_lock held. */
+/*
+ * The kernel refused to zap vma pages [from, to): they still show their
+ * frames.  Forget them as entries (PTE_NONE: a fault there maps afresh,
+ * with its own count) but leave each page's mapcount up, so that
+ * put_page never returns its frame to the pool: a frame reused for other
+ * data would show that data through this address.  The process sees the
+ * old bytes there until it unmaps the range.  vm_lock held.
+ */
+static void
+zap_refused(struct vm_area_struct *vma, size_t from, size_t to)
+{
+	for (size_t k = from; k < to; k++)
+		if (vma->vm_pte[k] != PTE_COW && !pte_empty(vma->vm_pte[k]))
+			vma->vm_pte[k] = PTE_NONE;
+}
+
+/* Zap vma pages [from, to), private copies included, one call per run of
+ * present entries.  vm_lock held. */
 static void
 zap_range(struct vm_area_struct *vma, size_t from, size_t to)
 {
 	struct address_space *mapping = vma->vm_file->f_mapping;
 	size_t run = SIZE_MAX;
 	for (size_t k = from; k <= to; k++) {
-		bool present = k < to && !pte_empty(vma->vm_pte[k]);
-		if (present && run == SIZE_MAX)
-			run = k;
-		if (!present && run != SIZE_MAX) {
-			zap_user(vma->vm_start + run * PAGE_SIZE, (k - run) * PAGE_SIZE);
-			run = SIZE_MAX;
-		}
-		if (!present)
+		if (k < to && !pte_empty(vma->vm_pte[k])) {
+			if (run == SIZE_MAX)
+				run = k;
 			continue;
-		struct page *page = NULL;
-		if (vma->vm_pte[k] != PTE_COW)
-			page = find_get_page(mapping, vma->vm_pgoff + k);
-		set_pte(vma, k, page, PTE_NONE);
-		if (page)
-			put_page(page);
+		}
+		if (run == SIZE_MAX)
+			continue;
+		if (!zap_user(vma->vm_start + run * PAGE_SIZE, (k - run) * PAGE_SIZE)) {
+			zap_refused(vma, run, k);
+			run = SIZE_MAX;
+			continue;
+		}
+		for (size_t j = run; j < k; j++) {
+			struct page *page = NULL;
+			if (vma->vm_pte[j] != PTE_COW)
+				page = find_get_page(mapping, vma->vm_pgoff + j);
+			set_pte(vma, j, page, PTE_NONE);
+			if (page)
+				put_page(page);
+		}
+		run = SIZE_MAX;
 	}
 }
 
@@ -632,8 +655,10 @@ pw__page_unmap(struct page *page)
 			continue;
 		pthread_mutex_lock(&v->vm_lock);
 		if (v->vm_pte[k] == PTE_RO || v->vm_pte[k] == PTE_RW) {
-			zap_user(v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE);
-			set_pte(v, (size_t)k, page, PTE_NONE);
+			if (zap_user(v->vm_start + (size_t)k * PAGE_SIZE, PAGE_SIZE))
+				set_pte(v, (size_t)k, page, PTE_NONE);
+			else
+				zap_refused(v, (size_t)k, (size_t)k + 1);
 		}
 		pthread_mutex_unlock(&v->vm_lock);
 	}

@@ -227,8 +227,17 @@ put_page(struct page *page)
 {
 	int old = atomic_fetch_sub_explicit(&page->refcount, 1, memory_order_acq_rel);
 	if (old == 1) {
-		if (page->mapping != NULL || PageDirty(page) ||
-		    atomic_load(&page->mapcount) != 0)
+		if (atomic_load(&page->mapcount) != 0) {
+			/* A user mapping still shows this frame: the kernel
+			 * refused to unmap it (mmap.c, stuck entries).  A frame
+			 * reused for other data would show that data there, so
+			 * it never goes back to the pool. */
+			pw_log("page %lu is still mapped by the process: kept out of the pool",
+			       page_to_pfn(page));
+			PW_STAT_ADD(stuck_pages, 1);
+			return;
+		}
+		if (page->mapping != NULL || PageDirty(page))
 			pw_log("BUG: freeing page %lu still in use (flags %#x)",
 			       page_to_pfn(page), atomic_load(&page->flags));
 		pw__free_page(page);

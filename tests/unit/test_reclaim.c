@@ -487,3 +487,47 @@ TEST(maps_fault_enomem_drops_and_retries)
 	ASSERT_OK(pw_umount(t.mnt));
 	pw__hooks.pte_call = NULL;
 }
+
+/*
+ * The kernel refuses the zap that truncation makes of a mapped page
+ * (ENOMEM, as near vm.max_map_count).  The page still leaves the file,
+ * but its frame stays out of the pool while the process maps it: pages
+ * written to other files afterwards never show through the old mapping,
+ * which keeps showing the truncated bytes until it is unmapped.  (Before,
+ * the frame was freed and the next file's page appeared there.)
+ */
+TEST(maps_zap_refused_frame_not_reused)
+{
+	pw__hooks.pte_call = fail_pte_call;
+	FOR_EACH_KIND(k)
+	{
+		struct tfs t;
+		tfs_mount(&t, k);
+		unsigned char page[PG];
+		memset(page, 'A', PG);
+		int fa = tfs_create(&t, "a");
+		write_exact(fa, page, PG, 0);
+		volatile unsigned char *m = pw_mmap(NULL, PG, PROT_READ, MAP_SHARED, fa, 0);
+		ASSERT(m != MAP_FAILED);
+		ASSERT_EQ(m[100], 'A');
+		struct pw_stats a, b;
+		pw_get_stats(&a);
+		atomic_store(&fail_count, 1);
+		atomic_store(&fail_op, 'z');
+		ASSERT_OK(pw_ftruncate(fa, 0));
+		ASSERT_EQ(atomic_load(&fail_count), 0); /* the zap was refused */
+		pw_get_stats(&b);
+		ASSERT_EQ(b.stuck_pages, a.stuck_pages + 1);
+		/* Other files take the frames freed since. */
+		memset(page, 'B', PG);
+		int fb = tfs_create(&t, "b");
+		for (int p = 0; p < 64; p++)
+			write_exact(fb, page, PG, (off_t)p * PG);
+		ASSERT_EQ(m[100], 'A');
+		ASSERT_OK(pw_munmap((void *)m, PG));
+		ASSERT_OK(pw_close(fa));
+		ASSERT_OK(pw_close(fb));
+		ASSERT_OK(pw_umount(t.mnt));
+	}
+	pw__hooks.pte_call = NULL;
+}
