@@ -359,8 +359,9 @@ create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
 	if (fd < 0)
 		return fd;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 	err = neg(pw_fstat(fd, st));
+	if (!err && pw__fuse_chown_new(path, fd, ctx->uid, ctx->gid, st) < 0)
+		err = neg(pw_fstat(fd, st));
 	if (!err)
 		err = pw__node_lookup(&f->tab, dir, name, st, res);
 	if (err) {
@@ -663,8 +664,11 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	if (!err) {
 		COUNT(f, creates, 1);
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		pw__fuse_chown_new(path, ctx->uid, ctx->gid);
-		err = lookup_locked(f, dir, name, path, &st, &n);
+		err = pw__fuse_lstat(path, &st);
+		if (!err && pw__fuse_chown_new(path, -1, ctx->uid, ctx->gid, &st) < 0)
+			err = pw__fuse_lstat(path, &st);
+		if (!err)
+			err = pw__node_lookup(&f->tab, dir, name, &st, &n);
 	}
 	tree_unlock(f);
 	if (err)
