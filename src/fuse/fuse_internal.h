@@ -129,5 +129,6 @@ struct devio {
 /* The server's devio, found from the session's userdata. */
 struct devio *pw__server_devio(void *userdata);
 int pw__devio_install(struct fuse_session *se);
+void pw__devio_profile_print(void);
 
 #endif

@@ -1109,7 +1109,7 @@ session_create(struct pw_fuse *f, char *err, size_t errlen)
 		return -EPERM;
 	}
 	f->mounted = true;
-	if (f->opts.cache == PW_FUSE_CACHE_DIRECT && pw__devio_install(f->se) != 0) {
+	if (pw__devio_install(f->se) != 0) {
 		set_err(err, errlen, "cannot hook the FUSE device");
 		return -EIO;
 	}
@@ -1161,6 +1161,7 @@ pw_fuse_run(struct pw_fuse *f)
 	bool ender = pthread_create(&t, NULL, ender_thread, f) == 0;
 	int r = fuse_session_loop_mt(f->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	pw__devio_profile_print();
 	if (ender) {
 		char stop = 0;
 		ssize_t w = write(sig_pipe[1], &stop, 1);
