@@ -30,6 +30,13 @@ bool pw__has_option(const char *options, const char *opt);
 /* ---- pool (src/mm/pool.c) */
 int pw__pool_init(void);
 int pw__pool_fd(void);
+/* Fill pool memory from fd at off without touching it from user space:
+ * iov must be whole spans of pool frames (page_address of pages the
+ * caller holds).  Return: 0, -ENOTSUP when iov is not pool memory or the
+ * kernel cannot splice from fd, or -EIO when fd ends early or fails (the
+ * frames may hold part of the data); either way the caller reads it
+ * itself. */
+int pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt);
 struct page *pw__pfn_to_page(unsigned long pfn);
 /* Allocate one frame, preferring hint_pfn + 1 so a file's pages are
  * contiguous.  Returns a page with refcount 1, or NULL. */

@@ -175,6 +175,10 @@ blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov, i
 		return -EIO;
 	if (off > bdev->bd_size || len > bdev->bd_size - off)
 		return -EIO;
+	/* Page cache pages are pool memory: filled inside the kernel.  If
+	 * that fails, preadv reads it all again and says what went wrong. */
+	if (pw__pool_read_fd(bdev->bd_fd, off, iov, cnt) == 0)
+		return 0;
 	ssize_t r;
 	do
 		r = preadv(bdev->bd_fd, iov, cnt, (off_t)off);
