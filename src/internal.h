@@ -27,6 +27,10 @@ void pw__evict_all(struct super_block *sb);
 /* Does the comma-separated option list contain this option? */
 bool pw__has_option(const char *options, const char *opt);
 
+/* ---- filemap (src/mm/filemap.c) */
+ssize_t pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page **pages,
+                        unsigned max, unsigned *npages);
+
 /* ---- pool (src/mm/pool.c) */
 int pw__pool_init(void);
 int pw__pool_fd(void);

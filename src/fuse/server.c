@@ -56,6 +56,8 @@
 #include <pagewright/pagewright.h>
 
 #define FUSE_SUPER_MAGIC 0x65735546
+#define MAX_READ (1 << 20)        /* max_write, and so max_pages: reads too */
+#define PW_FUSE_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define OPEN_FLAGS (O_ACCMODE | O_TRUNC | O_SYNC | O_DSYNC)
 
 struct pw_fuse {
@@ -64,6 +66,10 @@ struct pw_fuse {
 	struct fuse_session *se;  /* (C) */
 	struct pw_fuse_opts opts; /* (C) */
 	bool mounted;             /* (C) fuse_session_mount succeeded */
+	bool splice_reads;        /* (C) after INIT: large READs spliced */
+	size_t max_read;          /* (C) READs spliced up to this size (0: none) */
+	size_t pipe_cap;          /* (C) pipe_capacity() */
+	int pool_fd;              /* (C) pw_pool_fd() */
 	struct {                  /* (A) relaxed atomics, for pagewright stat */
 		_Atomic uint64_t reads, read_bytes, writes, write_bytes, fsyncs, creates;
 	} count;
@@ -410,7 +416,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 /* Each request thread keeps its read buffer: a fresh 1 MiB malloc per
  * READ is a fresh mapping whose every page faults on first touch (dear on
  * virtual machines).  Freed when the thread ends. */
-static pthread_key_t rbuf_key;
+static pthread_key_t rbuf_key, span_key, bvec_key;
 static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
 static __thread char *rbuf;
 static __thread size_t rbuf_size;
@@ -419,6 +425,8 @@ static void
 rbuf_key_init(void)
 {
 	pthread_key_create(&rbuf_key, free);
+	pthread_key_create(&span_key, free);
+	pthread_key_create(&bvec_key, free);
 }
 
 static char *
@@ -436,11 +444,83 @@ read_buffer(size_t size)
 	return b;
 }
 
+/*
+ * Large reads are answered without a copy: pw_pread_pin pins the cached
+ * pages and describes them as spans of pagewright's pool file, and
+ * fuse_reply_data splices them from there through a pipe into the
+ * kernel's request (FUSE_CAP_SPLICE_WRITE).  The bytes never pass through
+ * a user address, which matters most for a fresh server: the first access
+ * to each page of its pool from user space is dear on the development
+ * VMs (docs/fuse.md, "Cold reads").  libfuse falls back to a copy when its
+ * pipe cannot hold a reply; a pipe that large needs root (or a
+ * fs.pipe-max-size that allows it), which splice_reads checks once.
+ */
+#define SPLICE_MIN (32 * 1024)
+#define MAX_SPANS (MAX_READ / 4096 + 2)
+
+static bool
+read_spliced(fuse_req_t req, struct pw_fuse *f, int fd, size_t size, off_t off)
+{
+	static __thread struct pw_span *spans;
+	static __thread struct fuse_bufvec *bv;
+	if (!spans) {
+		spans = malloc(MAX_SPANS * sizeof(*spans));
+		bv = malloc(sizeof(*bv) + MAX_SPANS * sizeof(bv->buf[0]));
+		if (!spans || !bv) {
+			free(spans);
+			free(bv);
+			spans = NULL;
+			bv = NULL;
+			return false;
+		}
+		pthread_once(&rbuf_once, rbuf_key_init);
+		pthread_setspecific(span_key, spans);
+		pthread_setspecific(bvec_key, bv);
+	}
+	int ns;
+	struct pw_pin *pin;
+	ssize_t n = pw_pread_pin(fd, size, off, spans, MAX_SPANS, &ns, &pin);
+	if (n < 0) {
+		reply_errno(req, -errno);
+		return true;
+	}
+	if (n == 0) {
+		COUNT(f, reads, 1);
+		fuse_reply_buf(req, NULL, 0);
+		return true;
+	}
+	/* libfuse's estimate of the pipe it needs (see pipe_capacity): beyond
+	 * it, it would copy into a fresh buffer, dearer than our copy. */
+	if (4096 * ((size_t)ns + 3) + 16 + (size_t)n > f->pipe_cap) {
+		pw_unpin(pin);
+		return false;
+	}
+	COUNT(f, reads, 1);
+	COUNT(f, read_bytes, (uint64_t)n);
+	bv->count = (size_t)ns;
+	bv->idx = 0;
+	bv->off = 0;
+	for (int k = 0; k < ns; k++)
+		bv->buf[k] = (struct fuse_buf){
+		    .size = spans[k].len,
+		    .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK,
+		    .fd = f->pool_fd,
+		    .pos = spans[k].off,
+		};
+	fuse_reply_data(req, bv, 0);
+	pw_unpin(pin);
+	return true;
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
 	(void)ino;
+	struct pw_fuse *f0 = server(req);
+	if (f0->splice_reads && size >= SPLICE_MIN && size <= f0->max_read &&
+	    read_spliced(req, f0, handle(fi)->fd, size, off))
+		return;
 	char *buf = read_buffer(size);
 	if (!buf) {
 		reply_errno(req, -ENOMEM);
@@ -851,6 +931,35 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ------------------------------------------------------------- session */
 
+/*
+ * How large a pipe libfuse can make for a spliced reply: it needs the
+ * reply, its header and a page per span, rounded up to a power of two
+ * pages, 2 MiB for a 1 MiB READ.  Above fs.pipe-max-size (1 MiB by
+ * default) only CAP_SYS_RESOURCE may go, so try it on a pipe of our own.
+ * READs are then limited (max_read) to what fits.  0: no pipes at all.
+ */
+static size_t
+pipe_capacity(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return 0;
+	int got = fcntl(p[0], F_SETPIPE_SZ, 2 * MAX_READ);
+	if (got < 0) {
+		FILE *fp = fopen("/proc/sys/fs/pipe-max-size", "r");
+		unsigned long max = 0;
+		if (fp) {
+			if (fscanf(fp, "%lu", &max) != 1)
+				max = 0;
+			fclose(fp);
+		}
+		got = max <= 2 * MAX_READ ? fcntl(p[0], F_SETPIPE_SZ, (int)max) : -1;
+	}
+	close(p[0]);
+	close(p[1]);
+	return got > 0 ? (size_t)got : 0;
+}
+
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -874,8 +983,14 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	 * tree lock, not the kernel's directory lock, keeps paths right. */
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	conn->max_write = 1 << 20;
+	conn->max_write = MAX_READ;
+	if (f->max_read && f->max_read < MAX_READ)
+		conn->max_read = (unsigned)f->max_read;   /* as the mount option says */
 	conn->time_gran = 1;
+	if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && f->pool_fd >= 0 && f->max_read) {
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+		f->splice_reads = true;
+	}
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
 	if (f->opts.cache == PW_FUSE_CACHE_DIRECT &&
 	    (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)) {
@@ -1069,10 +1184,13 @@ append_escaped(char *buf, size_t size, const char *s)
 }
 
 static void
-mount_options(const struct pw_fuse_opts *o, char *buf, size_t size)
+mount_options(const struct pw_fuse_opts *o, size_t max_read, char *buf, size_t size)
 {
-	snprintf(buf, size, "default_permissions%s%s,subtype=", o->read_only ? ",ro" : "",
-	         o->allow_other ? ",allow_other" : "");
+	char mr[40] = "";
+	if (max_read && max_read < MAX_READ)
+		snprintf(mr, sizeof(mr), ",max_read=%zu", max_read);
+	snprintf(buf, size, "default_permissions%s%s%s,subtype=", o->read_only ? ",ro" : "",
+	         o->allow_other ? ",allow_other" : "", mr);
 	append_escaped(buf, size, o->subtype ? o->subtype : "pagewright");
 	strncat(buf, ",fsname=", size - strlen(buf) - 1);
 	append_escaped(buf, size, o->fsname ? o->fsname : "pagewright");
@@ -1091,7 +1209,12 @@ static int
 session_create(struct pw_fuse *f, char *err, size_t errlen)
 {
 	char opts[1024];
-	mount_options(&f->opts, opts, sizeof(opts));
+	/* Spliced READ replies (read_spliced) must fit libfuse's pipe. */
+	f->pipe_cap = f->pool_fd >= 0 ? pipe_capacity() : 0;
+	f->max_read = PW_FUSE_MIN(f->pipe_cap / 2, (size_t)MAX_READ);
+	if (f->max_read < 2 * SPLICE_MIN)
+		f->max_read = 0;
+	mount_options(&f->opts, f->max_read, opts, sizeof(opts));
 	char *argv[] = {"pagewright", "-o", opts, f->opts.debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(f->opts.debug ? 4 : 3, argv);
 	f->se = fuse_session_new(&args, &ops, sizeof(ops), f);
@@ -1127,6 +1250,7 @@ pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err,
 	}
 	f->opts = *opts;
 	f->io.want = opts->cache == PW_FUSE_CACHE_DIRECT;
+	f->pool_fd = pw_pool_fd();
 	struct stat st;
 	int e = neg(pw_stat(opts->root, &st));
 	if (e) {
