@@ -118,11 +118,13 @@ devio_writev(int fd, struct iovec *iov, int count, void *userdata)
 	if (prof_on)
 		prof_end();
 	uint64_t unique = io->init_unique;
+	bool init = false;
 	if (unique && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
 		struct fuse_out_header *out = iov[0].iov_base;
 		size_t need = offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t);
 		if (out->unique == unique) {
 			io->init_unique = 0;
+			init = out->error == 0;
 			if (out->error == 0 && io->want && io->kernel_offers &&
 			    iov[1].iov_len >= need) {
 				struct fuse_init_out *arg = iov[1].iov_base;
@@ -132,7 +134,11 @@ devio_writev(int fd, struct iovec *iov, int count, void *userdata)
 			}
 		}
 	}
-	return writev(fd, iov, count);
+	ssize_t n = writev(fd, iov, count);
+	/* The kernel has applied the INIT reply when writev returns. */
+	if (init && n > 0)
+		pw__server_after_init(userdata);
+	return n;
 }
 
 /* A reply spliced from a pipe (READ data from pagewright's pool: libfuse

@@ -128,6 +128,8 @@ struct devio {
 };
 /* The server's devio, found from the session's userdata. */
 struct devio *pw__server_devio(void *userdata);
+/* Called once the kernel has taken the INIT reply (its limits apply). */
+void pw__server_after_init(void *userdata);
 int pw__devio_install(struct fuse_session *se);
 void pw__devio_profile_print(void);
 
