@@ -451,9 +451,10 @@ read_buffer(size_t size)
  * kernel's request (FUSE_CAP_SPLICE_WRITE).  The bytes never pass through
  * a user address, which matters most for a fresh server: the first access
  * to each page of its pool from user space is dear on the development
- * VMs (docs/fuse.md, "Cold reads").  libfuse falls back to a copy when its
- * pipe cannot hold a reply; a pipe that large needs root (or a
- * fs.pipe-max-size that allows it), which splice_reads checks once.
+ * VMs (docs/fuse.md, "Cold reads").  libfuse copies into a fresh buffer
+ * when its pipe cannot hold a reply, so pipe_capacity measures once what
+ * pipe the server can have and READs are limited (max_read) to fit; a
+ * reply with more spans than that allows is copied here instead.
  */
 #define SPLICE_MIN (32 * 1024)
 #define MAX_SPANS (MAX_READ / 4096 + 2)
