@@ -27,9 +27,24 @@ void pw__evict_all(struct super_block *sb);
 /* Does the comma-separated option list contain this option? */
 bool pw__has_option(const char *options, const char *opt);
 
+/* ---- filemap (src/mm/filemap.c) */
+ssize_t pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page **pages,
+                        unsigned max, unsigned *npages);
+
 /* ---- pool (src/mm/pool.c) */
 int pw__pool_init(void);
 int pw__pool_fd(void);
+/* Fill pool memory from fd at off without touching it from user space:
+ * iov must be whole spans of pool frames (page_address of pages the
+ * caller holds).  Return: 0, -ENOTSUP when iov is not pool memory or the
+ * kernel cannot splice from fd, or -EIO when fd ends early or fails (the
+ * frames may hold part of the data); either way the caller reads it
+ * itself. */
+int pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt);
+/* The other way: write pool memory described by iov to fd at off.  0,
+ * -ENOTSUP (nothing written: the caller writes it itself), or -errno of
+ * a failed write (part of it may be written). */
+int pw__pool_write_fd(int fd, uint64_t off, const struct iovec *iov, int cnt);
 struct page *pw__pfn_to_page(unsigned long pfn);
 /* Allocate one frame, preferring hint_pfn + 1 so a file's pages are
  * contiguous.  Returns a page with refcount 1, or NULL. */

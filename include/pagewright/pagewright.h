@@ -183,6 +183,32 @@ struct pw_mount_stats {
  * mount).  -1/errno as pw_stat. */
 int pw_get_mount_stats(const char *path, struct pw_mount_stats *st);
 
+/*
+ * Reading without a copy, for servers that hand file data on to the
+ * kernel (the FUSE server): an extension, not a POSIX call.
+ *
+ * Every cached page lives in one memory file, pw_pool_fd(): a descriptor
+ * the process may splice(2) or pread(2) from (never write to or
+ * truncate).  pw_pread_pin reads [offset, offset + count) of fd's file
+ * into the cache exactly as pw_pread would (same checks, errors and
+ * readahead) but copies nothing: it describes the bytes as *nspans spans
+ * of that file, in order, and keeps their pages from being freed or
+ * reused until pw_unpin(*pin).  max must be at least count / 4096 + 2.
+ * The bytes may change under a concurrent write to the file, as a read
+ * racing a write may see either.  Return: the bytes described, fewer than
+ * count only at end of file (0 there, with *pin NULL), or -1 and errno
+ * with nothing pinned.
+ */
+struct pw_span {
+	off_t off;     /* in pw_pool_fd() */
+	size_t len;
+};
+struct pw_pin;
+int pw_pool_fd(void);
+ssize_t pw_pread_pin(int fd, size_t count, off_t offset, struct pw_span *spans, int max,
+                     int *nspans, struct pw_pin **pin);
+void pw_unpin(struct pw_pin *pin);
+
 #ifdef __cplusplus
 }
 #endif

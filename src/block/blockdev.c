@@ -29,6 +29,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#define RA_HINT_MIN (128 * 1024)
+#define RA_HINT (1024 * 1024)
+
 static int
 blkdev_get_block(struct inode *inode, uint64_t iblock, struct buffer_head *bh,
                  int create)
@@ -245,6 +248,17 @@ blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov, i
 		return -EIO;
 	if (off > bdev->bd_size || len > bdev->bd_size - off)
 		return -EIO;
+	/* A read as large as a readahead window is a sequential read: have
+	 * the host read the next stretch of the image meanwhile (without
+	 * waiting for it), as a disk's own readahead would. */
+	if (len >= RA_HINT_MIN && off + len < bdev->bd_size)
+		(void)posix_fadvise(bdev->bd_fd, (off_t)(off + len),
+		                    (off_t)PW_MIN((uint64_t)RA_HINT, bdev->bd_size - off - len),
+		                    POSIX_FADV_WILLNEED);
+	/* Page cache pages are pool memory: filled inside the kernel.  If
+	 * that fails, preadv reads it all again and says what went wrong. */
+	if (pw__pool_read_fd(bdev->bd_fd, off, iov, cnt) == 0)
+		return 0;
 	ssize_t r;
 	do
 		r = preadv(bdev->bd_fd, iov, cnt, (off_t)off);
@@ -312,6 +326,10 @@ blkdev_writev(struct block_device *bdev, uint64_t off, const struct iovec *iov, 
 	int err = write_checks(bdev, off, len);
 	if (err)
 		return err;
+	/* From the pool's memfd inside the kernel (pool.c says why); on any
+	 * failure pwritev writes it all again and reports. */
+	if (pw__pool_write_fd(bdev->bd_fd, off, iov, cnt) == 0)
+		return 0;
 	ssize_t r;
 	do
 		r = pwritev(bdev->bd_fd, iov, cnt, (off_t)off);

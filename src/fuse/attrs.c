@@ -31,11 +31,16 @@ pw__fuse_lstat(const char *path, struct stat *st)
 }
 
 int
-pw__fuse_chown_new(const char *path, uid_t uid, gid_t gid)
+pw__fuse_chown_new(const char *path, int fd, uid_t uid, gid_t gid, struct stat *st)
 {
+	if (st->st_uid == uid && st->st_gid == gid)
+		return 0;       /* the server's own user made it: the usual case */
 	if (geteuid() != 0)
 		return 0;
-	return neg_errno(pw_lchown(path, uid, gid));
+	int err = neg_errno(fd >= 0 ? pw_fchown(fd, uid, gid) : pw_lchown(path, uid, gid));
+	if (!err)
+		err = neg_errno(fd >= 0 ? pw_fstat(fd, st) : pw_lstat(path, st));
+	return err;
 }
 
 /* One of the two times a setattr carries: a value, now, or unchanged. */

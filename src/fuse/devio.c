@@ -14,24 +14,87 @@
  * The INIT request and its reply are the first message each way, before
  * any other request is read, so recording the request's unique id in the
  * read hook and matching it in the write hook needs no lock.
+ *
+ * Profile: with PW_FUSE_PROFILE set in its environment the server counts
+ * the requests of each opcode and the time from reading one to writing
+ * its reply (on the same thread: libfuse answers on the thread that read
+ * the request), and prints the table on stderr when it ends.  That is
+ * how the requests a workload costs per file were counted (docs/fuse.md).
  */
 #include "fuse_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fuse.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef FUSE_DIRECT_IO_ALLOW_MMAP
 #define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
 #endif
 
+#define PROF_OPS 64
+static bool prof_on;
+static struct {
+	_Atomic uint64_t n, ns;
+} prof[PROF_OPS];
+static __thread uint32_t prof_op;  /* opcode + 1 of the request in hand */
+static __thread uint64_t prof_t0;
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void
+prof_start(const struct fuse_in_header *in)
+{
+	if (in->opcode < PROF_OPS) {
+		prof_op = in->opcode + 1;
+		prof_t0 = now_ns();
+		atomic_fetch_add_explicit(&prof[in->opcode].n, 1, memory_order_relaxed);
+	}
+}
+
+static void
+prof_end(void)
+{
+	if (prof_op) {
+		atomic_fetch_add_explicit(&prof[prof_op - 1].ns, now_ns() - prof_t0,
+		                          memory_order_relaxed);
+		prof_op = 0;
+	}
+}
+
+void
+pw__devio_profile_print(void)
+{
+	if (!prof_on)
+		return;
+	fprintf(stderr, "pagewright: requests by opcode (count, mean us from read to reply)\n");
+	for (unsigned k = 0; k < PROF_OPS; k++) {
+		uint64_t n = atomic_load(&prof[k].n), ns = atomic_load(&prof[k].ns);
+		if (n)
+			fprintf(stderr, "  op %2u %10llu %8.1f\n", k, (unsigned long long)n,
+			        (double)ns / 1e3 / (double)n);
+	}
+}
+
 static ssize_t
 devio_read(int fd, void *buf, size_t len, void *userdata)
 {
 	ssize_t n = read(fd, buf, len);
 	const struct fuse_in_header *in = buf;
+	if (n >= (ssize_t)sizeof(*in) && prof_on)
+		prof_start(in);
 	if (n < (ssize_t)sizeof(*in) || in->opcode != FUSE_INIT)
 		return n;
 	struct devio *io = pw__server_devio(userdata);
@@ -52,12 +115,16 @@ static ssize_t
 devio_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	struct devio *io = pw__server_devio(userdata);
+	if (prof_on)
+		prof_end();
 	uint64_t unique = io->init_unique;
+	bool init = false;
 	if (unique && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
 		struct fuse_out_header *out = iov[0].iov_base;
 		size_t need = offsetof(struct fuse_init_out, flags2) + sizeof(uint32_t);
 		if (out->unique == unique) {
 			io->init_unique = 0;
+			init = out->error == 0;
 			if (out->error == 0 && io->want && io->kernel_offers &&
 			    iov[1].iov_len >= need) {
 				struct fuse_init_out *arg = iov[1].iov_base;
@@ -67,7 +134,23 @@ devio_writev(int fd, struct iovec *iov, int count, void *userdata)
 			}
 		}
 	}
-	return writev(fd, iov, count);
+	ssize_t n = writev(fd, iov, count);
+	/* The kernel has applied the INIT reply when writev returns. */
+	if (init && n > 0)
+		pw__server_after_init(userdata);
+	return n;
+}
+
+/* A reply spliced from a pipe (READ data from pagewright's pool: libfuse
+ * offers splice only to custom I/O that has this hook). */
+static ssize_t
+devio_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+                  unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	if (prof_on)
+		prof_end();
+	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
 int
@@ -76,6 +159,8 @@ pw__devio_install(struct fuse_session *se)
 	static const struct fuse_custom_io hooks = {
 		.read = devio_read,
 		.writev = devio_writev,
+		.splice_send = devio_splice_send,
 	};
+	prof_on = getenv("PW_FUSE_PROFILE") != NULL;
 	return fuse_session_custom_io(se, &hooks, fuse_session_fd(se));
 }

@@ -104,7 +104,10 @@ void pw__handle_close_all(struct ntab *t);
  */
 #include <sys/statvfs.h>
 int pw__fuse_lstat(const char *path, struct stat *st);
-int pw__fuse_chown_new(const char *path, uid_t uid, gid_t gid);
+/* Give a new file (path, or fd when >= 0) the caller's owner if the
+ * server runs as root and st, its attributes, says otherwise; st is
+ * updated.  Failing to is not an error of the creation. */
+int pw__fuse_chown_new(const char *path, int fd, uid_t uid, gid_t gid, struct stat *st);
 int pw__fuse_setattr(const char *path, int fd, const struct stat *attr, int to_set);
 int pw__fuse_readlink(const char *path, char *buf, size_t size);
 int pw__fuse_symlink(const char *target, const char *path);
@@ -129,6 +132,9 @@ struct devio {
 };
 /* The server's devio, found from the session's userdata. */
 struct devio *pw__server_devio(void *userdata);
+/* Called once the kernel has taken the INIT reply (its limits apply). */
+void pw__server_after_init(void *userdata);
 int pw__devio_install(struct fuse_session *se);
+void pw__devio_profile_print(void);
 
 #endif

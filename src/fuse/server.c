@@ -56,6 +56,8 @@
 #include <pagewright/pagewright.h>
 
 #define FUSE_SUPER_MAGIC 0x65735546
+#define MAX_READ (1 << 20)        /* max_write, and so max_pages: reads too */
+#define PW_FUSE_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define OPEN_FLAGS (O_ACCMODE | O_TRUNC | O_SYNC | O_DSYNC)
 
 struct pw_fuse {
@@ -64,6 +66,10 @@ struct pw_fuse {
 	struct fuse_session *se;  /* (C) */
 	struct pw_fuse_opts opts; /* (C) */
 	bool mounted;             /* (C) fuse_session_mount succeeded */
+	bool splice_reads;        /* (C) after INIT: large READs spliced */
+	size_t max_read;          /* (C) READs spliced up to this size (0: none) */
+	size_t pipe_cap;          /* (C) pipe_capacity() */
+	int pool_fd;              /* (C) pw_pool_fd() */
 	struct {                  /* (A) relaxed atomics, for pagewright stat */
 		_Atomic uint64_t reads, read_bytes, writes, write_bytes, fsyncs, creates;
 	} count;
@@ -359,8 +365,9 @@ create_locked(fuse_req_t req, struct fnode *dir, const char *name, mode_t mode,
 	if (fd < 0)
 		return fd;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	pw__fuse_chown_new(path, ctx->uid, ctx->gid);
 	err = neg(pw_fstat(fd, st));
+	if (!err && pw__fuse_chown_new(path, fd, ctx->uid, ctx->gid, st) < 0)
+		err = neg(pw_fstat(fd, st));
 	if (!err)
 		err = pw__node_lookup(&f->tab, dir, name, st, res);
 	if (err) {
@@ -409,7 +416,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 /* Each request thread keeps its read buffer: a fresh 1 MiB malloc per
  * READ is a fresh mapping whose every page faults on first touch (dear on
  * virtual machines).  Freed when the thread ends. */
-static pthread_key_t rbuf_key;
+static pthread_key_t rbuf_key, span_key, bvec_key;
 static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
 static __thread char *rbuf;
 static __thread size_t rbuf_size;
@@ -418,6 +425,8 @@ static void
 rbuf_key_init(void)
 {
 	pthread_key_create(&rbuf_key, free);
+	pthread_key_create(&span_key, free);
+	pthread_key_create(&bvec_key, free);
 }
 
 static char *
@@ -435,11 +444,84 @@ read_buffer(size_t size)
 	return b;
 }
 
+/*
+ * Large reads are answered without a copy: pw_pread_pin pins the cached
+ * pages and describes them as spans of pagewright's pool file, and
+ * fuse_reply_data splices them from there through a pipe into the
+ * kernel's request (FUSE_CAP_SPLICE_WRITE).  The bytes never pass through
+ * a user address, which matters most for a fresh server: the first access
+ * to each page of its pool from user space is dear on the development
+ * VMs (docs/fuse.md, "Cold reads").  libfuse copies into a fresh buffer
+ * when its pipe cannot hold a reply, so pipe_capacity measures once what
+ * pipe the server can have and READs are limited (max_read) to fit; a
+ * reply with more spans than that allows is copied here instead.
+ */
+#define SPLICE_MIN (32 * 1024)
+#define MAX_SPANS (MAX_READ / 4096 + 2)
+
+static bool
+read_spliced(fuse_req_t req, struct pw_fuse *f, int fd, size_t size, off_t off)
+{
+	static __thread struct pw_span *spans;
+	static __thread struct fuse_bufvec *bv;
+	if (!spans) {
+		spans = malloc(MAX_SPANS * sizeof(*spans));
+		bv = malloc(sizeof(*bv) + MAX_SPANS * sizeof(bv->buf[0]));
+		if (!spans || !bv) {
+			free(spans);
+			free(bv);
+			spans = NULL;
+			bv = NULL;
+			return false;
+		}
+		pthread_once(&rbuf_once, rbuf_key_init);
+		pthread_setspecific(span_key, spans);
+		pthread_setspecific(bvec_key, bv);
+	}
+	int ns;
+	struct pw_pin *pin;
+	ssize_t n = pw_pread_pin(fd, size, off, spans, MAX_SPANS, &ns, &pin);
+	if (n < 0) {
+		reply_errno(req, -errno);
+		return true;
+	}
+	if (n == 0) {
+		COUNT(f, reads, 1);
+		fuse_reply_buf(req, NULL, 0);
+		return true;
+	}
+	/* libfuse's estimate of the pipe it needs (see pipe_capacity): beyond
+	 * it, it would copy into a fresh buffer, dearer than our copy. */
+	if (4096 * ((size_t)ns + 3) + 16 + (size_t)n > f->pipe_cap) {
+		pw_unpin(pin);
+		return false;
+	}
+	COUNT(f, reads, 1);
+	COUNT(f, read_bytes, (uint64_t)n);
+	bv->count = (size_t)ns;
+	bv->idx = 0;
+	bv->off = 0;
+	for (int k = 0; k < ns; k++)
+		bv->buf[k] = (struct fuse_buf){
+		    .size = spans[k].len,
+		    .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK,
+		    .fd = f->pool_fd,
+		    .pos = spans[k].off,
+		};
+	fuse_reply_data(req, bv, 0);
+	pw_unpin(pin);
+	return true;
+}
+
 static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
 	(void)ino;
+	struct pw_fuse *f0 = server(req);
+	if (f0->splice_reads && size >= SPLICE_MIN && size <= f0->max_read &&
+	    read_spliced(req, f0, handle(fi)->fd, size, off))
+		return;
 	char *buf = read_buffer(size);
 	if (!buf) {
 		reply_errno(req, -ENOMEM);
@@ -663,8 +745,11 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	if (!err) {
 		COUNT(f, creates, 1);
 		const struct fuse_ctx *ctx = fuse_req_ctx(req);
-		pw__fuse_chown_new(path, ctx->uid, ctx->gid);
-		err = lookup_locked(f, dir, name, path, &st, &n);
+		err = pw__fuse_lstat(path, &st);
+		if (!err && pw__fuse_chown_new(path, -1, ctx->uid, ctx->gid, &st) < 0)
+			err = pw__fuse_lstat(path, &st);
+		if (!err)
+			err = pw__node_lookup(&f->tab, dir, name, &st, &n);
 	}
 	tree_unlock(f);
 	if (err)
@@ -929,6 +1014,35 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ------------------------------------------------------------- session */
 
+/*
+ * How large a pipe libfuse can make for a spliced reply: it needs the
+ * reply, its header and a page per span, rounded up to a power of two
+ * pages, 2 MiB for a 1 MiB READ.  Above fs.pipe-max-size (1 MiB by
+ * default) only CAP_SYS_RESOURCE may go, so try it on a pipe of our own.
+ * READs are then limited (max_read) to what fits.  0: no pipes at all.
+ */
+static size_t
+pipe_capacity(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return 0;
+	int got = fcntl(p[0], F_SETPIPE_SZ, 2 * MAX_READ);
+	if (got < 0) {
+		FILE *fp = fopen("/proc/sys/fs/pipe-max-size", "r");
+		unsigned long max = 0;
+		if (fp) {
+			if (fscanf(fp, "%lu", &max) != 1)
+				max = 0;
+			fclose(fp);
+		}
+		got = max <= 2 * MAX_READ ? fcntl(p[0], F_SETPIPE_SZ, (int)max) : -1;
+	}
+	close(p[0]);
+	close(p[1]);
+	return got > 0 ? (size_t)got : 0;
+}
+
 static void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -952,8 +1066,14 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	 * tree lock, not the kernel's directory lock, keeps paths right. */
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-	conn->max_write = 1 << 20;
+	conn->max_write = MAX_READ;
+	if (f->max_read && f->max_read < MAX_READ)
+		conn->max_read = (unsigned)f->max_read;   /* as the mount option says */
 	conn->time_gran = 1;
+	if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && f->pool_fd >= 0 && f->max_read) {
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+		f->splice_reads = true;
+	}
 #ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
 	if (f->opts.cache == PW_FUSE_CACHE_DIRECT &&
 	    (conn->capable & FUSE_CAP_DIRECT_IO_ALLOW_MMAP)) {
@@ -1151,10 +1271,13 @@ append_escaped(char *buf, size_t size, const char *s)
 }
 
 static void
-mount_options(const struct pw_fuse_opts *o, char *buf, size_t size)
+mount_options(const struct pw_fuse_opts *o, size_t max_read, char *buf, size_t size)
 {
-	snprintf(buf, size, "default_permissions%s%s,subtype=", o->read_only ? ",ro" : "",
-	         o->allow_other ? ",allow_other" : "");
+	char mr[40] = "";
+	if (max_read && max_read < MAX_READ)
+		snprintf(mr, sizeof(mr), ",max_read=%zu", max_read);
+	snprintf(buf, size, "default_permissions%s%s%s,subtype=", o->read_only ? ",ro" : "",
+	         o->allow_other ? ",allow_other" : "", mr);
 	append_escaped(buf, size, o->subtype ? o->subtype : "pagewright");
 	strncat(buf, ",fsname=", size - strlen(buf) - 1);
 	append_escaped(buf, size, o->fsname ? o->fsname : "pagewright");
@@ -1169,11 +1292,84 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* mountinfo's escapes (\040 for a space, ...) undone in place. */
+static void
+unescape_octal(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+/*
+ * The kernel reads ahead in a FUSE file's page cache (cache=kernel and
+ * writeback, and shared mappings in every mode) by its mount's
+ * read_ahead_kb, 128 KiB by default, which INIT may lower but not raise:
+ * a cold sequential read was a 128 KiB READ at a time.  With the right to
+ * (root), the server raises it to a READ's size.  Measured on the
+ * development VM, cache=writeback, 256 MiB cold: 310-330 MB/s at 128 KiB,
+ * 420-630 MB/s at 1 MiB.  Best effort: the mount works the same without.
+ * It is set once the kernel has taken the INIT reply, which would lower
+ * it again (devio.c calls pw__server_after_init); the device number comes
+ * from mountinfo, as stat(2) of the mount point would wait for a GETATTR
+ * from the very thread asking.
+ */
+static void
+raise_readahead(const char *mountpoint, size_t bytes)
+{
+	FILE *mi = fopen("/proc/self/mountinfo", "r");
+	if (!mi)
+		return;
+	char line[4096], dev[32] = "";
+	while (fgets(line, sizeof(line), mi)) {
+		char d[32], mp[PATH_MAX];
+		if (sscanf(line, "%*s %*s %31s %*s %4095s", d, mp) != 2)
+			continue;
+		unescape_octal(mp);
+		if (strcmp(mp, mountpoint) == 0)
+			snprintf(dev, sizeof(dev), "%s", d);   /* the last one is ours */
+	}
+	fclose(mi);
+	if (!dev[0])
+		return;
+	char path[96];
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	FILE *ra = fopen(path, "r+");
+	if (!ra)
+		return;
+	unsigned long kb = 0;
+	if (fscanf(ra, "%lu", &kb) == 1 && kb < bytes / 1024) {
+		rewind(ra);
+		fprintf(ra, "%zu\n", bytes / 1024);
+	}
+	fclose(ra);
+}
+
+void
+pw__server_after_init(void *userdata)
+{
+	struct pw_fuse *f = userdata;
+	raise_readahead(f->opts.mountpoint, f->max_read ? f->max_read : MAX_READ);
+}
+
 static int
 session_create(struct pw_fuse *f, char *err, size_t errlen)
 {
 	char opts[1024];
-	mount_options(&f->opts, opts, sizeof(opts));
+	/* Spliced READ replies (read_spliced) must fit libfuse's pipe. */
+	f->pipe_cap = f->pool_fd >= 0 ? pipe_capacity() : 0;
+	f->max_read = PW_FUSE_MIN(f->pipe_cap / 2, (size_t)MAX_READ);
+	if (f->max_read < 2 * SPLICE_MIN)
+		f->max_read = 0;
+	mount_options(&f->opts, f->max_read, opts, sizeof(opts));
 	char *argv[] = {"pagewright", "-o", opts, f->opts.debug ? "-d" : NULL, NULL};
 	struct fuse_args args = FUSE_ARGS_INIT(f->opts.debug ? 4 : 3, argv);
 	/* cache=writeback: no extended attributes.  The kernel asks for
@@ -1203,7 +1399,7 @@ session_create(struct pw_fuse *f, char *err, size_t errlen)
 		return -EPERM;
 	}
 	f->mounted = true;
-	if (f->opts.cache == PW_FUSE_CACHE_DIRECT && pw__devio_install(f->se) != 0) {
+	if (pw__devio_install(f->se) != 0) {
 		set_err(err, errlen, "cannot hook the FUSE device");
 		return -EIO;
 	}
@@ -1221,6 +1417,7 @@ pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err,
 	}
 	f->opts = *opts;
 	f->io.want = opts->cache == PW_FUSE_CACHE_DIRECT;
+	f->pool_fd = pw_pool_fd();
 	struct stat st;
 	int e = neg(pw_stat(opts->root, &st));
 	if (e) {
@@ -1255,6 +1452,7 @@ pw_fuse_run(struct pw_fuse *f)
 	bool ender = pthread_create(&t, NULL, ender_thread, f) == 0;
 	int r = fuse_session_loop_mt(f->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
+	pw__devio_profile_print();
 	if (ender) {
 		char stop = 0;
 		ssize_t w = write(sig_pipe[1], &stop, 1);

@@ -517,6 +517,50 @@ generic_file_read_iter(struct file *file, struct iov_iter *to, loff_t *ppos)
 	return done ? done : err;
 }
 
+/**
+ * pw__filemap_pin - generic_file_read_iter without the copy: the pages
+ * holding [pos, pos + count) of file, read in the same way (readahead
+ * included), each referenced and stored in pages[] (at most max of them).
+ * Stops at end of file.  Return: the bytes they hold for the read (the
+ * first page from pos's offset in it, the last up to pos + count or end of
+ * file), or -errno if none.
+ */
+ssize_t
+pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page **pages,
+                unsigned max, unsigned *npages)
+{
+	struct inode *inode = file->f_inode;
+	ssize_t done = 0;
+	unsigned n = 0;
+	int err = 0;
+	*npages = 0;
+	if (pos < 0)
+		return -EINVAL;
+	while (count > 0 && n < max) {
+		if (pos >= i_size_read(inode))
+			break;
+		pgoff_t index = (pgoff_t)pos >> PAGE_SHIFT;
+		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
+		struct page *page = filemap_get_read_page(file, index, &err);
+		if (!page)
+			break;
+		/* i_size is read after the page is uptodate (truncate race). */
+		loff_t isize = i_size_read(inode);
+		if (pos >= isize) {
+			put_page(page);
+			break;
+		}
+		size_t nr = PW_MIN(PAGE_SIZE - offset, (size_t)(isize - pos));
+		nr = PW_MIN(nr, count);
+		pages[n++] = page;
+		pos += (loff_t)nr;
+		done += (ssize_t)nr;
+		count -= nr;
+	}
+	*npages = n;
+	return done ? done : err;
+}
+
 /* --------------------------------------------------------- write side */
 
 /*

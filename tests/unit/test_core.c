@@ -77,3 +77,73 @@ TEST(core_mmap_store_seen_by_pread)
 	ASSERT_OK(pw_munmap(p, 3 * 4096));
 	ASSERT_OK(pw_close(fd));
 }
+
+/* pw_pread_pin describes the same bytes pw_pread reads, as spans of the
+ * pool file, and pins them until pw_unpin. */
+TEST(core_pread_pin_matches_pread)
+{
+	ASSERT_OK(pw_mkdir("/pin", 0755));
+	int fd = pw_open("/pin/f", O_CREAT | O_RDWR, 0644);
+	ASSERT_GE(fd, 0);
+	enum { SIZE = 50000 };
+	static char buf[SIZE], want[SIZE], got[SIZE];
+	for (size_t k = 0; k < SIZE; k++)
+		buf[k] = (char)(k * 13 + k / 4096);
+	ASSERT_EQ(pw_write(fd, buf, SIZE), (ssize_t)SIZE);
+	int pool = pw_pool_fd();
+	ASSERT_GE(pool, 0);
+	struct pw_span spans[32];
+	static const struct { off_t off; size_t count; } cases[] = {
+		{0, SIZE}, {1, 100}, {4095, 2}, {4096, 8192}, {100, 40000},
+		{SIZE - 10, 100}, {12345, SIZE},
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		ssize_t w = pw_pread(fd, want, cases[c].count, cases[c].off);
+		int ns = -1;
+		struct pw_pin *pin = NULL;
+		ssize_t n = pw_pread_pin(fd, cases[c].count, cases[c].off, spans, 32, &ns, &pin);
+		ASSERT_EQ(n, w);
+		ASSERT_PTR_NE(pin, NULL);
+		size_t at = 0;
+		for (int k = 0; k < ns; k++) {
+			ASSERT_EQ(pread(pool, got + at, spans[k].len, spans[k].off),
+			          (ssize_t)spans[k].len);
+			at += spans[k].len;
+		}
+		ASSERT_EQ(at, (size_t)n);
+		ASSERT_MEM_EQ(got, want, (size_t)n);
+		pw_unpin(pin);
+	}
+	int ns = -1;
+	struct pw_pin *pin = (struct pw_pin *)1;
+	ASSERT_EQ(pw_pread_pin(fd, 100, SIZE, spans, 32, &ns, &pin), 0); /* at EOF */
+	ASSERT_PTR_EQ(pin, NULL);
+	ASSERT_EQ(ns, 0);
+	ASSERT_EQ(pw_pread_pin(fd, SIZE, 0, spans, 4, &ns, &pin), -1); /* max too small */
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_EQ(pw_pread_pin(fd, 10, -1, spans, 4, &ns, &pin), -1);
+	ASSERT_EQ(errno, EINVAL);
+	ASSERT_OK(pw_close(fd));
+	ASSERT_EQ(pw_pread_pin(fd, 10, 0, spans, 4, &ns, &pin), -1);
+	ASSERT_EQ(errno, EBADF);
+	fd = pw_open("/pin/f", O_WRONLY);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pw_pread_pin(fd, 10, 0, spans, 4, &ns, &pin), -1);
+	ASSERT_EQ(errno, EBADF);
+	ASSERT_OK(pw_close(fd));
+	fd = pw_open("/pin", O_RDONLY);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pw_pread_pin(fd, 10, 0, spans, 4, &ns, &pin), -1);
+	ASSERT_EQ(errno, EISDIR);
+	ASSERT_OK(pw_close(fd));
+	/* A pinned page outlives the file's truncation: its bytes stay. */
+	fd = pw_open("/pin/f", O_RDWR);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pw_pread_pin(fd, 4096, 8192, spans, 4, &ns, &pin), 4096);
+	ASSERT_EQ(ns, 1);
+	ASSERT_OK(pw_ftruncate(fd, 0));
+	ASSERT_EQ(pread(pool, got, 4096, spans[0].off), 4096);
+	ASSERT_MEM_EQ(got, buf + 8192, 4096);
+	pw_unpin(pin);
+	ASSERT_OK(pw_close(fd));
+}

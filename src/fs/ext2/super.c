@@ -423,7 +423,7 @@ ext2_fill_super_bdev(struct super_block *sb, struct ext2_sb_info *sbi,
 	if (!(le32(sbi->s_es->s_feature_ro_compat) & EXT2_FEATURE_RO_COMPAT_LARGE_FILE) ||
 	    le32(sbi->s_es->s_rev_level) == 0)
 		sb->s_maxbytes = PW_MIN(sb->s_maxbytes, (loff_t)INT32_MAX);
-	sb->s_max_unused = 1024;
+	sb->s_max_unused = 16384;
 	if ((err = ext2_load_descriptors(sb)))
 		return err;
 	if ((err = pw__ext2_iget(sb, EXT2_ROOT_INO, &sb->s_root)))
