@@ -41,10 +41,6 @@ int pw__pool_fd(void);
  * frames may hold part of the data); either way the caller reads it
  * itself. */
 int pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt);
-/* The other way: write pool memory described by iov to fd at off.  0,
- * -ENOTSUP (nothing written: the caller writes it itself), or -errno of
- * a failed write (part of it may be written). */
-int pw__pool_write_fd(int fd, uint64_t off, const struct iovec *iov, int cnt);
 struct page *pw__pfn_to_page(unsigned long pfn);
 /* Allocate one frame, preferring hint_pfn + 1 so a file's pages are
  * contiguous.  Returns a page with refcount 1, or NULL. */

@@ -326,10 +326,6 @@ blkdev_writev(struct block_device *bdev, uint64_t off, const struct iovec *iov, 
 	int err = write_checks(bdev, off, len);
 	if (err)
 		return err;
-	/* From the pool's memfd inside the kernel (pool.c says why); on any
-	 * failure pwritev writes it all again and reports. */
-	if (pw__pool_write_fd(bdev->bd_fd, off, iov, cnt) == 0)
-		return 0;
 	ssize_t r;
 	do
 		r = pwritev(bdev->bd_fd, iov, cnt, (off_t)off);

@@ -103,10 +103,7 @@ pw__pool_fd(void)
  * into the pool's memfd with splice(2) (image -> pipe -> memfd), which
  * copies between the two files' pages inside the kernel and never goes
  * through a user address.  Each thread keeps a pipe for it, closed when
- * the thread ends.  Writing back goes the same way, memfd -> pipe ->
- * image (pw__pool_write_fd): a pwritev from pages the kernel has not yet
- * touched through our mapping (pages filled by splice, or written only by
- * user code) pays the same first-access cost.
+ * the thread ends.
  */
 static pthread_key_t splice_key;
 static pthread_once_t splice_once = PTHREAD_ONCE_INIT;
@@ -179,48 +176,8 @@ splice_run(int fd, loff_t *in, loff_t *out, size_t len)
 	return 0;
 }
 
-/* Move len bytes of the memfd at *in to fd at *out.  0, -ENOTSUP (no byte
- * moved: splice does not work here) or -errno of the write. */
-static int
-splice_out_run(int fd, loff_t *in, loff_t *out, size_t len)
-{
-	bool moved = false;
-	while (len > 0) {
-		ssize_t n = splice(pool_fd, in, splice_pipe[1], NULL, len, SPLICE_F_MOVE);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n < 0 && !moved && (errno == EINVAL || errno == ENOSYS ||
-			                        errno == EOPNOTSUPP)) {
-				splice_broken = true;
-				return -ENOTSUP;
-			}
-			return -EIO;
-		}
-		for (ssize_t done = 0; done < n;) {
-			ssize_t w = splice(splice_pipe[0], NULL, fd, out, (size_t)(n - done),
-			                   SPLICE_F_MOVE);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				if (w < 0 && !moved && done == 0 &&
-				    (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
-					splice_broken = true;
-					return -ENOTSUP;
-				}
-				return w < 0 ? -errno : -EIO;
-			}
-			done += w;
-			moved = true;
-		}
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Pool memory given as iovecs: 0, or -ENOTSUP if any is outside it. */
-static int
-pool_iov_check(const struct iovec *iov, int cnt)
+int
+pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
 {
 	char *end = pool_base + POOL_MAX_FRAMES * PAGE_SIZE;
 	for (int k = 0; k < cnt; k++) {
@@ -228,34 +185,7 @@ pool_iov_check(const struct iovec *iov, int cnt)
 		if (b < pool_base || iov[k].iov_len > (size_t)(end - b))
 			return -ENOTSUP;
 	}
-	return 0;
-}
-
-int
-pw__pool_write_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
-{
-	if (pool_iov_check(iov, cnt) || !splice_pipe_get())
-		return -ENOTSUP;
-	loff_t out = (loff_t)off;
-	for (int k = 0; k < cnt;) {
-		char *b = iov[k].iov_base;
-		size_t len = iov[k].iov_len;
-		for (k++; k < cnt && (char *)iov[k].iov_base == b + len; k++)
-			len += iov[k].iov_len;
-		loff_t in = (loff_t)(b - pool_base);
-		int err = splice_out_run(fd, &in, &out, len);
-		if (err) {
-			splice_pipe_close(NULL);
-			return err == -ENOTSUP && out == (loff_t)off ? -ENOTSUP : err;
-		}
-	}
-	return 0;
-}
-
-int
-pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
-{
-	if (pool_iov_check(iov, cnt) || !splice_pipe_get())
+	if (!splice_pipe_get())
 		return -ENOTSUP;
 	loff_t in = (loff_t)off;
 	for (int k = 0; k < cnt;) {
