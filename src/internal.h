@@ -84,6 +84,10 @@ bool pw__page_writeback_set(struct page *page);
 void pw__page_writeback_untag(struct page *page);
 uint64_t pw__mem_limit_pages(void);
 
+/* Background writeback asks the host to start writing a run of at least
+ * this many bytes at once (hostfs, block devices: sync_file_range). */
+#define PW_START_IO_MIN (128u << 10)
+
 /* ---- statistics (atomic counters) */
 struct pw__counters {
 	_Atomic uint64_t cached, dirty, writeback, mapped, hits, misses, faults,

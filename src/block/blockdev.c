@@ -373,7 +373,9 @@ blkdev_write(struct block_device *bdev, uint64_t off, const void *buf, size_t le
 void
 blkdev_start_write(struct block_device *bdev, uint64_t off, size_t len)
 {
-	if (bdev->bd_start_io && len)
+	/* A run of a few blocks is left to the next large one (or the
+	 * flush): one system call per page costs more than it overlaps. */
+	if (bdev->bd_start_io && len >= PW_START_IO_MIN)
 		(void)sync_file_range(bdev->bd_fd, (off64_t)off, (off64_t)len,
 		                      SYNC_FILE_RANGE_WRITE);
 }

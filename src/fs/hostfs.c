@@ -344,7 +344,8 @@ hostfs_wb_submit(struct writeback_batch *b, struct writeback_control *wbc)
 	 * fsync wait for all of them at once instead of overlapping the
 	 * disk with the writer.  Best effort: a host that refuses is asked
 	 * again by fsync, which reports any error. */
-	if (!err && !wbc->sync && HOSTFS_SB(w->inode->i_sb)->hs_start_io)
+	if (!err && !wbc->sync && w->len >= PW_START_IO_MIN &&
+	    HOSTFS_SB(w->inode->i_sb)->hs_start_io)
 		(void)sync_file_range(host_fd(w->inode), w->pos, (off64_t)w->len,
 		                      SYNC_FILE_RANGE_WRITE);
 	for (unsigned k = 0; k < nr; k++) {
