@@ -29,9 +29,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RA_HINT_MIN (128 * 1024)
-#define RA_HINT (1024 * 1024)
-
 static int
 blkdev_get_block(struct inode *inode, uint64_t iblock, struct buffer_head *bh,
                  int create)
@@ -248,13 +245,6 @@ blkdev_readv(struct block_device *bdev, uint64_t off, const struct iovec *iov, i
 		return -EIO;
 	if (off > bdev->bd_size || len > bdev->bd_size - off)
 		return -EIO;
-	/* A read as large as a readahead window is a sequential read: have
-	 * the host read the next stretch of the image meanwhile (without
-	 * waiting for it), as a disk's own readahead would. */
-	if (len >= RA_HINT_MIN && off + len < bdev->bd_size)
-		(void)posix_fadvise(bdev->bd_fd, (off_t)(off + len),
-		                    (off_t)PW_MIN((uint64_t)RA_HINT, bdev->bd_size - off - len),
-		                    POSIX_FADV_WILLNEED);
 	/* Page cache pages are pool memory: filled inside the kernel.  If
 	 * that fails, preadv reads it all again and says what went wrong. */
 	if (pw__pool_read_fd(bdev->bd_fd, off, iov, cnt) == 0)
