@@ -25,7 +25,8 @@
  * Ratios are against "kernel pread" (and the mmap row against "kernel
  * mmap"): the same reads from the device with no (warm) cache.
  *
- * Environment: BENCH_RECLAIM_REPS (default 5), TMPDIR.
+ * Environment: BENCH_RECLAIM_REPS (default 5), BENCH_RECLAIM_ONLY (one
+ * contender and its reference, by its row number from 0), TMPDIR.
  */
 #include "bench_common.h"
 
@@ -210,19 +211,28 @@ main(void)
 	       "the kernel's cache of the backing files dropped before every pass\n",
 	       NFILES, (unsigned long)(FILESZ / MiB), dir, (unsigned long)(RDSZ / KiB),
 	       (unsigned long)(CAP / MiB));
+	/* BENCH_RECLAIM_ONLY=N: contender N (0..5, in the table's order) and
+	 * its reference only, to profile one. */
+	bool on[NWHO];
+	const char *only = getenv("BENCH_RECLAIM_ONLY");
+	for (enum who w = 0; w < NWHO; w++)
+		on[w] = !only || atoi(only) == (int)w || ref_of[atoi(only) % NWHO] == (int)w;
 	double t[NWHO][MAXREPS];
 	struct pw_stats s0, s1;
 	for (enum who w = 0; w < NWHO; w++)
-		(void)pass(w); /* warm-up: the pool grows to its cap */
+		if (on[w])
+			(void)pass(w); /* warm-up: the pool grows to its cap */
 	pw_get_stats(&s0);
 	for (int r = 0; r < reps; r++)
 		for (enum who w = 0; w < NWHO; w++)
-			t[w][r] = pass(w);
+			t[w][r] = on[w] ? pass(w) : 1;
 	pw_get_stats(&s1);
 	printf("\n%-22s %9s %9s %7s   %s\n", "reader", "MB/s", "s/pass", "ratio",
 	       "spread (s/pass min..max)");
 	double med[NWHO];
 	for (enum who w = 0; w < NWHO; w++) {
+		if (!on[w])
+			continue;
 		struct sample sm = summarise(t[w], reps);
 		med[w] = sm.med;
 		char ratio[16] = "1.00";
