@@ -467,6 +467,33 @@ read_run(struct file *file, struct page *page, loff_t isize, size_t want,
 	return n;
 }
 
+/*
+ * One step of a read at pos of at most count bytes: the uptodate page
+ * holding pos (referenced), *nr the bytes of it the step takes (to the
+ * page's end, count or end of file) and *isize the file size they were
+ * cut by.  NULL at end of file, or with *err set.
+ */
+static struct page *
+read_page_at(struct file *file, loff_t pos, size_t count, size_t *nr, loff_t *isize,
+             int *err)
+{
+	struct inode *inode = file->f_inode;
+	if (pos >= i_size_read(inode))
+		return NULL;
+	struct page *page = filemap_get_read_page(file, (pgoff_t)pos >> PAGE_SHIFT, err);
+	if (!page)
+		return NULL;
+	/* i_size is read after the page is uptodate (truncate race). */
+	*isize = i_size_read(inode);
+	if (pos >= *isize) {
+		put_page(page);
+		return NULL;
+	}
+	size_t offset = (size_t)pos & (PAGE_SIZE - 1);
+	*nr = PW_MIN(PW_MIN(PAGE_SIZE - offset, (size_t)(*isize - pos)), count);
+	return page;
+}
+
 /**
  * generic_file_read_iter - read from the page cache into the iterator.
  * Context: no locks; copies to user memory with faults enabled, holding
@@ -476,28 +503,17 @@ read_run(struct file *file, struct page *page, loff_t isize, size_t want,
 ssize_t
 generic_file_read_iter(struct file *file, struct iov_iter *to, loff_t *ppos)
 {
-	struct inode *inode = file->f_inode;
 	loff_t pos = *ppos;
 	ssize_t done = 0;
 	int err = 0;
 	if (pos < 0)
 		return -EINVAL;
 	while (iov_iter_count(to) > 0) {
-		if (pos >= i_size_read(inode))
-			break;
-		pgoff_t index = (pgoff_t)pos >> PAGE_SHIFT;
-		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
-		struct page *page = filemap_get_read_page(file, index, &err);
+		size_t offset = (size_t)pos & (PAGE_SIZE - 1), nr;
+		loff_t isize;
+		struct page *page = read_page_at(file, pos, iov_iter_count(to), &nr, &isize, &err);
 		if (!page)
 			break;
-		/* i_size is read after the page is uptodate (truncate race). */
-		loff_t isize = i_size_read(inode);
-		if (pos >= isize) {
-			put_page(page);
-			break;
-		}
-		size_t nr = PW_MIN(PAGE_SIZE - offset, (size_t)(isize - pos));
-		nr = PW_MIN(nr, iov_iter_count(to));
 		struct page *run[READ_RUN];
 		unsigned nrun = 0;
 		if (offset + nr == PAGE_SIZE && iov_iter_count(to) > nr)
@@ -529,7 +545,6 @@ ssize_t
 pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page **pages,
                 unsigned max, unsigned *npages)
 {
-	struct inode *inode = file->f_inode;
 	ssize_t done = 0;
 	unsigned n = 0;
 	int err = 0;
@@ -537,21 +552,11 @@ pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page **pages
 	if (pos < 0)
 		return -EINVAL;
 	while (count > 0 && n < max) {
-		if (pos >= i_size_read(inode))
-			break;
-		pgoff_t index = (pgoff_t)pos >> PAGE_SHIFT;
-		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
-		struct page *page = filemap_get_read_page(file, index, &err);
+		size_t nr;
+		loff_t isize;
+		struct page *page = read_page_at(file, pos, count, &nr, &isize, &err);
 		if (!page)
 			break;
-		/* i_size is read after the page is uptodate (truncate race). */
-		loff_t isize = i_size_read(inode);
-		if (pos >= isize) {
-			put_page(page);
-			break;
-		}
-		size_t nr = PW_MIN(PAGE_SIZE - offset, (size_t)(isize - pos));
-		nr = PW_MIN(nr, count);
 		pages[n++] = page;
 		pos += (loff_t)nr;
 		done += (ssize_t)nr;
