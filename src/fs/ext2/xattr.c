@@ -528,10 +528,6 @@ pw__ext2_setxattr(struct inode *inode, const char *name, const void *value,
 		xa_free(&l);
 		return -ENODATA;
 	}
-	if (!l.e && !(l.e = malloc(sizeof(*l.e) * (bs / XA_ENTRY)))) {
-		xa_free(&l);
-		return -ENOMEM;
-	}
 	/* The new list: remove, replace in place, or insert in order. */
 	if (!value) {
 		memmove(&l.e[k], &l.e[k + 1], (l.n - (unsigned)k - 1) * sizeof(l.e[0]));
