@@ -62,6 +62,9 @@ void pw__wakeup_flusher(void);
 bool pw__flusher_alive(void);
 /* PAGEWRIGHT_WRITEPAGES=0 turns ->writepages batching off (comparison). */
 extern bool pw__writepages_enabled;
+/* PAGEWRIGHT_START_IO=0: background writeback leaves written runs in the
+ * host's cache instead of starting their disk write (comparison). */
+extern bool pw__start_io_enabled;
 /* The mounted superblocks, each with s_active raised; NULL-terminated,
  * free() it after pw__sb_put on each (vfs.c). */
 struct super_block **pw__get_supers(void);

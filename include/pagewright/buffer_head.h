@@ -28,8 +28,6 @@ struct block_device {
 	int bd_fd;                      /* (C) the image file or device */
 	uint64_t bd_size;               /* (C) bytes */
 	bool bd_rdonly;                 /* (C) */
-	bool bd_start_io;               /* (C) blkdev_start_write does
-	                                 * (PAGEWRIGHT_START_IO=0: not) */
 	struct inode *bd_inode;         /* (C) owns bd_mapping */
 	struct address_space *bd_mapping; /* (C) the device's page cache */
 	unsigned bd_block_size;         /* block size of the metadata buffers */

@@ -182,8 +182,6 @@ blkdev_open(const char *path, bool rdonly, struct block_device **out)
 	bdev->bd_fd = fd;
 	bdev->bd_size = size;
 	bdev->bd_rdonly = rdonly;
-	const char *sio = getenv("PAGEWRIGHT_START_IO");
-	bdev->bd_start_io = !(sio && strcmp(sio, "0") == 0);
 	bdev->bd_block_size = 1024;
 	atomic_store(&bdev->bd_writes_left, -1);
 	atomic_store(&bdev->bd_fail_write_at, -1);
@@ -365,7 +363,7 @@ blkdev_start_write(struct block_device *bdev, uint64_t off, size_t len)
 {
 	/* A run of a few blocks is left to the next large one (or the
 	 * flush): one system call per page costs more than it overlaps. */
-	if (bdev->bd_start_io && len >= PW_START_IO_MIN)
+	if (pw__start_io_enabled && len >= PW_START_IO_MIN)
 		(void)sync_file_range(bdev->bd_fd, (off64_t)off, (off64_t)len,
 		                      SYNC_FILE_RANGE_WRITE);
 }

@@ -61,8 +61,6 @@ struct hostfs_sb {
 	int hs_root_fd;               /* (C) the source directory */
 	dev_t hs_dev;                 /* (C) its st_dev */
 	bool hs_legacy;               /* (C) mounted with legacy_aops */
-	bool hs_start_io;             /* (C) background writeback starts the
-	                               * host's write (sync_file_range) */
 	pthread_mutex_t hs_iget_lock; /* lookup-or-create of inodes */
 };
 
@@ -344,8 +342,7 @@ hostfs_wb_submit(struct writeback_batch *b, struct writeback_control *wbc)
 	 * fsync wait for all of them at once instead of overlapping the
 	 * disk with the writer.  Best effort: a host that refuses is asked
 	 * again by fsync, which reports any error. */
-	if (!err && !wbc->sync && w->len >= PW_START_IO_MIN &&
-	    HOSTFS_SB(w->inode->i_sb)->hs_start_io)
+	if (!err && !wbc->sync && w->len >= PW_START_IO_MIN && pw__start_io_enabled)
 		(void)sync_file_range(host_fd(w->inode), w->pos, (off64_t)w->len,
 		                      SYNC_FILE_RANGE_WRITE);
 	for (unsigned k = 0; k < nr; k++) {
@@ -1293,10 +1290,7 @@ hostfs_fill_super(struct super_block *sb, const char *source,
 		return err;
 	}
 	hs->hs_dev = st.st_dev;
-	/* PAGEWRIGHT_START_IO=0: background writeback leaves the
-	 * bytes in the host's cache (benchmarks compare both). */
-	const char *sio = getenv("PAGEWRIGHT_START_IO");
-	hs->hs_start_io = !(sio && strcmp(sio, "0") == 0);
+
 	hs->hs_legacy = pw__has_option(options, "legacy_aops");
 	pthread_mutex_init(&hs->hs_iget_lock, NULL);
 	if (pw__has_option(options, "ro"))

@@ -56,6 +56,7 @@ static pthread_cond_t flush_cond = PTHREAD_COND_INITIALIZER;
 static bool flush_kicked;                                      /* (flush_lock) */
 static _Atomic bool flusher_alive;                             /* (A) */
 bool pw__writepages_enabled = true;                            /* (C) */
+bool pw__start_io_enabled = true;                              /* (C) */
 
 int64_t
 pw__now_ms(void)
@@ -246,6 +247,9 @@ pw__writeback_init(void)
 	const char *wp = getenv("PAGEWRIGHT_WRITEPAGES");
 	if (wp && strcmp(wp, "0") == 0)
 		pw__writepages_enabled = false;
+	const char *sio = getenv("PAGEWRIGHT_START_IO");
+	if (sio && strcmp(sio, "0") == 0)
+		pw__start_io_enabled = false;
 	pthread_t t;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
