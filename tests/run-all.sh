@@ -41,7 +41,21 @@ replay_corpus() {
 }
 run "ext2 fuzz corpus replay (asan)" replay_corpus
 run "ext2 fuzzing, bounded (libFuzzer)" tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
-run "FUSE: pagewright mount, driven from another process" tests/fuse/run.sh
+# The FUSE suite runs over both transports where this kernel has FUSE over
+# io_uring and this user may switch it on (root): once with requests through
+# io_uring (enable_uring=Y for the run, put back after), once through
+# /dev/fuse (PAGEWRIGHT_FUSE_URING=0).  Elsewhere: /dev/fuse only.
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ -w "$uring_param" ]; then
+	uring_was=$(cat "$uring_param")
+	if echo Y >"$uring_param" 2>/dev/null; then
+		run "FUSE over io_uring: pagewright mount, driven from another process" \
+			env PW_TEST_TRANSPORT=io_uring tests/fuse/run.sh
+	fi
+	echo "$uring_was" >"$uring_param" 2>/dev/null
+fi
+run "FUSE over /dev/fuse: pagewright mount, driven from another process" \
+	env PAGEWRIGHT_FUSE_URING=0 PW_TEST_TRANSPORT=/dev/fuse tests/fuse/run.sh
 echo
 [ "$total_skip" -eq 0 ] || echo "$total_skip skipped"
 echo "$total_pass passed, $total_fail failed"

@@ -85,6 +85,7 @@ struct mount_args {
 	bool foreground, debug, read_only, allow_other;
 	enum pw_fuse_cache cache;
 	unsigned threads;
+	bool no_uring;
 	double timeout;
 };
 
@@ -120,7 +121,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: pagewright mount -t ramfs|hostfs|ext2 SOURCE MOUNTPOINT "
-	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel|writeback,threads=N,timeout=S] "
+	                "[-o ro,legacy_aops,allow_other,cache=direct|kernel|writeback,threads=N,timeout=S,nouring] "
 	                "[-f] [-d]\n");
 	exit(2);
 }
@@ -150,6 +151,8 @@ parse_option(struct mount_args *a, const char *opt)
 		a->cache = PW_FUSE_CACHE_KERNEL;
 	} else if (strcmp(opt, "cache=writeback") == 0) {
 		a->cache = PW_FUSE_CACHE_WRITEBACK;
+	} else if (strcmp(opt, "nouring") == 0) {
+		a->no_uring = true;
 	} else if (strncmp(opt, "threads=", 8) == 0 && atoi(opt + 8) > 0) {
 		a->threads = (unsigned)atoi(opt + 8);
 	} else if (strncmp(opt, "timeout=", 8) == 0 && opt[8] && strtod(opt + 8, &end) >= 0 &&
@@ -387,6 +390,7 @@ mount_fuse(struct mount_args *a)
 		.debug = a->debug,
 		.cache = a->cache,
 		.max_threads = a->threads,
+		.no_uring = a->no_uring,
 		.timeout = a->timeout,
 	};
 	struct pw_fuse *f;
@@ -478,12 +482,12 @@ stats_text(char *buf, size_t size)
 	                  (now.tv_nsec - served.started.tv_nsec) / 1000000;
 	int n = snprintf(buf, size,
 	                 "pid %ld\ntype %s\nsource %s\nmountpoint %s\ncache %s\n"
-	                 "shared_mmap %s\nuptime_ms %lld\n",
+	                 "shared_mmap %s\ntransport %s\nuptime_ms %lld\n",
 	                 (long)getpid(), a->type, a->source[0] ? a->source : "none",
 	                 a->mountpoint, cache_names[a->cache],
 	                 a->cache != PW_FUSE_CACHE_DIRECT || pw_fuse_mmap_granted(served.fuse)
 	                     ? "yes" : "no",
-	                 up_ms);
+	                 pw_fuse_uring(served.fuse) ? "io_uring" : "/dev/fuse", up_ms);
 	size_t len = n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 	len += stats_format_cache(buf + len, size - len, &s);
 	n = snprintf(buf + len, size - len,

@@ -125,10 +125,12 @@ report(const struct stats *s)
 	uint64_t hits = num(s, "hits"), misses = num(s, "misses");
 	uint64_t mem = num(s, "mem_limit_pages");
 	if (strcmp(str(s, "cache"), "?") != 0)
-		printf("%s: %s on %s, server pid %s, up %.1f s, cache=%s, shared mmap %s\n",
+		printf("%s: %s on %s, server pid %s, up %.1f s, cache=%s, shared mmap %s, "
+		       "requests through %s\n",
 		       str(s, "mountpoint"), str(s, "type"), str(s, "source"), str(s, "pid"),
 		       num(s, "uptime_ms") / 1e3, str(s, "cache"),
-		       strcmp(str(s, "shared_mmap"), "yes") ? "refused (ENODEV)" : "works");
+		       strcmp(str(s, "shared_mmap"), "yes") ? "refused (ENODEV)" : "works",
+		       str(s, "transport"));
 	printf("  page cache    %llu pages (%s): %llu dirty, %llu under writeback, "
 	       "%llu mapped\n", (unsigned long long)num(s, "cached_pages"),
 	       size_str((double)num(s, "cached_pages") * page, b1, sizeof(b1)),

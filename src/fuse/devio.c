@@ -37,6 +37,9 @@
 #ifndef FUSE_DIRECT_IO_ALLOW_MMAP
 #define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36)
 #endif
+#ifndef FUSE_OVER_IO_URING
+#define FUSE_OVER_IO_URING (1ULL << 41)
+#endif
 
 #define PROF_OPS 64
 static bool prof_on;
@@ -74,6 +77,18 @@ prof_end(void)
 	}
 }
 
+/* A request served from a ring (uring.c): count it the same way. */
+void
+pw__devio_profile_ring(const void *in_header, bool start)
+{
+	if (!prof_on)
+		return;
+	if (start)
+		prof_start(in_header);
+	else
+		prof_end();
+}
+
 void
 pw__devio_profile_print(void)
 {
@@ -107,6 +122,7 @@ devio_read(int fd, void *buf, size_t len, void *userdata)
 	    have >= offsetof(struct fuse_init_in, flags2) + sizeof(arg->flags2))
 		flags |= (uint64_t)arg->flags2 << 32;
 	io->kernel_offers = (flags & FUSE_DIRECT_IO_ALLOW_MMAP) != 0;
+	io->kernel_uring = (flags & FUSE_OVER_IO_URING) != 0;
 	io->init_unique = in->unique;
 	return n;
 }
@@ -117,6 +133,11 @@ devio_writev(int fd, struct iovec *iov, int count, void *userdata)
 	struct devio *io = pw__server_devio(userdata);
 	if (prof_on)
 		prof_end();
+	if (pw__uring_in_hand()) {
+		ssize_t r = pw__uring_writev(iov, count);
+		if (r != -2)
+			return r;
+	}
 	uint64_t unique = io->init_unique;
 	bool init = false;
 	if (unique && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
@@ -132,12 +153,27 @@ devio_writev(int fd, struct iovec *iov, int count, void *userdata)
 				arg->flags2 |= (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
 				io->granted = true;
 			}
+			/* Ask for the ring only once it is ready to be registered:
+			 * the kernel holds every request until it is. */
+			if (out->error == 0 && io->want_uring && io->kernel_uring &&
+			    iov[1].iov_len >= sizeof(struct fuse_init_out)) {
+				struct fuse_init_out *arg = iov[1].iov_base;
+				io->uring = pw__uring_prepare(io->se, arg->max_write,
+				                              arg->max_pages);
+				if (io->uring) {
+					arg->flags |= FUSE_INIT_EXT;
+					arg->flags2 |= (uint32_t)(FUSE_OVER_IO_URING >> 32);
+				}
+			}
 		}
 	}
 	ssize_t n = writev(fd, iov, count);
 	/* The kernel has applied the INIT reply when writev returns. */
-	if (init && n > 0)
+	if (init && n > 0) {
+		if (io->uring && pw__uring_start(io->uring) != 0)
+			fprintf(stderr, "pagewright: cannot start the io_uring threads\n");
 		pw__server_after_init(userdata);
+	}
 	return n;
 }
 
@@ -150,6 +186,8 @@ devio_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
 	(void)userdata;
 	if (prof_on)
 		prof_end();
+	if (pw__uring_in_hand())
+		return pw__uring_splice(fdin, len);
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 

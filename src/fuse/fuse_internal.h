@@ -124,17 +124,45 @@ int pw__fuse_setxattr(const char *path, const char *name, const void *value, siz
  * asks for shared mmap of direct_io files (FUSE_DIRECT_IO_ALLOW_MMAP) when
  * the kernel offers it: libfuse before 3.16 has no capability bit for it.
  */
+struct uring;
 struct devio {
 	_Atomic uint64_t init_unique;  /* the INIT request in flight, 0 if none */
 	_Atomic bool kernel_offers;    /* the kernel's INIT offered the flag */
 	bool want;                     /* (C) ask for it */
 	_Atomic bool granted;          /* the reply asked for it */
+	/* FUSE over io_uring (uring.c) */
+	struct fuse_session *se;       /* (C) */
+	bool want_uring;               /* (C) use it if the kernel offers it */
+	_Atomic bool kernel_uring;     /* the kernel's INIT offered it */
+	struct uring *_Atomic uring;   /* set by the INIT reply, NULL if not used */
 };
 /* The server's devio, found from the session's userdata. */
 struct devio *pw__server_devio(void *userdata);
 /* Called once the kernel has taken the INIT reply (its limits apply). */
 void pw__server_after_init(void *userdata);
 int pw__devio_install(struct fuse_session *se);
+
+/*
+ * uring.c: FUSE over io_uring (Linux 6.14+, enable_uring=Y): requests
+ * served by a thread bound to the CPU that made them.  prepare makes
+ * everything that can fail (before the INIT reply asks for it), start
+ * registers the entries (after), stop ends the threads, free the rest.
+ */
+struct uring *pw__uring_prepare(struct fuse_session *se, size_t max_write,
+                                unsigned max_pages);
+int pw__uring_start(struct uring *u);
+void pw__uring_stop(struct uring *u);
+void pw__uring_free(struct uring *u);
+/* Requests served from the rings so far (0 for NULL). */
+uint64_t pw__uring_served(const struct uring *u);
+/* On a ring thread, serving a request? */
+bool pw__uring_in_hand(void);
+/* The ring entry's payload, where a reply of up to size bytes can be built
+ * in place (no copy at the reply); NULL when not serving from a ring. */
+void *pw__uring_reply_buffer(size_t size);
+ssize_t pw__uring_writev(const struct iovec *iov, int count);
+ssize_t pw__uring_splice(int pipe_fd, size_t len);
 void pw__devio_profile_print(void);
+void pw__devio_profile_ring(const void *in_header, bool start);
 
 #endif

@@ -35,6 +35,7 @@ struct pw_fuse_opts {
 	bool debug;              /* libfuse's request trace on stderr */
 	enum pw_fuse_cache cache;
 	unsigned max_threads;    /* 0: the default */
+	bool no_uring;           /* never FUSE over io_uring, even if offered */
 	double timeout;          /* the kernel caches attributes and names this long, s */
 };
 
@@ -55,6 +56,8 @@ int pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err
 int pw_fuse_run(struct pw_fuse *f);
 /* Did the kernel grant shared mmap of direct_io files?  (After INIT.) */
 bool pw_fuse_mmap_granted(struct pw_fuse *f);
+/* Are requests served over io_uring?  (Once one has been.) */
+bool pw_fuse_uring(struct pw_fuse *f);
 /* A snapshot of the counters; any thread, any time before destroy. */
 void pw_fuse_get_counters(struct pw_fuse *f, struct pw_fuse_counters *c);
 void pw_fuse_destroy(struct pw_fuse *f);

@@ -338,6 +338,11 @@ if "$PW" mount -t ext2 "$T/u.img" "$T/umnt" 2>"$T/u.err"; then
 	servers+=("$upid")
 	check "stat: names the image and the server's pid" \
 		sh -c "'$PW' stat '$T/umnt' | grep -q 'ext2 on $T/u.img, server pid $upid'"
+	ls "$T/umnt" >/dev/null
+	if [ -n "${PW_TEST_TRANSPORT:-}" ]; then
+		check "stat -r: requests came through ${PW_TEST_TRANSPORT}" \
+			sh -c "[ \"\$('$PW' stat -r '$T/umnt' | sed -n 's/^transport //p')\" = '$PW_TEST_TRANSPORT' ]"
+	fi
 	head -c 3M /dev/urandom >"$T/umnt/f"
 	check "stat -r: the 3 MiB written are dirty in pagewright's cache" \
 		sh -c "[ \$('$PW' stat -r '$T/umnt' | sed -n 's/^dirty_pages //p') -ge 768 ]"
