@@ -14,7 +14,10 @@
  *               (BENCH_FUSE2FS_OPTS overrides the options)
  *   pagewright  build/pagewright mount -f -t ext2 IMAGE DIR [-o BENCH_PW_OPTS]
  *               (default options: cache=direct; BENCH_PAGEWRIGHT names the
- *               binary, default ../pagewright beside this program)
+ *               binary, default ../pagewright beside this program); its
+ *               requests go through io_uring where the kernel has it: the
+ *               run switches the fuse module's enable_uring on and back
+ *               (BENCH_MOUNT_URING=0 leaves it alone; the banner says)
  *
  * Rows: sequential writes of a new file (1 MiB calls, 256 MiB; 4 KiB calls,
  * 64 MiB), with and without a final fsync in the timed part; sequential
@@ -535,6 +538,51 @@ one_op(struct contender *c, const struct row *r, char *buf)
 
 /* -------------------------------------------------------------- set-up */
 
+/*
+ * FUSE over io_uring (src/fuse/uring.c) needs the fuse module's
+ * enable_uring, off by default.  The run switches it on (BENCH_MOUNT_URING=0:
+ * leaves it alone) and puts the old value back at the end; fuse2fs (libfuse
+ * 3.14) does not use it either way.  Returns the transport pagewright will
+ * get, for the banner.
+ */
+#define URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+static char uring_was;   /* 'Y' or 'N' if switched, else 0 */
+
+static const char *
+uring_setup(void)
+{
+	char v = 0;
+	FILE *f = fopen(URING_PARAM, "r");
+	if (!f)
+		return "/dev/fuse (this kernel has no FUSE over io_uring)";
+	if (fscanf(f, " %c", &v) != 1)
+		v = 'N';
+	fclose(f);
+	const char *e = getenv("BENCH_MOUNT_URING");
+	if (e && strcmp(e, "0") == 0)
+		return v == 'Y' ? "io_uring (enable_uring was on)" : "/dev/fuse (BENCH_MOUNT_URING=0)";
+	if (v == 'Y')
+		return "io_uring (enable_uring was on)";
+	f = fopen(URING_PARAM, "w");
+	if (!f || fputs("Y\n", f) < 0 || fclose(f) != 0)
+		return "/dev/fuse (cannot switch enable_uring on)";
+	uring_was = v;
+	return "io_uring (enable_uring switched on for the run)";
+}
+
+static void
+uring_restore(void)
+{
+	if (!uring_was)
+		return;
+	FILE *f = fopen(URING_PARAM, "w");
+	if (f) {
+		fprintf(f, "%c\n", uring_was);
+		fclose(f);
+	}
+	uring_was = 0;
+}
+
 static void
 cleanup(void)
 {
@@ -542,6 +590,7 @@ cleanup(void)
 	if (done)
 		return;
 	done = true;
+	uring_restore();
 	for (int k = 0; k < NCT; k++) {
 		struct contender *c = &ct[k];
 		if (c->mounted)
@@ -732,6 +781,7 @@ main(int argc, char **argv)
 	snprintf(workdir, sizeof(workdir), "%s/pw-bench-mount.XXXXXX", tmp);
 	die_if(!mkdtemp(workdir), "mkdtemp");
 	atexit(cleanup);
+	const char *transport = uring_setup();
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -755,6 +805,7 @@ main(int argc, char **argv)
 	printf("kernel:     mount -o loop IMAGE DIR\nfuse2fs:    fuse2fs IMAGE DIR -f -o %s\n"
 	       "pagewright: %s mount -f -t ext2 IMAGE DIR -o %s (pw direct), -o %s (pw "
 	       "writeback)\n", fuse2fs_opts, pw_bin, ct[PWD].opts, ct[PWW].opts);
+	printf("pagewright's requests: through %s\n", transport);
 	printf("files: %zu MiB (1 MiB rows), %zu MiB (4 KiB, random and mapped rows); %d random "
 	       "calls; %d files of %d B in %d directories\n", big_bytes / MiB, f64_bytes / MiB,
 	       RAND_OPS, NFILES, SMALL, NDIRS);
