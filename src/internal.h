@@ -8,8 +8,25 @@
 #include <pagewright/fs.h>
 #include <pagewright/pagewright.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #define PW_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* The IDs pagewright acts with (the kernel's current_fsuid()): the
+ * thread's own if pw_set_thread_creds set them, else the process's. */
+extern __thread bool pw__tcred_set;
+extern __thread uid_t pw__tcred_uid;
+extern __thread gid_t pw__tcred_gid;
+static inline uid_t
+pw__current_uid(void)
+{
+	return pw__tcred_set ? pw__tcred_uid : geteuid();
+}
+static inline gid_t
+pw__current_gid(void)
+{
+	return pw__tcred_set ? pw__tcred_gid : getegid();
+}
 #define PW_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define PW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 

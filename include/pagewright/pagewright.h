@@ -118,6 +118,13 @@ int pw_posix_fadvise(int fd, off_t offset, off_t len, int advice);
 /* Write back every dirty page of every mount, like sync(2). */
 int pw_sync(void);
 
+/* Act, on the calling thread, as user uid and group gid (permission checks,
+ * the owner of new files) instead of the process's effective IDs, which
+ * pagewright otherwise asks the kernel for at every check (a system call
+ * each).  pw_set_thread_creds((uid_t)-1, (gid_t)-1) goes back to those.
+ * A server that never changes its IDs sets its own once per thread. */
+void pw_set_thread_creds(uid_t uid, gid_t gid);
+
 /* Cap the memory of the page pool (bytes; 0 = no cap).  The environment
  * variable PAGEWRIGHT_MEM_LIMIT (K/M/G suffixes) sets it at start-up.
  * Clean pages are evicted to stay under it; dirty pages are kept under a

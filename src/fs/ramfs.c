@@ -55,8 +55,8 @@ ramfs_new_inode(struct super_block *sb, mode_t mode, struct inode **res)
 	if (!inode)
 		return -ENOMEM;
 	inode->i_mode = mode;
-	inode->i_uid = geteuid();
-	inode->i_gid = getegid();
+	inode->i_uid = pw__current_uid();
+	inode->i_gid = pw__current_gid();
 	inode->i_op = &ramfs_iops;
 	inode->i_data.unevictable = true;
 	atomic_store(&inode->i_nlink, S_ISDIR(mode) ? 2 : 1);

@@ -191,6 +191,18 @@ mounted_on(struct inode *dir)
 	return NULL;
 }
 
+__thread bool pw__tcred_set;
+__thread uid_t pw__tcred_uid;
+__thread gid_t pw__tcred_gid;
+
+void
+pw_set_thread_creds(uid_t uid, gid_t gid)
+{
+	pw__tcred_set = uid != (uid_t)-1 || gid != (gid_t)-1;
+	pw__tcred_uid = uid != (uid_t)-1 ? uid : geteuid();
+	pw__tcred_gid = gid != (gid_t)-1 ? gid : getegid();
+}
+
 static int
 may_access(struct inode *inode, int mask)
 {
@@ -200,7 +212,7 @@ may_access(struct inode *inode, int mask)
 	unsigned all = (unsigned)mask * 0111;
 	if ((inode->i_mode & all) == all)
 		return 0;
-	uid_t uid = geteuid();
+	uid_t uid = pw__current_uid();
 	if (uid == 0)
 		return (mask & 1) && !S_ISDIR(inode->i_mode) && !(inode->i_mode & 0111)
 		           ? -EACCES
@@ -208,7 +220,7 @@ may_access(struct inode *inode, int mask)
 	mode_t m = inode->i_mode;
 	if (uid == inode->i_uid)
 		m >>= 6;
-	else if (getegid() == inode->i_gid)
+	else if (pw__current_gid() == inode->i_gid)
 		m >>= 3;
 	return ((m & 7) & mask) == (unsigned)mask ? 0 : -EACCES;
 }
@@ -1552,7 +1564,7 @@ out:
 static bool
 is_owner(struct inode *inode)
 {
-	uid_t uid = geteuid();
+	uid_t uid = pw__current_uid();
 	return uid == 0 || uid == inode->i_uid;
 }
 
@@ -1644,9 +1656,9 @@ do_chown(const char *path, int fd, bool follow, uid_t uid, gid_t gid)
 		attr.valid |= ATTR_UID;
 	if (gid != (gid_t)-1)
 		attr.valid |= ATTR_GID;
-	bool root = geteuid() == 0;
+	bool root = pw__current_uid() == 0;
 	if ((!root && uid != (uid_t)-1 && uid != inode->i_uid) ||
-	    (!root && gid != (gid_t)-1 && gid != inode->i_gid && gid != getegid()) ||
+	    (!root && gid != (gid_t)-1 && gid != inode->i_gid && gid != pw__current_gid()) ||
 	    !is_owner(inode)) {
 		err = -EPERM;
 	} else {
@@ -1798,7 +1810,7 @@ enum xattr_op { XA_GET, XA_SET, XA_LIST, XA_REMOVE };
 static int
 xattr_permission(struct inode *inode, const char *name, bool write)
 {
-	bool root = geteuid() == 0;
+	bool root = pw__current_uid() == 0;
 	if (!strncmp(name, "trusted.", 8))
 		return root ? 0 : write ? -EPERM : -ENODATA;
 	if (!strncmp(name, "security.", 9))
@@ -1816,7 +1828,7 @@ xattr_permission(struct inode *inode, const char *name, bool write)
 static size_t
 xattr_list_filter(char *list, size_t len)
 {
-	if (geteuid() == 0)
+	if (pw__current_uid() == 0)
 		return len;
 	size_t out = 0;
 	for (size_t at = 0; at < len;) {

@@ -70,6 +70,8 @@ struct pw_fuse {
 	size_t max_read;          /* (C) READs spliced up to this size (0: none) */
 	size_t pipe_cap;          /* (C) pipe_capacity() */
 	int pool_fd;              /* (C) pw_pool_fd() */
+	uid_t euid;               /* (C) the server's IDs */
+	gid_t egid;               /* (C) */
 	struct {                  /* (A) relaxed atomics, for pagewright stat */
 		_Atomic uint64_t reads, read_bytes, writes, write_bytes, fsyncs, creates;
 	} count;
@@ -101,10 +103,19 @@ pw__server_devio(void *userdata)
 	return &((struct pw_fuse *)userdata)->io;
 }
 
+/* Every handler starts here.  The server never changes its IDs: each
+ * thread gives pagewright them once (pw_set_thread_creds), which saves a
+ * geteuid/getegid system call per permission check and new file. */
 static struct pw_fuse *
 server(fuse_req_t req)
 {
-	return fuse_req_userdata(req);
+	static __thread bool creds;
+	struct pw_fuse *f = fuse_req_userdata(req);
+	if (!creds) {
+		pw_set_thread_creds(f->euid, f->egid);
+		creds = true;
+	}
+	return f;
 }
 
 static struct fhandle *
@@ -1466,6 +1477,8 @@ pw_fuse_new(const struct pw_fuse_opts *opts, struct pw_fuse **res, char *err,
 	const char *env = getenv("PAGEWRIGHT_FUSE_URING");
 	f->io.want_uring = !opts->no_uring && !(env && strcmp(env, "0") == 0);
 	f->pool_fd = pw_pool_fd();
+	f->euid = geteuid();
+	f->egid = getegid();
 	struct stat st;
 	int e = neg(pw_stat(opts->root, &st));
 	if (e) {

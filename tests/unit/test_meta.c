@@ -475,6 +475,54 @@ TEST(meta_chmod_chown)
 	}
 }
 
+/* pw_set_thread_creds: the thread acts as the user it names (permission
+ * checks, owners of new files) and goes back with (-1, -1).  ramfs and
+ * ext2 (hostfs asks the host, which knows only the process's IDs).  As
+ * root only: another user's IDs are what make a difference. */
+TEST(meta_thread_creds)
+{
+	if (geteuid() != 0) {
+		TLOG("not root: skipped");
+		return;
+	}
+	for (int kind = 0; kind < META_KINDS; kind++) {
+		if (kind == 1 || kind == 2)
+			continue;
+		struct tfs t;
+		tfs_mount(&t, kind);
+		TLOG("%s", test_kind_name(kind));
+		struct stat st;
+		ASSERT_OK(pw_mkdir(mp(&t, "closed"), 0755));
+		ASSERT_OK(pw_mkdir(mp(&t, "open"), 0777));
+		put_file(&t, "closed/secret", "x");
+		ASSERT_OK(pw_chmod(mp(&t, "closed/secret"), 0600));
+
+		pw_set_thread_creds(1234, 5678);
+		ASSERT_ERR(pw_open(mp(&t, "closed/new"), O_WRONLY | O_CREAT, 0644), EACCES);
+		ASSERT_ERR(pw_open(mp(&t, "closed/secret"), O_RDONLY), EACCES);
+		int fd = pw_open(mp(&t, "open/mine"), O_WRONLY | O_CREAT, 0644);
+		ASSERT_GE(fd, 0);
+		ASSERT_OK(pw_fstat(fd, &st));
+		ASSERT_EQ(st.st_uid, 1234);
+		ASSERT_EQ(st.st_gid, 5678);
+		ASSERT_OK(pw_fchmod(fd, 0600));        /* the owner may */
+		ASSERT_OK(pw_close(fd));
+		ASSERT_ERR(pw_chmod(mp(&t, "closed"), 0777), EPERM);
+		ASSERT_ERR(pw_chown(mp(&t, "open/mine"), 1, (gid_t)-1), EPERM);
+
+		pw_set_thread_creds((uid_t)-1, (gid_t)-1);
+		fd = pw_open(mp(&t, "closed/secret"), O_RDONLY);
+		ASSERT_GE(fd, 0);
+		ASSERT_OK(pw_close(fd));
+		fd = pw_open(mp(&t, "closed/new"), O_WRONLY | O_CREAT, 0644);
+		ASSERT_GE(fd, 0);
+		ASSERT_OK(pw_fstat(fd, &st));
+		ASSERT_EQ(st.st_uid, 0);
+		ASSERT_OK(pw_close(fd));
+		meta_umount(&t);
+	}
+}
+
 TEST(meta_utimens)
 {
 	for (int kind = 0; kind < META_KINDS; kind++) {

@@ -51,8 +51,8 @@ find_zero_bit(const uint8_t *map, uint32_t start, uint32_t end)
 static bool
 ext2_may_use_reserved(struct ext2_sb_info *sbi)
 {
-	uid_t uid = geteuid();
-	return uid == 0 || uid == sbi->s_resuid || getegid() == sbi->s_resgid;
+	uid_t uid = pw__current_uid();
+	return uid == 0 || uid == sbi->s_resuid || pw__current_gid() == sbi->s_resgid;
 }
 
 /* Take one free bit in group g at or after start; s_alloc_lock held.

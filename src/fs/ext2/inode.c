@@ -407,8 +407,8 @@ pw__ext2_new_inode(struct inode *dir, mode_t mode, struct inode **res)
 	ei->ei_new = true;
 	ei->ei_generation = (uint32_t)random();
 	inode->i_mode = mode;
-	inode->i_uid = geteuid();
-	inode->i_gid = (dir->i_mode & S_ISGID) ? dir->i_gid : getegid();
+	inode->i_uid = pw__current_uid();
+	inode->i_gid = (dir->i_mode & S_ISGID) ? dir->i_gid : pw__current_gid();
 	if (S_ISDIR(mode) && (dir->i_mode & S_ISGID))
 		inode->i_mode |= S_ISGID;
 	atomic_store(&inode->i_nlink, S_ISDIR(mode) ? 2 : 1);
