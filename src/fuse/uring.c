@@ -38,7 +38,7 @@
  *     loop keeps running for them (and for anything sent before the ring
  *     was ready).
  *
- * Threads: WORKERS per queue, bound to the queue's CPU, each with its own
+ * Threads: up to WORKERS_MAX per queue (fewer on large machines), bound to the queue's CPU, each with its own
  * ring (single issuer, task work deferred to its io_uring_enter) and
  * ENTRIES entries.  The kernel gives a request to the entry committed
  * last, so the thread that just answered (and is awake) takes the next
@@ -90,7 +90,8 @@ struct uring_cmd_req {
 };
 enum { CMD_REGISTER = 1, CMD_COMMIT_AND_FETCH = 2 };
 
-#define WORKERS 4           /* threads per queue */
+#define WORKERS_MAX 4       /* threads per queue, on small machines */
+#define THREADS_MAX 32      /* fewer per queue beyond 8 CPUs, at least 1 */
 #define ENTRIES 4           /* ring entries per thread */
 #define LEAD 256            /* room before a payload for the headers */
 #define WAIT_NS 200000000   /* a thread checks for pw__uring_stop this often */
@@ -115,7 +116,7 @@ struct ring {
 	bool disabled;          /* made R_DISABLED: the serving thread enables it */
 };
 
-/* One thread serving one queue (queues have WORKERS of them). */
+/* One thread serving one queue (queues have u->workers of them). */
 struct queue {
 	struct uring *u;
 	unsigned qid;
@@ -130,7 +131,8 @@ struct uring {
 	int devfd;
 	size_t payload;         /* bytes per payload buffer */
 	unsigned nq;            /* queues: the kernel's possible CPUs */
-	struct queue *q;        /* nq * WORKERS */
+	unsigned workers;       /* threads per queue */
+	struct queue *q;        /* nq * workers */
 	_Atomic bool stop;
 	_Atomic uint64_t served;  /* requests served from the rings */
 };
@@ -409,7 +411,7 @@ pw__uring_free(struct uring *u)
 {
 	if (!u)
 		return;
-	for (unsigned k = 0; k < u->nq * WORKERS; k++) {
+	for (unsigned k = 0; k < u->nq * u->workers; k++) {
 		struct queue *q = &u->q[k];
 		if (q->started)
 			pthread_join(q->thread, NULL);
@@ -443,16 +445,16 @@ pw__uring_prepare(struct fuse_session *se, size_t max_write, unsigned max_pages)
 	if ((size_t)max_pages * 4096 > pl)
 		pl = (size_t)max_pages * 4096;
 	u->payload = pl;
-	u->q = calloc((size_t)nq * WORKERS, sizeof(*u->q));
+	u->q = calloc((size_t)nq * u->workers, sizeof(*u->q));
 	if (!u->q)
 		goto fail;
 	u->nq = nq;
-	for (unsigned k = 0; k < nq * WORKERS; k++)
+	for (unsigned k = 0; k < nq * u->workers; k++)
 		u->q[k].ring.fd = -1;
-	for (unsigned k = 0; k < nq * WORKERS; k++) {
+	for (unsigned k = 0; k < nq * u->workers; k++) {
 		struct queue *q = &u->q[k];
 		q->u = u;
-		q->qid = k / WORKERS;
+		q->qid = k / u->workers;
 		if (ring_open(&q->ring, 2 * ENTRIES) != 0)
 			goto fail;
 		q->ents = calloc(ENTRIES, sizeof(*q->ents));
@@ -480,7 +482,7 @@ fail:
 int
 pw__uring_start(struct uring *u)
 {
-	for (unsigned k = 0; k < u->nq * WORKERS; k++) {
+	for (unsigned k = 0; k < u->nq * u->workers; k++) {
 		struct queue *q = &u->q[k];
 		if (pthread_create(&q->thread, NULL, queue_thread, q) != 0)
 			return -EAGAIN;
@@ -495,7 +497,7 @@ pw__uring_stop(struct uring *u)
 	if (!u)
 		return;
 	atomic_store(&u->stop, true);
-	for (unsigned k = 0; k < u->nq * WORKERS; k++) {
+	for (unsigned k = 0; k < u->nq * u->workers; k++) {
 		struct queue *q = &u->q[k];
 		if (q->started) {
 			pthread_join(q->thread, NULL);
