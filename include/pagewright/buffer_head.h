@@ -112,7 +112,12 @@ static inline bool page_has_buffers(struct page *page) { return page_buffers(pag
 
 /* Map iblock of inode to a device block in bh (b_blocknr, BH_Mapped);
  * with create, allocate it and set BH_New.  An unmapped result without
- * create is a hole.  0 or -errno (ENOSPC, EIO, EUCLEAN). */
+ * create is a hole.  bh->b_size is one block, except from
+ * mpage_readahead (without create, a buffer on the stack), which asks
+ * for several: a get_block it calls sets b_size to the bytes mapped from
+ * b_blocknr on, consecutive in the file and on the device (one block at
+ * least; ext2 maps what continues in the same pointer block, as Linux's
+ * get_block may).  0 or -errno (ENOSPC, EIO, EUCLEAN). */
 typedef int get_block_t(struct inode *inode, uint64_t iblock,
                         struct buffer_head *bh_result, int create);
 
@@ -151,7 +156,9 @@ void clean_bdev_alias(struct block_device *bdev, uint64_t block);
 /* The SPEC section 6 helpers. */
 int block_read_full_page(struct page *page, get_block_t *get_block);
 /* ->readahead for block filesystems: maps the blocks of the pages and
- * reads each run of consecutive device blocks with one I/O. */
+ * reads each run of consecutive device blocks with one I/O.  With blocks
+ * of a page, pages without buffers stay without (Linux's mpage reads):
+ * whoever needs buffers later attaches them (create_empty_buffers). */
 void mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block);
 int block_write_full_page(struct page *page, get_block_t *get_block,
                           struct writeback_control *wbc);

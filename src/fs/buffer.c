@@ -285,75 +285,133 @@ out:
 	return err ? -EIO : 0;
 }
 
+/*
+ * A run of consecutive device blocks being gathered by mpage_readahead:
+ * its buffers, or for a page read without buffers NULL and the page.
+ */
+struct mpage_run {
+	unsigned n;
+	struct block_device *bdev;
+	uint64_t block;                     /* device block of the first */
+	struct iovec iov[PW_FAULT_AROUND];
+	struct buffer_head *bh[PW_FAULT_AROUND];
+	struct page *page[PW_FAULT_AROUND];
+};
+
+/* Read the run with one I/O. */
+static void
+mpage_read_run(struct mpage_run *r, unsigned bsize)
+{
+	if (!r->n)
+		return;
+	int err = blkdev_readv(r->bdev, r->block * bsize, r->iov, (int)r->n);
+	for (unsigned k = 0; k < r->n; k++) {
+		if (err)
+			SetPageError(r->page[k]);
+		else if (r->bh[k])
+			set_buffer_Uptodate(r->bh[k]);
+	}
+	r->n = 0;
+}
+
+/* Add a mapped block to the run; a block that does not continue it (or
+ * a full run) reads the run first. */
+static void
+mpage_run_add(struct mpage_run *r, unsigned bsize, struct block_device *bdev,
+              uint64_t block, struct buffer_head *bh, struct page *page, void *data)
+{
+	if (r->n && (r->n == PW_FAULT_AROUND || r->bdev != bdev || r->block + r->n != block))
+		mpage_read_run(r, bsize);
+	if (!r->n) {
+		r->bdev = bdev;
+		r->block = block;
+	}
+	r->iov[r->n].iov_base = data;
+	r->iov[r->n].iov_len = bsize;
+	r->bh[r->n] = bh;
+	r->page[r->n] = page;
+	r->n++;
+}
+
 /**
  * mpage_readahead - read a batch of new pages of one file (->readahead).
  * Maps every block first, then reads each run of consecutive device
  * blocks with one preadv, so a sequential file costs a few large I/Os
- * instead of one per block.  Holes are zeroed.  Each page is unlocked,
- * uptodate or with PG_error.  Context: as readpage (maybe the fault
- * handler: no malloc; the iovec array is on the stack).
+ * instead of one per block.  Holes are zeroed.  With blocks of a page,
+ * a page that has no buffers gets none, as in Linux: its block is
+ * mapped with a buffer on the stack and the page read whole (a write
+ * adds buffers when it needs them), which spares allocating and, at
+ * eviction, freeing a buffer per page.  Each page is unlocked, uptodate
+ * or with PG_error.  Context: as readpage (maybe the fault handler: no
+ * malloc; the run is on the stack).
  */
 void
 mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block)
 {
-	enum { MAXIO = 64 };
-	struct iovec iov[MAXIO];
-	struct buffer_head *run[MAXIO];
-	unsigned nrun = 0;
+	struct mpage_run run;
+	run.n = 0;
 	struct inode *inode = pages[0]->mapping->host;
 	unsigned bsize = (unsigned)inode->i_sb->s_blocksize;
 	uint64_t lblock = (uint64_t)(i_size_read(inode) + bsize - 1) >> blkbits(bsize);
 
-	for (unsigned p = 0; p <= nr; p++) {
-		struct buffer_head *head = NULL, *bh = NULL;
-		uint64_t iblock = 0;
-		if (p < nr) {
-			struct page *page = pages[p];
-			if (!page_has_buffers(page) &&
-			    create_empty_buffers(page, inode->i_sb->s_bdev, bsize)) {
-				SetPageError(page);
+	/* the blocks [map_lblk, map_lblk + map_n) are at map_pblk on (nobh) */
+	uint64_t map_lblk = 0, map_pblk = 0, map_n = 0;
+	struct block_device *map_bdev = NULL;
+	for (unsigned p = 0; p < nr; p++) {
+		struct page *page = pages[p];
+		uint64_t iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+		if (bsize == PAGE_SIZE && !page_has_buffers(page)) {
+			if (iblock >= lblock) {
+				memset(page_address(page), 0, PAGE_SIZE);
 				continue;
 			}
-			head = bh = page_buffers(page);
-			iblock = (uint64_t)page->index << (PAGE_SHIFT - blkbits(bsize));
+			if (!(iblock >= map_lblk && iblock < map_lblk + map_n)) {
+				uint64_t want = PW_MIN(PW_MIN((uint64_t)(nr - p), (uint64_t)PW_FAULT_AROUND),
+				                       lblock - iblock);
+				struct buffer_head tmp = {.b_page = page, .b_size = (size_t)want * bsize,
+				                          .b_data = page_address(page)};
+				map_n = 0;
+				if (get_block(inode, iblock, &tmp, 0)) {
+					SetPageError(page);
+					continue;
+				}
+				if (!buffer_Mapped(&tmp)) {
+					memset(page_address(page), 0, PAGE_SIZE);
+					continue;
+				}
+				map_lblk = iblock;
+				map_pblk = tmp.b_blocknr;
+				map_n = PW_MAX(tmp.b_size / bsize, (size_t)1);
+				map_bdev = tmp.b_bdev;
+			}
+			mpage_run_add(&run, bsize, map_bdev, map_pblk + (iblock - map_lblk), NULL, page,
+			              page_address(page));
+			continue;
 		}
+		if (!page_has_buffers(page) &&
+		    create_empty_buffers(page, inode->i_sb->s_bdev, bsize)) {
+			SetPageError(page);
+			continue;
+		}
+		struct buffer_head *head = page_buffers(page), *bh = head;
 		do {
-			bool mapped = false;
-			if (bh && !buffer_Uptodate(bh)) {
+			if (!buffer_Uptodate(bh)) {
 				if (!buffer_Mapped(bh) && iblock < lblock &&
 				    get_block(inode, iblock, bh, 0))
-					SetPageError(bh->b_page);
-				mapped = buffer_Mapped(bh);
-				if (!mapped && !PageError(bh->b_page)) {
+					SetPageError(page);
+				if (buffer_Mapped(bh))
+					mpage_run_add(&run, bsize, bh->b_bdev, bh->b_blocknr, bh, page,
+					              bh->b_data);
+				else if (!PageError(page)) {
 					memset(bh->b_data, 0, bh->b_size);
 					set_buffer_Uptodate(bh);
 				}
 			}
-			bool extends = mapped && nrun < MAXIO &&
-			               (nrun == 0 || run[nrun - 1]->b_blocknr + 1 == bh->b_blocknr);
-			if (nrun && !extends) {
-				uint64_t off = run[0]->b_blocknr * bsize;
-				int err = blkdev_readv(run[0]->b_bdev, off, iov, (int)nrun);
-				for (unsigned k = 0; k < nrun; k++) {
-					if (err)
-						SetPageError(run[k]->b_page);
-					else
-						set_buffer_Uptodate(run[k]);
-				}
-				nrun = 0;
-			}
-			if (mapped) {
-				run[nrun] = bh;
-				iov[nrun].iov_base = bh->b_data;
-				iov[nrun].iov_len = bh->b_size;
-				nrun++;
-			}
-			if (!bh)
-				break;
 			iblock++;
 			bh = bh->b_this_page;
 		} while (bh != head);
 	}
+	mpage_read_run(&run, bsize);
 	for (unsigned p = 0; p < nr; p++) {
 		if (!PageError(pages[p]))
 			SetPageUptodate(pages[p]);

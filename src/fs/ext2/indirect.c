@@ -169,10 +169,13 @@ ext2_alloc_slot(struct inode *inode, uint32_t *slot, struct buffer_head *bh,
 	return 0;
 }
 
-/* Walk (and with create, build) the path; ei_map_lock held. */
+/* Walk (and with create, build) the path; ei_map_lock held.  With
+ * *count > 1 (and no create), also count the blocks after iblock that
+ * continue *pblk on the device, up to *count, in the same pointer block;
+ * *count is then how many blocks from *pblk on are mapped (else 1). */
 static int
 ext2_map_locked(struct inode *inode, uint64_t iblock, bool create,
-                uint64_t *pblk, bool *new)
+                uint64_t *pblk, bool *new, unsigned *count)
 {
 	struct ext2_inode_info *ei = EXT2_I(inode);
 	unsigned off[4];
@@ -199,6 +202,14 @@ ext2_map_locked(struct inode *inode, uint64_t iblock, bool create,
 		}
 		if (leaf) {
 			*pblk = b;
+			unsigned want = *count, n = 1;
+			unsigned room = (depth == 1 ? EXT2_NDIR_BLOCKS
+			                            : 1u << EXT2_SB(inode->i_sb)->s_addr_per_block_bits) -
+			                off[level];
+			while (!create && n < want && n < room && le32(slots[off[level] + n]) == b + n &&
+			       pw__ext2_data_block_ok(inode->i_sb, b + n))
+				n++;
+			*count = n;
 			break;
 		}
 		brelse(bh);
@@ -208,6 +219,26 @@ ext2_map_locked(struct inode *inode, uint64_t iblock, bool create,
 		slots = (uint32_t *)bh->b_data;
 	}
 	brelse(bh);
+	return err;
+}
+
+/* pw__ext2_map_block, mapping up to *count blocks (see ext2_map_locked). */
+static int
+ext2_map_blocks(struct inode *inode, uint64_t iblock, bool create, uint64_t *pblk,
+                bool *new, unsigned *count)
+{
+	struct ext2_inode_info *ei = EXT2_I(inode);
+	*pblk = 0;
+	*new = false;
+	if (create && ext2_ro(inode->i_sb))
+		return -EROFS;
+	pthread_mutex_lock(&ei->ei_map_lock);
+	int err = ext2_map_locked(inode, iblock, create, pblk, new, count);
+	if (!err && *new) {
+		ei->ei_last_lblk = iblock;
+		ei->ei_last_pblk = *pblk;
+	}
+	pthread_mutex_unlock(&ei->ei_map_lock);
 	return err;
 }
 
@@ -222,35 +253,29 @@ int
 pw__ext2_map_block(struct inode *inode, uint64_t iblock, bool create,
                    uint64_t *pblk, bool *new)
 {
-	struct ext2_inode_info *ei = EXT2_I(inode);
-	*pblk = 0;
-	*new = false;
-	if (create && ext2_ro(inode->i_sb))
-		return -EROFS;
-	pthread_mutex_lock(&ei->ei_map_lock);
-	int err = ext2_map_locked(inode, iblock, create, pblk, new);
-	if (!err && *new) {
-		ei->ei_last_lblk = iblock;
-		ei->ei_last_pblk = *pblk;
-	}
-	pthread_mutex_unlock(&ei->ei_map_lock);
-	return err;
+	unsigned one = 1;
+	return ext2_map_blocks(inode, iblock, create, pblk, new, &one);
 }
 
 /**
- * pw__ext2_get_block - get_block_t for the buffer-head helpers.
+ * pw__ext2_get_block - get_block_t for the buffer-head helpers.  Without
+ * create, a b_size of several blocks maps as many of them as continue
+ * the first on the device, and b_size becomes what was mapped.
  * Context: data page locked; see pw__ext2_map_block.
  */
 int
 pw__ext2_get_block(struct inode *inode, uint64_t iblock, struct buffer_head *bh,
                    int create)
 {
+	unsigned bsize = (unsigned)inode->i_sb->s_blocksize;
+	unsigned count = create || bh->b_size < bsize ? 1 : (unsigned)(bh->b_size / bsize);
 	uint64_t pblk;
 	bool new;
-	int err = pw__ext2_map_block(inode, iblock, create != 0, &pblk, &new);
+	int err = ext2_map_blocks(inode, iblock, create != 0, &pblk, &new, &count);
 	if (err || !pblk)
 		return err;
 	map_bh(bh, inode->i_sb->s_bdev, pblk);
+	bh->b_size = (size_t)count * bsize;
 	if (new)
 		set_buffer_New(bh);
 	return 0;
