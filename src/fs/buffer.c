@@ -46,6 +46,11 @@ map_bh(struct buffer_head *bh, struct block_device *bdev, uint64_t block)
 	bh->b_bdev = bdev;
 	bh->b_blocknr = block;
 	set_buffer_Mapped(bh);
+	/* One block mapped: a caller that asked for a run (mpage_readahead's
+	 * b_size of several blocks) learns so from a get_block that maps
+	 * only one; one that maps more sets b_size after this. */
+	if (bdev && bdev->bd_block_size && bh->b_size > bdev->bd_block_size)
+		bh->b_size = bdev->bd_block_size;
 }
 
 void
