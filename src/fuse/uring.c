@@ -445,6 +445,11 @@ pw__uring_prepare(struct fuse_session *se, size_t max_write, unsigned max_pages)
 	if ((size_t)max_pages * 4096 > pl)
 		pl = (size_t)max_pages * 4096;
 	u->payload = pl;
+	u->workers = THREADS_MAX / nq;
+	if (u->workers > WORKERS_MAX)
+		u->workers = WORKERS_MAX;
+	if (u->workers < 1)
+		u->workers = 1;
 	u->q = calloc((size_t)nq * u->workers, sizeof(*u->q));
 	if (!u->q)
 		goto fail;
