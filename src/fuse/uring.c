@@ -38,12 +38,19 @@
  *     loop keeps running for them (and for anything sent before the ring
  *     was ready).
  *
- * Threads: up to WORKERS_MAX per queue (fewer on large machines), bound to the queue's CPU, each with its own
- * ring (single issuer, task work deferred to its io_uring_enter) and
- * ENTRIES entries.  The kernel gives a request to the entry committed
- * last, so the thread that just answered (and is awake) takes the next
- * one; the others serve while it blocks (a cold read waits for the disk,
- * and readahead sends several READs at once).
+ * Threads: up to WORKERS_MAX per queue (fewer on large machines), bound
+ * to the queue's CPU, each with its own ring (single issuer, task work
+ * deferred to its io_uring_enter) and ENTRIES entries.  The kernel gives
+ * a request to the entry committed last, so the thread that just answered
+ * (and is awake) takes the next one; the others serve while it blocks (a
+ * cold read waits for the disk, and readahead sends several READs at
+ * once).  The price: a burst of READs stays on the CPU that sent it.
+ * Tried (bench_mount, one run of 3 repetitions each): all threads free,
+ * small files 20-30% slower; only the first of each queue bound, cold
+ * mapped reads faster (660-775 against 440-560 MB/s) but small files
+ * 1.2-1.3x fuse2fs instead of 1.6-1.7x once a burst leaves a free thread
+ * at the head of the list; bound threads freed for each READ or WRITE of
+ * 64 KiB+, no gain.
  *
  * Teardown: when the mount goes away the kernel completes every command
  * with an error and the threads end.  pw__uring_stop also ends them when
