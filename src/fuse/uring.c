@@ -109,6 +109,7 @@ struct entry {
 	char *area;             /* LEAD bytes, then the payload */
 	uint64_t unique;        /* the request in hand */
 	bool replied;
+	bool registered;        /* the kernel has taken the entry */
 };
 
 struct ring {
@@ -343,7 +344,7 @@ queue_thread(void *arg)
 	}
 	for (unsigned k = 0; k < ENTRIES; k++)
 		push_cmd(q, k, CMD_REGISTER, 0);
-	unsigned outstanding = ENTRIES;
+	unsigned outstanding = ENTRIES, tries = 0;
 	while (outstanding && !atomic_load(&u->stop)) {
 		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = WAIT_NS};
 		struct io_uring_getevents_arg ga = {.ts = (uint64_t)(uintptr_t)&ts};
@@ -369,7 +370,14 @@ queue_thread(void *arg)
 			if (idx >= ENTRIES)
 				continue;
 			if (res == 0) {
+				q->ents[idx].registered = true;
 				serve(q, idx);
+			} else if (res == -EAGAIN && !q->ents[idx].registered && tries++ < 1000) {
+				/* The kernel has not applied INIT yet: it answers a
+				 * registration so without giving up on the ring, which
+				 * it would then wait for: ask again. */
+				usleep(1000);
+				push_cmd(q, idx, CMD_REGISTER, 0);
 			} else {
 				/* -ENOTCONN: the mount went away; anything else
 				 * (registration refused): the kernel falls back to
