@@ -60,6 +60,11 @@ build/libpagewright.so: $(SRC:%.c=build/rel/obj/%.o)
 build/pagewright: $(TOOL_SRC:%.c=build/rel/obj/%.o) $(FUSE_SRC:%.c=build/rel/obj/%.o) \
 		build/rel/libpagewright.a
 	$(CC) -o $@ $^ $(FUSE_LIBS) $(LDLIBS)
+# The server under AddressSanitizer+UBSan: make test runs the FUSE suite
+# over io_uring with it.
+build/asan/pagewright: $(TOOL_SRC:%.c=build/asan/obj/%.o) $(FUSE_SRC:%.c=build/asan/obj/%.o) \
+		build/asan/libpagewright.a
+	$(CC) $(V_asan) -o $@ $^ $(FUSE_LIBS) $(LDLIBS)
 # The FUSE tests' client: ordinary system calls on the mount, no pagewright.
 build/fuse-check: tests/fuse/fuse_check.c
 	$(CC) $(CFLAGS_BASE) -O1 -o $@ $< $(LDLIBS)
@@ -83,7 +88,7 @@ fuzz: build/fuzz/fuzz_ext2
 	tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 test: $(foreach v,$(VARIANTS),build/$(v)/test-runner) build/asan/fuzz_ext2_replay \
-		build/pagewright build/fuse-check build/fuse-random
+		build/pagewright build/asan/pagewright build/fuse-check build/fuse-random
 	tests/run-all.sh
 
 bench: $(BENCH_SRC:bench/%.c=build/bench/%) build/pagewright

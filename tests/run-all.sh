@@ -43,14 +43,17 @@ run "ext2 fuzz corpus replay (asan)" replay_corpus
 run "ext2 fuzzing, bounded (libFuzzer)" tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
 # The FUSE suite runs over both transports where this kernel has FUSE over
 # io_uring and this user may switch it on (root): once with requests through
-# io_uring (enable_uring=Y for the run, put back after), once through
-# /dev/fuse (PAGEWRIGHT_FUSE_URING=0).  Elsewhere: /dev/fuse only.
+# io_uring (enable_uring=Y for the run, put back after), with the server
+# built under AddressSanitizer+UBSan, once through /dev/fuse
+# (PAGEWRIGHT_FUSE_URING=0).  Elsewhere: /dev/fuse only.
 uring_param=/sys/module/fuse/parameters/enable_uring
 if [ -w "$uring_param" ]; then
 	uring_was=$(cat "$uring_param")
 	if echo Y >"$uring_param" 2>/dev/null; then
-		run "FUSE over io_uring: pagewright mount, driven from another process" \
-			env PW_TEST_TRANSPORT=io_uring tests/fuse/run.sh
+		run "FUSE over io_uring, server under asan+ubsan: pagewright mount" \
+			env PW_TEST_TRANSPORT=io_uring PW_SERVER="$PWD/build/asan/pagewright" \
+			ASAN_OPTIONS="allow_user_segv_handler=1:detect_leaks=0:abort_on_error=1" \
+			tests/fuse/run.sh
 	fi
 	echo "$uring_was" >"$uring_param" 2>/dev/null
 fi

@@ -548,7 +548,7 @@ cmd_mount(int argc, char **argv)
 	pw_fuse_destroy(f);
 	char msg[512] = "";
 	if (pw_umount(ROOT) != 0) {
-		snprintf(msg, sizeof(msg), "writing back %s failed: %s",
+		snprintf(msg, sizeof(msg), "writing back %.400s failed: %s",
 		         a.source[0] ? a.source : "ramfs", strerror(errno));
 		if (!a.foreground)
 			syslog(LOG_DAEMON | LOG_ERR, "pagewright mount %s: %s", a.mountpoint, msg);

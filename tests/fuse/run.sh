@@ -18,7 +18,7 @@
 # "N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-PW=$PWD/build/pagewright
+PW=${PW_SERVER:-$PWD/build/pagewright}   # PW_SERVER: another build of it
 CHECK=$PWD/build/fuse-check
 pass=0
 fail=0
