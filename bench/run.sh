@@ -17,7 +17,9 @@
 # bench_ext2 and bench_mount need root (loop mounts, FUSE, drop_caches),
 # mke2fs/e2fsck and fuse2fs (Debian: apt-get install fuse2fs); a missing
 # contender is printed as skipped, not an error.  bench_mount also runs
-# build/pagewright (BENCH_MOUNT_REPS, default 3).
+# build/pagewright (BENCH_MOUNT_REPS, default 3), and switches the fuse
+# module's enable_uring on for its run where the kernel has it (put back
+# at the end; BENCH_MOUNT_URING=0 leaves it alone).
 #
 # Each program measures its own references (memcpy, the kernel) in the same
 # run and prints ratios against them; there are no pass/fail thresholds.
