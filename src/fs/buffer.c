@@ -1000,8 +1000,17 @@ bdev_getblk(struct block_device *bdev, unsigned bsize, uint64_t block,
 	}
 	for (unsigned k = 0; k < block % per_page; k++)
 		bh = bh->b_this_page;
-	if (!buffer_Mapped(bh))
-		map_bh(bh, bdev, block);
+	if (!buffer_Mapped(bh)) {
+		/* Two threads can find a new device buffer unmapped at once
+		 * (TSan saw both write b_bdev): map it once, under a leaf lock
+		 * held for nothing else.  Readers see BH_Mapped (an atomic)
+		 * set after the fields. */
+		static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
+		pthread_mutex_lock(&map_lock);
+		if (!buffer_Mapped(bh))
+			map_bh(bh, bdev, block);
+		pthread_mutex_unlock(&map_lock);
+	}
 	atomic_fetch_add(&bh->b_count, 1); /* the page reference is the bh's */
 	*bhp = bh;
 	return 0;
