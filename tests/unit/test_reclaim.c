@@ -29,25 +29,42 @@ hostfs_file(const struct tfs *t, const char *name, size_t size, unsigned seed)
 /* ------------------------------------------------------------- reclaim */
 
 /*
+ * Under a cap of cap bytes, read a hostfs file of sz bytes (pattern seed)
+ * cold through a shared mapping from start to end, checking the byte at
+ * offset at of every page; *a and *b: the statistics just before and just
+ * after the reads.  Everything is unmounted and the cap lifted on return.
+ */
+static void
+stream_mapped(size_t cap, size_t sz, unsigned seed, size_t at, struct pw_stats *a,
+              struct pw_stats *b)
+{
+	ASSERT_OK(pw_set_mem_limit(cap));
+	struct tfs t;
+	tfs_mount(&t, 1);
+	int fd = hostfs_file(&t, "big", sz, seed);
+	ASSERT_OK(pw__test_evict_all(fd));
+	unsigned char *m = pw_mmap(NULL, sz, PROT_READ, MAP_SHARED, fd, 0);
+	ASSERT(m != MAP_FAILED);
+	pw_get_stats(a);
+	for (size_t off = 0; off < sz; off += PG)
+		ASSERT_EQ(m[off + at], pat_byte(seed, off + at));
+	pw_get_stats(b);
+	ASSERT_OK(pw_munmap(m, sz));
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_umount(t.mnt));
+	ASSERT_OK(pw_set_mem_limit(0));
+}
+
+/*
  * A file six times the cap, read through a mapping from start to end:
  * reclaim evicts mapped pages all along, and unmaps them with one call
  * per run of consecutive pages, not one per page.  Every byte is right.
  */
 TEST(reclaim_unmaps_mapped_pages_in_batches)
 {
-	ASSERT_OK(pw_set_mem_limit(4 << 20));
-	struct tfs t;
-	tfs_mount(&t, 1);
 	const size_t SZ = 24 << 20;
-	int fd = hostfs_file(&t, "big", SZ, 81);
-	ASSERT_OK(pw__test_evict_all(fd));
-	unsigned char *m = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
-	ASSERT(m != MAP_FAILED);
 	struct pw_stats a, b;
-	pw_get_stats(&a);
-	for (size_t off = 0; off < SZ; off += PG)
-		ASSERT_EQ(m[off + 7], pat_byte(81, off + 7));
-	pw_get_stats(&b);
+	stream_mapped(4 << 20, SZ, 81, 7, &a, &b);
 	uint64_t evicted = b.reclaimed_pages - a.reclaimed_pages;
 	uint64_t calls = b.reclaim_unmaps - a.reclaim_unmaps;
 	TLOG("evicted %llu pages with %llu unmap calls; %llu pages in use for a cap of 1024",
@@ -57,10 +74,6 @@ TEST(reclaim_unmaps_mapped_pages_in_batches)
 	ASSERT_GT(calls, 0);
 	ASSERT_LE(calls * 16, evicted);
 	ASSERT_LE(b.allocated_pages, 1024 + 64 + 64);
-	ASSERT_OK(pw_munmap(m, SZ));
-	ASSERT_OK(pw_close(fd));
-	ASSERT_OK(pw_umount(t.mnt));
-	ASSERT_OK(pw_set_mem_limit(0));
 }
 
 /*
@@ -108,19 +121,9 @@ TEST(reclaim_prefers_unmapped_pages)
  */
 TEST(reclaim_mapped_streaming_unmaps_large_runs)
 {
-	ASSERT_OK(pw_set_mem_limit(32 << 20));
-	struct tfs t;
-	tfs_mount(&t, 1);
 	const size_t SZ = 96 << 20;
-	int fd = hostfs_file(&t, "big", SZ, 84);
-	ASSERT_OK(pw__test_evict_all(fd));
-	unsigned char *m = pw_mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
-	ASSERT(m != MAP_FAILED);
 	struct pw_stats a, b;
-	pw_get_stats(&a);
-	for (size_t off = 0; off < SZ; off += PG)
-		ASSERT_EQ(m[off + 9], pat_byte(84, off + 9));
-	pw_get_stats(&b);
+	stream_mapped(32 << 20, SZ, 84, 9, &a, &b);
 	uint64_t evicted = b.reclaimed_pages - a.reclaimed_pages;
 	uint64_t calls = b.reclaim_unmaps - a.reclaim_unmaps;
 	TLOG("evicted %llu mapped pages with %llu unmap calls, %llu refaults",
@@ -131,10 +134,6 @@ TEST(reclaim_mapped_streaming_unmaps_large_runs)
 	ASSERT_LE(calls * 256, evicted);
 	ASSERT_EQ(b.refaults - a.refaults, 0);
 	ASSERT_LE(b.allocated_pages, 8192 + 512 + 64);
-	ASSERT_OK(pw_munmap(m, SZ));
-	ASSERT_OK(pw_close(fd));
-	ASSERT_OK(pw_umount(t.mnt));
-	ASSERT_OK(pw_set_mem_limit(0));
 }
 
 /*
