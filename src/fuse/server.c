@@ -483,6 +483,19 @@ thread_spans(void)
 	return spans;
 }
 
+/* Pin the pages of a READ (pw_pread_pin into spans); on failure reply
+ * with the error.  Return: the bytes pinned (0 at end of file), or -1
+ * when the request is answered. */
+static ssize_t
+pin_read(fuse_req_t req, int fd, size_t size, off_t off, struct pw_span *spans, int *ns,
+         struct pw_pin **pin)
+{
+	ssize_t n = pw_pread_pin(fd, size, off, spans, MAX_SPANS, ns, pin);
+	if (n < 0)
+		reply_errno(req, -errno);
+	return n;
+}
+
 static bool
 read_spliced(fuse_req_t req, struct pw_fuse *f, int fd, size_t size, off_t off)
 {
@@ -498,11 +511,9 @@ read_spliced(fuse_req_t req, struct pw_fuse *f, int fd, size_t size, off_t off)
 	}
 	int ns;
 	struct pw_pin *pin;
-	ssize_t n = pw_pread_pin(fd, size, off, spans, MAX_SPANS, &ns, &pin);
-	if (n < 0) {
-		reply_errno(req, -errno);
+	ssize_t n = pin_read(req, fd, size, off, spans, &ns, &pin);
+	if (n < 0)
 		return true;
-	}
 	if (n == 0) {
 		COUNT(f, reads, 1);
 		fuse_reply_buf(req, NULL, 0);
@@ -547,11 +558,8 @@ read_ring(fuse_req_t req, struct pw_fuse *f, int fd, char *buf, size_t size, off
 		return false;
 	int ns;
 	struct pw_pin *pin;
-	ssize_t n = pw_pread_pin(fd, size, off, spans, MAX_SPANS, &ns, &pin);
-	if (n < 0) {
-		reply_errno(req, -errno);
+	if (pin_read(req, fd, size, off, spans, &ns, &pin) < 0)
 		return true;
-	}
 	size_t got = 0;
 	for (int k = 0; k < ns; k++) {
 		ssize_t r = pread(f->pool_fd, buf + got, spans[k].len, spans[k].off);
