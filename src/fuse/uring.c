@@ -103,6 +103,8 @@ enum { CMD_REGISTER = 1, CMD_COMMIT_AND_FETCH = 2 };
 #define LEAD 256            /* room before a payload for the headers */
 #define WAIT_NS 200000000   /* a thread checks for pw__uring_stop this often */
 
+/* Every field is its queue thread's, and the kernel's between a command's
+ * submission and its completion; iov and area are (C) after prepare. */
 struct entry {
 	struct uring_req_header hdr __attribute__((aligned(64)));
 	struct iovec iov[2];
@@ -124,7 +126,9 @@ struct ring {
 	bool disabled;          /* made R_DISABLED: the serving thread enables it */
 };
 
-/* One thread serving one queue (queues have u->workers of them). */
+/* One thread serving one queue (queues have u->workers of them).  qid,
+ * ents: (C); ring: the thread's own; thread, started: set and read by
+ * pw__uring_start/stop/free, on the server's threads in turn. */
 struct queue {
 	struct uring *u;
 	unsigned qid;
@@ -134,6 +138,7 @@ struct queue {
 	bool started;
 };
 
+/* se .. q: (C), set by pw__uring_prepare; stop and served: atomics. */
 struct uring {
 	struct fuse_session *se;
 	int devfd;
