@@ -41,6 +41,8 @@ const struct file_system_type *pw__find_filesystem(const char *name);
 void pw__for_each_inode(struct super_block *sb,
                         void (*fn)(struct inode *, void *), void *arg);
 void pw__evict_all(struct super_block *sb);
+/* Free the inode table of a superblock being freed (inode.c). */
+void pw__inode_table_free(struct super_block *sb);
 /* Does the comma-separated option list contain this option? */
 bool pw__has_option(const char *options, const char *opt);
 

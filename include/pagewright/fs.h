@@ -512,7 +512,10 @@ struct super_block {
 	unsigned long s_nr_unused;             /* (S) */
 	struct inode *s_lru_head, *s_lru_tail; /* (S) oldest at the head */
 	pthread_mutex_t s_inode_lock;          /* guards the inode table */
-	struct inode *s_inodes[256];           /* (S) hash by i_ino */
+	struct inode **s_inodes;               /* (S) hash by i_ino (inode.c) */
+	size_t s_inode_buckets;                /* (S) a power of two */
+	size_t s_nr_hashed;                    /* (S) inodes in the table */
+	struct inode *s_inode_one;             /* (S) the table without memory */
 };
 
 struct file {

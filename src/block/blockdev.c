@@ -199,6 +199,7 @@ blkdev_close(struct block_device *bdev)
 	atomic_store(&inode->i_nlink, 0);
 	iput(inode); /* drops the cached pages and their buffers */
 	pthread_mutex_destroy(&sb->s_inode_lock);
+	pw__inode_table_free(sb);
 	free(sb);
 	close(bdev->bd_fd);
 	free(bdev);

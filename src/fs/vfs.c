@@ -2298,7 +2298,6 @@ pw_mount(const char *fstype, const char *source, const char *target,
 		pw__evict_all(sb);
 		if (sb->s_op->put_super)
 			sb->s_op->put_super(sb);
-		sb = NULL;
 		err = -EBUSY;
 		goto fail;
 	}
@@ -2307,6 +2306,8 @@ pw_mount(const char *fstype, const char *source, const char *target,
 	pthread_rwlock_unlock(&ns_lock);
 	return 0;
 fail:
+	if (sb)
+		pw__inode_table_free(sb);
 	free(sb);
 	free(m);
 	iput(w.inode);
@@ -2354,6 +2355,7 @@ pw_umount(const char *target)
 		sb->s_op->put_super(sb);
 	iput(m->mountpoint);
 	pthread_mutex_destroy(&sb->s_inode_lock);
+	pw__inode_table_free(sb);
 	free(sb);
 	free(m);
 	return (int)ret(err);

@@ -427,6 +427,46 @@ TEST(ext2_many_files_deep_tree)
 	}
 }
 
+/* More inodes than the inode table's first size (it doubles as it
+ * fills, inode.c): every one is found by lookups while cached, and sync
+ * and unmount, which walk the table, write every one of them. */
+TEST(ext2_inode_table_grows)
+{
+	struct e2 e;
+	e2_make(&e, "itab", 1024, 32768);
+	e2_mount(&e, NULL);
+	enum { N = 3000 };
+	char p[256], want[32], got[32];
+	for (int k = 0; k < 10; k++) {
+		XSNPRINTF(p, sizeof(p), "%s/d%d", e.mnt, k);
+		ASSERT_OK(pw_mkdir(p, 0755));
+	}
+	for (int i = 0; i < N; i++) {
+		XSNPRINTF(p, sizeof(p), "%s/d%d/f%d", e.mnt, i % 10, i);
+		XSNPRINTF(want, sizeof(want), "file %d", i);
+		pw_write_all(p, want, strlen(want));
+	}
+	for (int i = 0; i < N; i += 7) {
+		XSNPRINTF(p, sizeof(p), "%s/d%d/f%d", e.mnt, i % 10, i);
+		XSNPRINTF(want, sizeof(want), "file %d", i);
+		pw_read_all(p, got, strlen(want));
+		ASSERT_MEM_EQ(got, want, strlen(want));
+	}
+	ASSERT_OK(pw_sync());
+	e2_umount_fsck(&e);
+	e2_mount(&e, NULL);
+	for (int i = 0; i < N; i++) {
+		XSNPRINTF(p, sizeof(p), "%s/d%d/f%d", e.mnt, i % 10, i);
+		XSNPRINTF(want, sizeof(want), "file %d", i);
+		struct stat st;
+		ASSERT_OK(pw_stat(p, &st));
+		ASSERT_EQ((size_t)st.st_size, strlen(want));
+		pw_read_all(p, got, strlen(want));
+		ASSERT_MEM_EQ(got, want, strlen(want));
+	}
+	e2_umount_fsck(&e);
+}
+
 TEST(ext2_rmdir_unlink)
 {
 	for (size_t k = 0; k < PW_ARRAY_SIZE(block_sizes); k++) {
