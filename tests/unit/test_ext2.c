@@ -427,6 +427,137 @@ TEST(ext2_many_files_deep_tree)
 	}
 }
 
+/* The name index of a directory (dir.c) against a model: every change
+ * (create, unlink, rename within and across directories, rename over a
+ * name) is checked by lookups, positive and negative, while the index is
+ * in use, then again after a remount, which builds it from the disk, and
+ * by readdir and e2fsck.  Names freed by unlink are reused without the
+ * directory growing (the index keeps the room of each block). */
+#define NIX_N 700
+static uint64_t
+nix_rng(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static void
+nix_check(struct e2 *e, const char *model, int *live)
+{
+	char p[256];
+	struct stat st;
+	int n = 0;
+	for (int k = 0; k < NIX_N; k++) {
+		XSNPRINTF(p, sizeof(p), "%s/d/name-%d", e->mnt, k);
+		if (model[k]) {
+			n++;
+			char got[16], want[16];
+			XSNPRINTF(want, sizeof(want), "v%d", model[k]);
+			int len = (int)strlen(want);
+			ASSERT_OK(pw_stat(p, &st));
+			ASSERT_EQ((int)st.st_size, len);
+			pw_read_all(p, got, (size_t)len);
+			ASSERT_MEM_EQ(got, want, (size_t)len);
+		} else {
+			ASSERT_ERR(pw_stat(p, &st), ENOENT);
+		}
+	}
+	PW_DIR *dir = pw_opendir(e2p(e, "d"));
+	ASSERT(dir != NULL);
+	int listed = 0;
+	while (pw_readdir(dir))
+		listed++;
+	pw_closedir(dir);
+	ASSERT_EQ(listed, 2 + n);
+	*live = n;
+}
+
+TEST(ext2_name_index)
+{
+	for (size_t k = 0; k < PW_ARRAY_SIZE(block_sizes); k++) {
+		struct e2 e;
+		e2_make(&e, "nix", block_sizes[k], 16384);
+		e2_mount(&e, NULL);
+		ASSERT_OK(pw_mkdir(e2p(&e, "d"), 0755));
+		ASSERT_OK(pw_mkdir(e2p(&e, "other"), 0755));
+		static char model[NIX_N]; /* 0: absent, else the file holds "v<n>" */
+		memset(model, 0, sizeof(model));
+		char p[256], q[256], v[16];
+		uint64_t seed = 77 + k;
+		int live = 0;
+		for (int i = 0; i < NIX_N; i += 2) { /* half the names */
+			XSNPRINTF(p, sizeof(p), "%s/d/name-%d", e.mnt, i);
+			model[i] = (char)(1 + i % 100);
+			XSNPRINTF(v, sizeof(v), "v%d", model[i]);
+			pw_write_all(p, v, strlen(v));
+		}
+		nix_check(&e, model, &live);
+		struct stat st;
+		ASSERT_OK(pw_stat(e2p(&e, "d"), &st));
+		off_t full = st.st_size;
+		for (int step = 0; step < 1500; step++) {
+			int a = (int)(nix_rng(&seed) % NIX_N), b = (int)(nix_rng(&seed) % NIX_N);
+			XSNPRINTF(p, sizeof(p), "%s/d/name-%d", e.mnt, a);
+			XSNPRINTF(q, sizeof(q), "%s/d/name-%d", e.mnt, b);
+			switch (nix_rng(&seed) % 5) {
+			case 0: /* unlink */
+				if (model[a]) {
+					ASSERT_OK(pw_unlink(p));
+					model[a] = 0;
+				} else {
+					ASSERT_ERR(pw_unlink(p), ENOENT);
+				}
+				break;
+			case 1: /* create, exclusive */
+				if (model[a]) {
+					ASSERT_ERR(pw_open(p, O_WRONLY | O_CREAT | O_EXCL, 0644), EEXIST);
+				} else {
+					model[a] = (char)(1 + step % 100);
+					XSNPRINTF(v, sizeof(v), "v%d", model[a]);
+					pw_write_all(p, v, strlen(v));
+				}
+				break;
+			case 2: /* rename within the directory, over b if it exists */
+				if (model[a] && a != b) {
+					ASSERT_OK(pw_rename(p, q));
+					model[b] = model[a];
+					model[a] = 0;
+				}
+				break;
+			default: { /* out to another directory and back under b */
+				if (!model[a] || model[b])
+					break;
+				char o[256];
+				XSNPRINTF(o, sizeof(o), "%s/other/t", e.mnt);
+				ASSERT_OK(pw_rename(p, o));
+				ASSERT_ERR(pw_stat(p, &st), ENOENT);
+				ASSERT_OK(pw_rename(o, q));
+				model[b] = model[a];
+				if (a != b)
+					model[a] = 0;
+				break;
+			}
+			}
+			if (step % 300 == 299)
+				nix_check(&e, model, &live);
+		}
+		nix_check(&e, model, &live);
+		/* the live names never outnumber the first half, so the space
+		 * freed by unlinks was found again */
+		ASSERT(live <= NIX_N / 2 + 60);
+		ASSERT_OK(pw_stat(e2p(&e, "d"), &st));
+		TLOG("  %u-byte blocks: %d names live, directory %lld bytes (%lld after the first half)",
+		     block_sizes[k], live, (long long)st.st_size, (long long)full);
+		ASSERT(st.st_size <= full + (off_t)block_sizes[k]);
+		e2_umount_fsck(&e);
+		e2_mount(&e, NULL);
+		nix_check(&e, model, &live);
+		e2_umount_fsck(&e);
+	}
+}
+
 /* More inodes than the inode table's first size (it doubles as it
  * fills, inode.c): every one is found by lookups while cached, and sync
  * and unmount, which walk the table, write every one of them. */

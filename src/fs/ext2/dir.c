@@ -25,6 +25,17 @@
  * appended.  Removing one merges it into the entry before it in the same
  * block, or marks it unused if it is the first.
  *
+ * The name index (ext2_dix): the first lookup in a directory reads it
+ * whole and keeps its names in a hash table, with, per block, the largest
+ * record a new entry could take there.  Lookups, negative ones included,
+ * then read no block, and adding a name reads only a block with room:
+ * creating a file used to scan the directory three times (the LOOKUP
+ * that fails, the create's own check, the search for room).  Every
+ * change of a directory goes through this file and keeps the index
+ * exact; a change that cannot (an error half-way, "..") drops it, and the
+ * next lookup builds it again.  A directory with a bad entry gets no
+ * index and is searched block by block, as before.
+ *
  * Lock ordering: VFS i_rwsem of the directory -> ei_dir_lock (readers:
  * lookup and readdir, which the VFS calls without i_rwsem; writers:
  * every change) -> ei_map_lock -> s_alloc_lock -> buffer lock;
@@ -34,6 +45,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 static struct ext2_dir_entry *
@@ -67,33 +80,38 @@ ext2_dtype(struct super_block *sb, unsigned ft)
 	return dt[ft];
 }
 
+/* What is wrong with the entry at off of a directory block, or NULL. */
+static const char *
+ext2_entry_problem(struct inode *dir, struct buffer_head *bh, unsigned off)
+{
+	struct super_block *sb = dir->i_sb;
+	unsigned bs = (unsigned)sb->s_blocksize;
+	if (off + 8 > bs)
+		return "entry header past the block";
+	struct ext2_dir_entry *de = ext2_entry_at(bh, off);
+	unsigned rec = le16(de->rec_len);
+	if (rec < EXT2_DIR_REC_LEN(1))
+		return "rec_len too small";
+	if (rec & 3)
+		return "rec_len not a multiple of 4";
+	if (off + rec > bs)
+		return "rec_len past the block";
+	if (EXT2_DIR_REC_LEN(de->name_len) > rec)
+		return "name longer than the record";
+	if (le32(de->inode) > EXT2_SB(sb)->s_inodes_count)
+		return "inode number out of range";
+	return NULL;
+}
+
 /* Check the entry at off of a directory block.  Return: 0 or -EUCLEAN. */
 static int
 ext2_check_entry(struct inode *dir, struct buffer_head *bh, uint64_t lblk,
                  unsigned off)
 {
-	struct super_block *sb = dir->i_sb;
-	unsigned bs = (unsigned)sb->s_blocksize;
-	const char *why = NULL;
-	if (off + 8 > bs) {
-		why = "entry header past the block";
-	} else {
-		struct ext2_dir_entry *de = ext2_entry_at(bh, off);
-		unsigned rec = le16(de->rec_len);
-		if (rec < EXT2_DIR_REC_LEN(1))
-			why = "rec_len too small";
-		else if (rec & 3)
-			why = "rec_len not a multiple of 4";
-		else if (off + rec > bs)
-			why = "rec_len past the block";
-		else if (EXT2_DIR_REC_LEN(de->name_len) > rec)
-			why = "name longer than the record";
-		else if (le32(de->inode) > EXT2_SB(sb)->s_inodes_count)
-			why = "inode number out of range";
-	}
+	const char *why = ext2_entry_problem(dir, bh, off);
 	if (!why)
 		return 0;
-	ext2_error(sb, "directory %llu, block %llu, offset %u: %s",
+	ext2_error(dir->i_sb, "directory %llu, block %llu, offset %u: %s",
 	           (unsigned long long)dir->i_ino, (unsigned long long)lblk, off, why);
 	return -EUCLEAN;
 }
@@ -123,35 +141,277 @@ ext2_name_is(const struct ext2_dir_entry *de, const char *name, size_t len)
 	return de->inode && de->name_len == len && memcmp(de->name, name, len) == 0;
 }
 
+/* ------------------------------------------------------- the name index */
+
+struct dix_ent {
+	struct dix_ent *next;
+	uint64_t lblk;  /* block that holds the entry */
+	uint32_t hash, ino;
+	uint8_t len;
+	char name[];
+};
+
+struct ext2_dix {
+	struct dix_ent **bucket;
+	size_t nbucket, count;
+	uint16_t *room;   /* per block: the largest new record it can take */
+	uint64_t nblocks; /* blocks room[] covers */
+};
+
+static uint32_t
+dix_hash(const char *name, size_t len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (size_t k = 0; k < len; k++)
+		h = (h ^ (uint8_t)name[k]) * 16777619u;
+	return h;
+}
+
+static void
+dix_free(struct ext2_dix *x)
+{
+	if (!x)
+		return;
+	for (size_t b = 0; b < x->nbucket; b++) {
+		for (struct dix_ent *e = x->bucket[b], *next; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(x->bucket);
+	free(x->room);
+	free(x);
+}
+
+/* Drop the index; ei_dir_lock held for writing (or the inode dying). */
+void
+pw__ext2_dix_drop(struct ext2_inode_info *ei)
+{
+	dix_free(atomic_exchange(&ei->ei_dix, NULL));
+}
+
+static struct dix_ent **
+dix_slot(struct ext2_dix *x, const char *name, size_t len, uint32_t h)
+{
+	struct dix_ent **pp = &x->bucket[h & (x->nbucket - 1)];
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->hash == h && (*pp)->len == len && memcmp((*pp)->name, name, len) == 0)
+			break;
+	return pp;
+}
+
+static bool
+dix_insert(struct ext2_dix *x, const char *name, size_t len, uint32_t ino, uint64_t lblk)
+{
+	if (x->count >= x->nbucket * 2) {
+		size_t n = x->nbucket * 2;
+		struct dix_ent **t = calloc(n, sizeof(*t));
+		if (!t)
+			return false;
+		for (size_t b = 0; b < x->nbucket; b++) {
+			for (struct dix_ent *e = x->bucket[b], *next; e; e = next) {
+				next = e->next;
+				e->next = t[e->hash & (n - 1)];
+				t[e->hash & (n - 1)] = e;
+			}
+		}
+		free(x->bucket);
+		x->bucket = t;
+		x->nbucket = n;
+	}
+	struct dix_ent *e = malloc(sizeof(*e) + len);
+	if (!e)
+		return false;
+	e->hash = dix_hash(name, len);
+	e->ino = ino;
+	e->lblk = lblk;
+	e->len = (uint8_t)len;
+	memcpy(e->name, name, len);
+	struct dix_ent **head = &x->bucket[e->hash & (x->nbucket - 1)];
+	e->next = *head;
+	*head = e;
+	x->count++;
+	return true;
+}
+
+/* The largest record a new entry could take in this block. */
+static unsigned
+block_room(struct inode *dir, struct buffer_head *bh)
+{
+	unsigned best = 0;
+	for (unsigned off = 0; off < dir->i_sb->s_blocksize;) {
+		if (ext2_entry_problem(dir, bh, off))
+			return 0; /* the block-by-block search will report it */
+		struct ext2_dir_entry *de = ext2_entry_at(bh, off);
+		unsigned rec = le16(de->rec_len);
+		unsigned used = de->inode ? EXT2_DIR_REC_LEN(de->name_len) : 0;
+		if (rec - used > best)
+			best = rec - used;
+		off += rec;
+	}
+	return best;
+}
+
+static bool
+dix_set_room(struct ext2_dix *x, uint64_t lblk, unsigned room)
+{
+	if (lblk >= x->nblocks) {
+		uint64_t n = x->nblocks ? x->nblocks : 8;
+		while (n <= lblk)
+			n *= 2;
+		uint16_t *r = realloc(x->room, n * sizeof(*r));
+		if (!r)
+			return false;
+		memset(r + x->nblocks, 0, (n - x->nblocks) * sizeof(*r));
+		x->room = r;
+		x->nblocks = n;
+	}
+	x->room[lblk] = (uint16_t)(room > UINT16_MAX ? UINT16_MAX : room);
+	return true;
+}
+
+/* Read the whole directory into a new index; ei_dir_lock held.  NULL
+ * when out of memory or when a block cannot be read or has a bad entry
+ * (the caller then searches block by block and reports it). */
+static struct ext2_dix *
+dix_build(struct inode *dir)
+{
+	struct ext2_dix *x = calloc(1, sizeof(*x));
+	if (!x || !(x->bucket = calloc(x->nbucket = 64, sizeof(*x->bucket)))) {
+		free(x);
+		return NULL;
+	}
+	uint64_t nblocks = ext2_dir_blocks(dir);
+	bool ok = nblocks == 0 || dix_set_room(x, nblocks - 1, 0);
+	for (uint64_t lblk = 0; ok && lblk < nblocks; lblk++) {
+		struct buffer_head *bh;
+		if (ext2_dir_bread(dir, lblk, &bh)) {
+			ok = false;
+			break;
+		}
+		for (unsigned off = 0; bh && ok && off < dir->i_sb->s_blocksize;) {
+			if (ext2_entry_problem(dir, bh, off)) {
+				ok = false;
+				break;
+			}
+			struct ext2_dir_entry *de = ext2_entry_at(bh, off);
+			if (de->inode)
+				ok = dix_insert(x, de->name, de->name_len, le32(de->inode), lblk);
+			off += le16(de->rec_len);
+		}
+		if (bh && ok)
+			ok = dix_set_room(x, lblk, block_room(dir, bh));
+		brelse(bh);
+	}
+	if (!ok) {
+		dix_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* The index, built if need be; ei_dir_lock held (readers build one each
+ * and the first to publish it wins).  NULL: search block by block. */
+static struct ext2_dix *
+dix_get(struct inode *dir)
+{
+	struct ext2_inode_info *ei = EXT2_I(dir);
+	struct ext2_dix *x = atomic_load_explicit(&ei->ei_dix, memory_order_acquire);
+	if (x)
+		return x;
+	x = dix_build(dir);
+	struct ext2_dix *none = NULL;
+	if (x && !atomic_compare_exchange_strong_explicit(&ei->ei_dix, &none, x,
+	                                                  memory_order_acq_rel,
+	                                                  memory_order_acquire)) {
+		dix_free(x);
+		x = none;
+	}
+	return x;
+}
+
+/* Find name in one block; ei_dir_lock held.  Return: 0 with slot,
+ * -ENOENT, or an error. */
+static int
+ext2_find_in_block(struct inode *dir, uint64_t lblk, const char *name, size_t len,
+                   struct ext2_dir_slot *slot)
+{
+	struct buffer_head *bh;
+	int err = ext2_dir_bread(dir, lblk, &bh);
+	if (err)
+		return err;
+	unsigned off = 0, prev = 0;
+	while (bh && off < dir->i_sb->s_blocksize) {
+		if ((err = ext2_check_entry(dir, bh, lblk, off))) {
+			brelse(bh);
+			return err;
+		}
+		struct ext2_dir_entry *de = ext2_entry_at(bh, off);
+		if (ext2_name_is(de, name, len)) {
+			*slot = (struct ext2_dir_slot){bh, off, prev, lblk};
+			return 0;
+		}
+		prev = off;
+		off += le16(de->rec_len);
+	}
+	brelse(bh);
+	return -ENOENT;
+}
+
 /* Find name; ei_dir_lock held.  Return: 0 with slot (bh referenced),
  * -ENOENT, or an error. */
 static int
-ext2_find_locked(struct inode *dir, const char *name, size_t len,
+ext2_find_linear(struct inode *dir, const char *name, size_t len,
                  struct ext2_dir_slot *slot)
 {
 	uint64_t nblocks = ext2_dir_blocks(dir);
 	for (uint64_t lblk = 0; lblk < nblocks; lblk++) {
-		struct buffer_head *bh;
-		int err = ext2_dir_bread(dir, lblk, &bh);
-		if (err)
+		int err = ext2_find_in_block(dir, lblk, name, len, slot);
+		if (err != -ENOENT)
 			return err;
-		unsigned off = 0, prev = 0;
-		while (bh && off < dir->i_sb->s_blocksize) {
-			if ((err = ext2_check_entry(dir, bh, lblk, off))) {
-				brelse(bh);
-				return err;
-			}
-			struct ext2_dir_entry *de = ext2_entry_at(bh, off);
-			if (ext2_name_is(de, name, len)) {
-				*slot = (struct ext2_dir_slot){bh, off, prev};
-				return 0;
-			}
-			prev = off;
-			off += le16(de->rec_len);
-		}
-		brelse(bh);
 	}
 	return -ENOENT;
+}
+
+/* Find name through the index when there is one; only ino is wanted
+ * (slot->bh NULL on return).  ei_dir_lock held. */
+static int
+ext2_find_ino(struct inode *dir, const char *name, size_t len, uint64_t *ino)
+{
+	struct ext2_dix *x = dix_get(dir);
+	if (x) {
+		struct dix_ent *e = *dix_slot(x, name, len, dix_hash(name, len));
+		if (!e)
+			return -ENOENT;
+		*ino = e->ino;
+		return 0;
+	}
+	struct ext2_dir_slot slot;
+	int err = ext2_find_linear(dir, name, len, &slot);
+	if (!err) {
+		*ino = le32(ext2_entry_at(slot.bh, slot.offset)->inode);
+		brelse(slot.bh);
+	}
+	return err;
+}
+
+/* Find name for a change (the slot is wanted): the index names the block.
+ * ei_dir_lock held for writing. */
+static int
+ext2_find_locked(struct inode *dir, const char *name, size_t len,
+                 struct ext2_dir_slot *slot)
+{
+	struct ext2_dix *x = atomic_load_explicit(&EXT2_I(dir)->ei_dix, memory_order_relaxed);
+	if (x) {
+		struct dix_ent *e = *dix_slot(x, name, len, dix_hash(name, len));
+		if (!e)
+			return -ENOENT;
+		int err = ext2_find_in_block(dir, e->lblk, name, len, slot);
+		if (err != -ENOENT)
+			return err;
+		pw__ext2_dix_drop(EXT2_I(dir)); /* cannot happen: start again without it */
+	}
+	return ext2_find_linear(dir, name, len, slot);
 }
 
 static int
@@ -166,18 +426,13 @@ int
 pw__ext2_find_entry(struct inode *dir, const char *name, size_t len, uint64_t *ino)
 {
 	struct ext2_inode_info *ei = EXT2_I(dir);
-	struct ext2_dir_slot slot;
 	int err = ext2_check_name(name, len);
 	if (err)
 		return err;
 	pthread_rwlock_rdlock(&ei->ei_dir_lock);
-	err = ext2_find_locked(dir, name, len, &slot);
+	err = ext2_find_ino(dir, name, len, ino);
 	pthread_rwlock_unlock(&ei->ei_dir_lock);
-	if (err)
-		return err;
-	*ino = le32(ext2_entry_at(slot.bh, slot.offset)->inode);
-	brelse(slot.bh);
-	return 0;
+	return err;
 }
 
 /* The VFS looks up without the directory's i_rwsem, so the inode is
@@ -189,17 +444,14 @@ int
 pw__ext2_lookup(struct inode *dir, const char *name, size_t len, struct inode **res)
 {
 	struct ext2_inode_info *ei = EXT2_I(dir);
-	struct ext2_dir_slot slot;
 	int err = ext2_check_name(name, len);
 	if (err)
 		return err;
 	pthread_rwlock_rdlock(&ei->ei_dir_lock);
-	err = ext2_find_locked(dir, name, len, &slot);
-	if (!err) {
-		uint64_t ino = le32(ext2_entry_at(slot.bh, slot.offset)->inode);
-		brelse(slot.bh);
+	uint64_t ino;
+	err = ext2_find_ino(dir, name, len, &ino);
+	if (!err)
 		err = pw__ext2_iget(dir->i_sb, ino, res);
-	}
 	pthread_rwlock_unlock(&ei->ei_dir_lock);
 	return err;
 }
@@ -348,14 +600,22 @@ pw__ext2_add_entry(struct inode *dir, const char *name, size_t len,
 	if (err)
 		return err;
 	pthread_rwlock_wrlock(&ei->ei_dir_lock);
-	uint64_t nblocks = ext2_dir_blocks(dir);
+	struct ext2_dix *x = atomic_load_explicit(&ei->ei_dix, memory_order_relaxed);
+	unsigned need = EXT2_DIR_REC_LEN(len);
+	uint64_t nblocks = ext2_dir_blocks(dir), at = 0;
 	int placed = 0;
+	bool keep = true; /* the index still describes the directory */
 	for (uint64_t lblk = 0; lblk < nblocks && !placed; lblk++) {
+		if (x && lblk < x->nblocks && x->room[lblk] < need)
+			continue;
 		struct buffer_head *bh;
 		if ((err = ext2_dir_bread(dir, lblk, &bh)))
 			break;
 		if (bh) {
 			placed = ext2_add_to_block(dir, bh, lblk, name, len, inode);
+			at = lblk;
+			if (x && placed >= 0)
+				keep = keep && dix_set_room(x, lblk, block_room(dir, bh));
 			brelse(bh);
 		}
 		if (placed < 0)
@@ -363,12 +623,19 @@ pw__ext2_add_entry(struct inode *dir, const char *name, size_t len,
 	}
 	if (!err && !placed) {
 		struct buffer_head *bh;
-		uint64_t lblk;
-		if (!(err = ext2_dir_append(dir, &bh, &lblk))) {
-			placed = ext2_add_to_block(dir, bh, lblk, name, len, inode);
+		if (!(err = ext2_dir_append(dir, &bh, &at))) {
+			placed = ext2_add_to_block(dir, bh, at, name, len, inode);
+			if (x && placed == 1)
+				keep = keep && dix_set_room(x, at, block_room(dir, bh));
 			brelse(bh);
 			err = placed == 1 ? 0 : -EIO;
 		}
+	}
+	if (x) {
+		if (!err && placed == 1)
+			keep = keep && dix_insert(x, name, len, (uint32_t)inode->i_ino, at);
+		if (err || !keep)
+			pw__ext2_dix_drop(EXT2_I(dir));
 	}
 	pthread_rwlock_unlock(&ei->ei_dir_lock);
 	return err;
@@ -397,6 +664,18 @@ pw__ext2_delete_entry(struct inode *dir, const char *name, size_t len, uint64_t 
 			de->inode = 0;
 			ext2_dir_changed(dir, s.bh);
 		}
+		struct ext2_dix *x = atomic_load_explicit(&ei->ei_dix, memory_order_relaxed);
+		if (x && !err) {
+			struct dix_ent **pp = dix_slot(x, name, len, dix_hash(name, len));
+			struct dix_ent *e = *pp;
+			if (e && dix_set_room(x, s.lblk, block_room(dir, s.bh))) {
+				*pp = e->next;
+				free(e);
+				x->count--;
+			} else {
+				pw__ext2_dix_drop(EXT2_I(dir));
+			}
+		}
 		brelse(s.bh);
 	}
 	pthread_rwlock_unlock(&ei->ei_dir_lock);
@@ -422,6 +701,12 @@ pw__ext2_set_entry(struct inode *dir, const char *name, size_t len,
 		ext2_fill_entry(dir, de, name, len, inode);
 		ext2_dir_changed(dir, s.bh);
 		brelse(s.bh);
+		struct ext2_dix *x = atomic_load_explicit(&ei->ei_dix, memory_order_relaxed);
+		struct dix_ent *e = x ? *dix_slot(x, name, len, dix_hash(name, len)) : NULL;
+		if (e)
+			e->ino = (uint32_t)inode->i_ino;
+		else if (x)
+			pw__ext2_dix_drop(EXT2_I(dir));
 	}
 	pthread_rwlock_unlock(&ei->ei_dir_lock);
 	return err;
@@ -465,6 +750,7 @@ pw__ext2_set_dotdot(struct inode *dir, struct inode *parent)
 		ext2_fill_entry(dir, ext2_entry_at(s.bh, s.offset), "..", 2, parent);
 		ext2_dir_changed(dir, s.bh);
 		brelse(s.bh);
+		pw__ext2_dix_drop(EXT2_I(dir)); /* rare: built again at the next lookup */
 	}
 	pthread_rwlock_unlock(&ei->ei_dir_lock);
 	return err;

@@ -252,6 +252,9 @@ struct ext2_inode_info {
 	bool ei_new;                     /* (W) never written: zero the record */
 	pthread_mutex_t ei_map_lock;     /* the block map and i_blocks */
 	pthread_rwlock_t ei_dir_lock;    /* directory blocks: readers vs changes */
+	/* The name index of a directory (dir.c): published by a reader under
+	 * ei_dir_lock, changed and dropped under it held for writing. */
+	struct ext2_dix *_Atomic ei_dix;
 };
 
 static inline struct ext2_sb_info *EXT2_SB(struct super_block *sb) { return sb->s_fs_info; }
@@ -371,6 +374,7 @@ struct ext2_dir_slot {
 	struct buffer_head *bh;   /* referenced; brelse when done */
 	unsigned offset;          /* of the entry in the block */
 	unsigned prev;            /* of the entry before it, or offset if first */
+	uint64_t lblk;            /* the block's number in the directory */
 };
 int pw__ext2_find_entry(struct inode *dir, const char *name, size_t len,
                         uint64_t *ino);
@@ -381,6 +385,8 @@ int pw__ext2_delete_entry(struct inode *dir, const char *name, size_t len,
 int pw__ext2_set_entry(struct inode *dir, const char *name, size_t len,
                        struct inode *inode, uint64_t *old_ino);
 int pw__ext2_make_empty(struct inode *inode, struct inode *parent);
+/* Forget a directory's name index (dir.c). */
+void pw__ext2_dix_drop(struct ext2_inode_info *ei);
 int pw__ext2_empty_dir(struct inode *inode);
 int pw__ext2_set_dotdot(struct inode *dir, struct inode *parent);
 int pw__ext2_readdir(struct inode *dir, void *ctx, filldir_t fill);

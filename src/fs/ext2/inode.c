@@ -179,6 +179,7 @@ ext2_alloc_info(struct super_block *sb, uint64_t ino)
 static void
 ext2_free_info(struct ext2_inode_info *ei)
 {
+	pw__ext2_dix_drop(ei);
 	pthread_mutex_destroy(&ei->ei_map_lock);
 	pthread_rwlock_destroy(&ei->ei_dir_lock);
 	free(ei);
