@@ -340,6 +340,15 @@ queue_thread(void *arg)
 	CPU_ZERO(&set);
 	CPU_SET(q->qid, &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set); /* best effort */
+	/* SCHED_BATCH: waking this thread does not preempt the caller.  A
+	 * synchronous request blocks its caller at once, so nothing waits
+	 * longer; an asynchronous one (RELEASE at close, the kernel's
+	 * writeback) is served when the CPU is next free, often together
+	 * with the caller's next request, instead of costing two context
+	 * switches in the middle of the caller's work.  Small-file creation
+	 * measured 5% faster (docs/fuse.md).  Best effort. */
+	struct sched_param sp = {0};
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	if (r->disabled &&
 	    syscall(__NR_io_uring_register, r->fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) != 0) {
 		fprintf(stderr, "pagewright: io_uring queue %u: %s; serving through /dev/fuse\n",
