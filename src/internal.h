@@ -221,6 +221,9 @@ int pw__filemap_fault_page(struct address_space *mapping, struct file *file,
 void pw__zero_eof_tail(struct inode *inode, loff_t newsize);
 #include <sys/resource.h>
 rlim_t pw__fsize_limit(void);
+/* The time a change is stamped with: CLOCK_REALTIME_COARSE, the clock the
+ * kernel's current_time() reads (inode.c). */
+void pw__current_time(struct timespec *ts);
 /* Write back one locked page if dirty; always unlocks it. */
 int pw__writeout_locked_page(struct page *page, struct writeback_control *wbc);
 int pw__vfs_fsync_range(struct file *file, loff_t start, loff_t end,

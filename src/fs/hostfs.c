@@ -1072,7 +1072,7 @@ hostfs_setattr(struct inode *inode, const struct pw_iattr *attr)
 		err = hostfs_utimes(inode, attr);
 	if (!err) {
 		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
+		pw__current_time(&now);
 		inode_time_set(&inode->i_ctime, now);
 	}
 	return err;

@@ -79,7 +79,7 @@ static void
 ramfs_touch(struct inode *dir)
 {
 	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
+	pw__current_time(&now);
 	inode_time_set(&dir->i_mtime, now);
 	inode_time_set(&dir->i_ctime, now);
 }
@@ -245,7 +245,7 @@ ramfs_unlink(struct inode *dir, const char *name, size_t len, struct inode *vict
 		return -ENOENT;
 	atomic_fetch_sub(&victim->i_nlink, 1);
 	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
+	pw__current_time(&now);
 	inode_time_set(&victim->i_ctime, now);
 	iput(inode);
 	return 0;

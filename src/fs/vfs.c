@@ -691,7 +691,7 @@ do_truncate(struct inode *inode, loff_t length)
 		return -EFBIG;
 	inode_lock(inode);
 	struct pw_iattr attr = {.valid = ATTR_SIZE | ATTR_MTIME, .size = length};
-	clock_gettime(CLOCK_REALTIME, &attr.mtime);
+	pw__current_time(&attr.mtime);
 	int err = inode->i_op->setattr ? inode->i_op->setattr(inode, &attr) : -EPERM;
 	if (!err) {
 		inode_time_set(&inode->i_mtime, attr.mtime);
@@ -1263,7 +1263,7 @@ static struct timespec
 current_time(void)
 {
 	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
+	pw__current_time(&now);
 	return now;
 }
 

@@ -59,7 +59,7 @@ pw__ext2_error(struct super_block *sb, const char *fn, const char *fmt, ...)
 void
 pw__ext2_now(struct timespec *ts)
 {
-	clock_gettime(CLOCK_REALTIME, ts);
+	pw__current_time(ts);
 }
 
 static bool
