@@ -52,8 +52,6 @@ ssize_t pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page
 
 /* ---- pool (src/mm/pool.c) */
 int pw__pool_init(void);
-/* Start the thread that grows the pool ahead of need (pool.c). */
-void pw__pool_start_warmer(void);
 int pw__pool_fd(void);
 /* Fill pool memory from fd at off without touching it from user space:
  * iov must be whole spans of pool frames (page_address of pages the

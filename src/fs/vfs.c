@@ -111,7 +111,6 @@ do_init(void)
 	if ((init_err = pw__pool_init()) || (init_err = pw__uaccess_init()))
 		return;
 	pw__reclaim_init();
-	pw__pool_start_warmer();
 	pw__mm_maps_init();
 	pw__writeback_init();
 	register_filesystem(&pw__ramfs_type);

@@ -30,17 +30,7 @@
  *  (2) A page in a page-cache index holds one reference for the index.
  *  (3) A page is freed with no mapping, no PG_dirty and no user PTEs.
  *
- * Growing ahead: on the development VMs (a hypervisor with shadow page
- * tables) the first user access to a page costs 6-13 us even after
- * MADV_POPULATE_WRITE, which is most of a small file's WRITE request.  A
- * background thread (the warmer, started by pw__pool_start_warmer) grows
- * the pool by a chunk when fewer than POOL_WARM_LOW frames are free and
- * writes to each new frame before publishing it, so allocations take
- * frames that are already mapped.  An allocation that finds no free frame
- * still grows the pool itself; it never waits for the warmer.
- * PAGEWRIGHT_POOL_WARM=0 turns the warmer off.
- *
- * Lock ordering: grow_lock -> pool_lock; pool_lock is a leaf.
+ * Lock ordering: pool_lock is a leaf.
  */
 #include "internal.h"
 
@@ -48,7 +38,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -64,12 +53,6 @@ static uint64_t *pool_free;       /* (pool_lock) 1 bit per frame */
 static unsigned long pool_nr;     /* (pool_lock) frames in the pool */
 static unsigned long pool_cursor; /* (pool_lock) where the last scan ended */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Growth: one grower at a time, the warmer or an allocator. */
-#define POOL_WARM_LOW (POOL_CHUNK / 4) /* free frames that wake the warmer */
-static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned long pool_mapped;  /* (grow_lock) frames mapped so far */
-static _Atomic uint32_t warm_req;  /* futex word: 1 = the warmer is asked */
-static _Atomic bool warm_on;       /* a warmer thread runs */
 /* The most recently freed frames, newest last: reusing them keeps the
  * data cache warm (a truncate-and-append loop would otherwise walk the
  * whole pool).  Entries may have been allocated since; pop checks. */
@@ -80,9 +63,6 @@ static unsigned recent_nr;               /* (pool_lock) */
 struct pw__counters pw__stat;
 
 _Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
-
-static void futex_wait(_Atomic uint32_t *word, uint32_t val);
-static void futex_wake_all(_Atomic uint32_t *word);
 
 static void *
 reserve(size_t len, int prot)
@@ -237,19 +217,18 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
 	return 0;
 }
 
-/* Grow the pool by one chunk and publish its frames; touch writes each
- * frame first (see "Growing ahead").  grow_lock held, pool_lock not. */
+/* Grow the pool by one chunk; pool_lock held. */
 static int
-pool_grow(bool touch)
+pool_grow(void)
 {
-	unsigned long n = pool_mapped + POOL_CHUNK;
+	unsigned long n = pool_nr + POOL_CHUNK;
 	if (n > POOL_MAX_FRAMES)
 		return -ENOMEM;
 	if (ftruncate(pool_fd, (off_t)(n * PAGE_SIZE)) != 0)
 		return -errno;
-	void *p = mmap(pool_base + pool_mapped * PAGE_SIZE, POOL_CHUNK * PAGE_SIZE,
+	void *p = mmap(pool_base + pool_nr * PAGE_SIZE, POOL_CHUNK * PAGE_SIZE,
 	               PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, pool_fd,
-	               (off_t)(pool_mapped * PAGE_SIZE));
+	               (off_t)(pool_nr * PAGE_SIZE));
 	if (p == MAP_FAILED)
 		return -errno;
 	/* Allocate the chunk's memory and map it writable in one call (Linux
@@ -262,67 +241,11 @@ pool_grow(bool touch)
 #ifdef MADV_POPULATE_WRITE
 	(void)madvise(p, POOL_CHUNK * PAGE_SIZE, MADV_POPULATE_WRITE);
 #endif
-	/* The frames are not published yet, so nothing else uses them; they
-	 * read as zeroes and stay so. */
-	for (unsigned long k = 0; touch && k < POOL_CHUNK; k++)
-		((volatile char *)p)[k * PAGE_SIZE] = 0;
-	pthread_mutex_lock(&pool_lock);
-	for (unsigned long f = pool_mapped; f < n; f++)
+	for (unsigned long f = pool_nr; f < n; f++)
 		pool_free[f / 64] |= 1ULL << (f % 64);
 	pool_nr = n;
-	pthread_mutex_unlock(&pool_lock);
-	pool_mapped = n;
 	PW_STAT_ADD(pool_pages, POOL_CHUNK);
 	return 0;
-}
-
-/* Whether the warmer should add a chunk; pool_lock held. */
-static bool
-warm_wanted(void)
-{
-	uint64_t used = atomic_load_explicit(&pw__stat.allocated, memory_order_relaxed);
-	uint64_t limit = pw__mem_limit_pages();
-	return pool_nr - used < POOL_WARM_LOW && (!limit || pool_nr < limit) &&
-	       pool_nr + POOL_CHUNK <= POOL_MAX_FRAMES;
-}
-
-static void *
-warmer(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		while (atomic_load(&warm_req) == 0)
-			futex_wait(&warm_req, 0);
-		pthread_mutex_lock(&grow_lock);
-		pthread_mutex_lock(&pool_lock);
-		bool grow = warm_wanted();
-		pthread_mutex_unlock(&pool_lock);
-		int err = grow ? pool_grow(true) : 0;
-		pthread_mutex_unlock(&grow_lock);
-		atomic_store(&warm_req, 0);
-		if (err) { /* out of memory or address space: leave it to allocators */
-			atomic_store(&warm_on, false);
-			return NULL;
-		}
-	}
-}
-
-void
-pw__pool_start_warmer(void)
-{
-	const char *e = getenv("PAGEWRIGHT_POOL_WARM");
-	if (e && strcmp(e, "0") == 0)
-		return;
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	atomic_store(&warm_on, true);
-	/* The first chunk too: a process that starts the library uses it. */
-	atomic_store(&warm_req, 1);
-	if (pthread_create(&t, &attr, warmer, NULL) != 0)
-		atomic_store(&warm_on, false);
-	pthread_attr_destroy(&attr);
 }
 
 static bool
@@ -360,35 +283,18 @@ pw__alloc_page(long hint_pfn)
 	if (f == ULONG_MAX)
 		f = frame_scan();
 	if (f == ULONG_MAX) {
-		/* Grow it ourselves, unless a grower (the warmer) has just
-		 * published frames while we waited for grow_lock. */
-		pthread_mutex_unlock(&pool_lock);
-		pthread_mutex_lock(&grow_lock);
-		pthread_mutex_lock(&pool_lock);
-		f = frame_scan();
-		if (f == ULONG_MAX) {
-			pthread_mutex_unlock(&pool_lock);
-			int err = pool_grow(false);
-			pthread_mutex_lock(&pool_lock);
-			if (!err)
-				f = frame_scan();
-		}
-		pthread_mutex_unlock(&grow_lock);
-		if (f == ULONG_MAX) {
+		if (pool_grow() != 0) {
 			pthread_mutex_unlock(&pool_lock);
 			return NULL;
 		}
+		f = frame_scan();
 	}
 	pool_free[f / 64] &= ~(1ULL << (f % 64));
 	PW_STAT_ADD(allocated, 1);
 	/* Leave room after a new file's first page for its next pages. */
 	if (hint_pfn < 0 || (unsigned long)hint_pfn + 1 != f)
 		pool_cursor = f + 64;
-	bool warm = atomic_load_explicit(&warm_on, memory_order_relaxed) && warm_wanted();
 	pthread_mutex_unlock(&pool_lock);
-	/* A futex wake is async-signal-safe: this may be the fault handler. */
-	if (warm && atomic_exchange(&warm_req, 1) == 0)
-		futex_wake_all(&warm_req);
 
 	struct page *page = &pool_pages[f];
 	atomic_store(&page->flags, 0);
