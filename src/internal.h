@@ -64,6 +64,9 @@ struct page *pw__pfn_to_page(unsigned long pfn);
 /* Allocate one frame, preferring hint_pfn + 1 so a file's pages are
  * contiguous.  Returns a page with refcount 1, or NULL. */
 struct page *pw__alloc_page(long hint_pfn);
+/* Map the page's frame (and its group) for access from user space;
+ * before the library's own loads and stores to it (pool.c). */
+void pw__page_populate(struct page *page);
 void pw__free_page(struct page *page);
 /* Futex bit locks (pool.c): the page lock, writeback, the buffer lock. */
 void pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,

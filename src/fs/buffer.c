@@ -1019,7 +1019,10 @@ bdev_getblk(struct block_device *bdev, unsigned bsize, uint64_t block,
 int
 sb_getblk(struct super_block *sb, uint64_t block, struct buffer_head **bhp)
 {
-	return bdev_getblk(sb->s_bdev, (unsigned)sb->s_blocksize, block, bhp);
+	int err = bdev_getblk(sb->s_bdev, (unsigned)sb->s_blocksize, block, bhp);
+	if (!err) /* filesystems read and change metadata in place */
+		pw__page_populate((*bhp)->b_page);
+	return err;
 }
 
 int

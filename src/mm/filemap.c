@@ -794,6 +794,7 @@ perform_write_2copy_step(struct file *file, struct iov_iter *i, loff_t pos,
 	if (err)
 		goto fail;
 	if (bounced) {
+		pw__page_populate(page);
 		memcpy((char *)page_address(page) + offset, bounce, bytes);
 		copied = bytes;
 	} else {
@@ -845,6 +846,7 @@ generic_perform_write_2copy(struct file *file, struct iov_iter *i, loff_t pos)
 	long status = 0;
 	if (!bounce_page)
 		return -ENOMEM;
+	pw__page_populate(bounce_page);
 	bounce = page_address(bounce_page);
 	do {
 		size_t offset = (size_t)pos & (PAGE_SIZE - 1);
