@@ -499,9 +499,13 @@ stats_text(char *buf, size_t size)
 	return len + (n < 0 ? 0 : (size_t)n < size - len ? (size_t)n : size - len - 1);
 }
 
+/* `pagewright sync`: what the kernel holds first, then pagewright's
+ * cache: afterwards the image has every write made before the call. */
 static int
 sync_all(void)
 {
+	if (served.fuse)
+		pw_fuse_kernel_writeback(served.fuse);
 	return pw_sync() ? -errno : 0;
 }
 

@@ -1278,6 +1278,12 @@ kernel_writeback(struct pw_fuse *f)
 	close(dfd);
 }
 
+void
+pw_fuse_kernel_writeback(struct pw_fuse *f)
+{
+	kernel_writeback(f);
+}
+
 /* Waits for the first signal (a byte), or for pw_fuse_run's 0 byte. */
 static void *
 ender_thread(void *arg)

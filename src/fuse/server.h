@@ -60,6 +60,11 @@ bool pw_fuse_mmap_granted(struct pw_fuse *f);
 bool pw_fuse_uring(struct pw_fuse *f);
 /* A snapshot of the counters; any thread, any time before destroy. */
 void pw_fuse_get_counters(struct pw_fuse *f, struct pw_fuse_counters *c);
+/* Have the kernel send the dirty pages it holds for the mount (those of
+ * shared mappings, and with cache=writeback every written page) and wait
+ * until they are here; then pw_sync writes everything to the image.  For
+ * `pagewright sync`, from a thread that serves no requests. */
+void pw_fuse_kernel_writeback(struct pw_fuse *f);
 void pw_fuse_destroy(struct pw_fuse *f);
 
 #endif

@@ -317,6 +317,28 @@ for mode in direct writeback; do
 	fi
 done
 
+# pagewright sync while the kernel holds dirty pages (cache=writeback: a
+# shared mapping's stores): sync has the kernel send them first, so they
+# are on the image even if the server dies right after.
+make_image "$T/y.img"
+if mount_fg "$T/ymnt" -t ext2 "$T/y.img" -o cache=writeback; then
+	coproc HOLD { exec "$CHECK" hold-dirty "$T/ymnt"; }
+	read -r -t 20 line <&"${HOLD[0]}"
+	check "sync, cache=writeback, dirty pages in the kernel: pagewright sync succeeds" \
+		"$PW" sync "$T/ymnt"
+	kill -9 "$server"
+	wait "$server" 2>/dev/null
+	kill "$HOLD_PID" 2>/dev/null
+	wait "$HOLD_PID" 2>/dev/null
+	fusermount3 -u -z "$T/ymnt" 2>/dev/null
+	e2fsck -fy "$T/y.img" >"$T/fsck.log" 2>&1
+	check "sync then kill -9: e2fsck -fn clean after -fy" fsck_clean "$T/y.img"
+	if mount_fg "$T/ymnt" -t ext2 "$T/y.img" -o ro; then
+		run_check held-intact "$T/ymnt"
+		unmount_wait "$T/ymnt" "$server"
+	fi
+fi
+
 # --------------------------------------------------- unmount while busy
 echo "# unmount while busy"
 if mount_fg "$T/bmnt" -t ext2 "$T/s.img"; then
