@@ -534,6 +534,15 @@ cmd_mount(int argc, char **argv)
 	struct mount_args a;
 	memset(&a, 0, sizeof(a));
 	parse_args(&a, argc, argv);
+	/* Write back early: the kernel already delays the writes it sends
+	 * us (cache=writeback), and the server's dirty pages are what a
+	 * crash of the server loses.  Past 4 MiB of dirty pages the
+	 * writeback thread starts, on a CPU the request threads leave idle
+	 * (they serve each request on the caller's), so a sync later has
+	 * little left to do: create 10,000 files then sync ran at 8656-9054
+	 * files/s against 7176-7799 with the library's default (half the
+	 * dirty limit).  The environment still decides (README). */
+	setenv("PAGEWRIGHT_DIRTY_BACKGROUND", "4M", 0);
 	if (!a.foreground)
 		daemonize();
 	int lock_fd = lock_source(&a);
