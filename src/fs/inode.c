@@ -70,7 +70,8 @@ ihash(const struct super_block *sb, uint64_t ino)
 static void
 ihash_grow(struct super_block *sb)
 {
-	size_t n = sb->s_inodes ? sb->s_inode_buckets * 2 : IHASH_MIN;
+	bool one = !sb->s_inodes || sb->s_inodes == &sb->s_inode_one;
+	size_t n = one ? IHASH_MIN : sb->s_inode_buckets * 2;
 	struct inode **t = calloc(n, sizeof(*t));
 	if (!t) {
 		if (!sb->s_inodes) {
@@ -153,8 +154,7 @@ insert_inode_hash(struct inode *inode)
 {
 	struct super_block *sb = inode->i_sb;
 	pthread_mutex_lock(&sb->s_inode_lock);
-	if (!sb->s_inodes || (sb->s_nr_hashed > 2 * sb->s_inode_buckets &&
-	                      sb->s_inodes != &sb->s_inode_one))
+	if (!sb->s_inodes || sb->s_nr_hashed > 2 * sb->s_inode_buckets)
 		ihash_grow(sb);
 	size_t h = ihash(sb, inode->i_ino);
 	inode->i_hash_next = sb->s_inodes[h];

@@ -373,8 +373,8 @@ ext2_find_linear(struct inode *dir, const char *name, size_t len,
 	return -ENOENT;
 }
 
-/* Find name through the index when there is one; only ino is wanted
- * (slot->bh NULL on return).  ei_dir_lock held. */
+/* Find name's inode number, through the index when there is one (built
+ * here if need be).  ei_dir_lock held. */
 static int
 ext2_find_ino(struct inode *dir, const char *name, size_t len, uint64_t *ino)
 {
