@@ -336,7 +336,6 @@ ext2_ro(struct super_block *sb)
 void pw__ext2_error(struct super_block *sb, const char *fn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool pw__ext2_data_block_ok(struct super_block *sb, uint64_t block);
-void pw__ext2_now(struct timespec *ts);
 
 /* inode.c */
 int pw__ext2_iget(struct super_block *sb, uint64_t ino, struct inode **res);

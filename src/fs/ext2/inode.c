@@ -332,7 +332,7 @@ ext2_delete_inode(struct inode *inode)
 {
 	struct ext2_inode_info *ei = EXT2_I(inode);
 	struct timespec now;
-	pw__ext2_now(&now);
+	pw__current_time(&now);
 	if (pw__ext2_has_blocks(inode)) {
 		i_size_write(inode, 0);
 		int err = pw__ext2_truncate_blocks(inode, 0);
@@ -375,7 +375,7 @@ void
 pw__ext2_touch(struct inode *inode, bool mtime)
 {
 	struct timespec now;
-	pw__ext2_now(&now);
+	pw__current_time(&now);
 	inode_time_set(&inode->i_ctime, now);
 	if (mtime)
 		inode_time_set(&inode->i_mtime, now);

@@ -56,12 +56,6 @@ pw__ext2_error(struct super_block *sb, const char *fn, const char *fmt, ...)
 	pw_log("ext2 error (%s): %s", fn, msg);
 }
 
-void
-pw__ext2_now(struct timespec *ts)
-{
-	pw__current_time(ts);
-}
-
 static bool
 is_power_of(unsigned n, unsigned base)
 {
@@ -105,7 +99,7 @@ ext2_commit_super(struct super_block *sb, uint16_t state)
 {
 	struct ext2_sb_info *sbi = EXT2_SB(sb);
 	struct timespec now;
-	pw__ext2_now(&now);
+	pw__current_time(&now);
 	pthread_mutex_lock(&sbi->s_alloc_lock);
 	lock_buffer(sbi->s_sbh);
 	sbi->s_es->s_free_blocks_count = cpu32((uint32_t)sbi->s_free_blocks);
@@ -402,7 +396,7 @@ ext2_setup_super(struct super_block *sb)
 	if (ext2_ro(sb))
 		return 0;
 	struct timespec now;
-	pw__ext2_now(&now);
+	pw__current_time(&now);
 	lock_buffer(sbi->s_sbh);
 	sbi->s_es->s_mnt_count = cpu16((uint16_t)(le16(sbi->s_es->s_mnt_count) + 1));
 	sbi->s_es->s_mtime = cpu32((uint32_t)now.tv_sec);
