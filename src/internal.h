@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #define PW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PW_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The IDs pagewright acts with (the kernel's current_fsuid()): the
  * thread's own if pw_set_thread_creds set them, else the process's. */
@@ -27,8 +29,6 @@ pw__current_gid(void)
 {
 	return pw__tcred_set ? pw__tcred_gid : getegid();
 }
-#define PW_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define PW_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Library start-up: pool, fault handler, root filesystem.  Idempotent. */
 void pw__init(void);
