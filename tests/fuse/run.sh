@@ -61,11 +61,12 @@ gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status" 2>
 umount_gone() { "$PW" umount "$1" && gone "$2"; }
 
 # mount_fg MOUNTPOINT ARGS...: a foreground server in the background;
-# sets $server; fails if the mount is not up within 10 s.
+# sets $server; fails if the mount is not up within 10 s.  The server's
+# stderr goes to $SERVER_LOG if set, else $T/server.log.
 mount_fg() {
 	local mp=$1; shift
 	mkdir -p "$mp"
-	"$PW" mount -f "$@" "$mp" 2>>"$T/server.log" &
+	"$PW" mount -f "$@" "$mp" 2>>"${SERVER_LOG:-$T/server.log}" &
 	server=$!
 	servers+=("$server")
 	mounts+=("$mp")
@@ -181,15 +182,9 @@ serve_kind ext2 "$T/c.img" cache=writeback
 # coarse clock, as the kernel does, so the kernel has no times to send;
 # docs/fuse.md).  A few may cross a tick.
 make_image "$T/z.img"
-mkdir -p "$T/zmnt"
-mounts+=("$T/zmnt")
-PW_FUSE_PROFILE=1 "$PW" mount -f -t ext2 "$T/z.img" "$T/zmnt" -o cache=writeback 2>"$T/z.prof" &
-zpid=$!
-servers+=("$zpid")
-for _ in $(seq 100); do is_mounted "$T/zmnt" && break; sleep 0.1; done
-if is_mounted "$T/zmnt"; then
+if PW_FUSE_PROFILE=1 SERVER_LOG=$T/z.prof mount_fg "$T/zmnt" -t ext2 "$T/z.img" -o cache=writeback; then
 	for i in $(seq 200); do printf 'small file %d' "$i" >"$T/zmnt/s$i"; done
-	unmount_wait "$T/zmnt" "$zpid"
+	unmount_wait "$T/zmnt" "$server"
 	setattrs=$(awk '$1 == "op" && $2 == 4 { print $3 }' "$T/z.prof")
 	writes=$(awk '$1 == "op" && $2 == 16 { print $3 }' "$T/z.prof")
 	check "small files, cache=writeback: 200 WRITEs, SETATTR for fewer than 50 (${setattrs:-0})" \
