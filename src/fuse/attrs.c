@@ -116,24 +116,27 @@ pw__fuse_statvfs(const char *path, struct statvfs *st)
 }
 
 ssize_t
-pw__fuse_getxattr(const char *path, const char *name, void *buf, size_t size)
+pw__fuse_getxattr(const char *path, int fd, const char *name, void *buf, size_t size)
 {
-	ssize_t n = pw_lgetxattr(path, name, buf, size);
+	ssize_t n = path ? pw_lgetxattr(path, name, buf, size) : pw_fgetxattr(fd, name, buf, size);
 	return n < 0 ? -errno : n;
 }
 
 ssize_t
-pw__fuse_listxattr(const char *path, char *buf, size_t size)
+pw__fuse_listxattr(const char *path, int fd, char *buf, size_t size)
 {
-	ssize_t n = pw_llistxattr(path, buf, size);
+	ssize_t n = path ? pw_llistxattr(path, buf, size) : pw_flistxattr(fd, buf, size);
 	return n < 0 ? -errno : n;
 }
 
 /* value NULL: remove. */
 int
-pw__fuse_setxattr(const char *path, const char *name, const void *value, size_t size,
-                  int flags)
+pw__fuse_setxattr(const char *path, int fd, const char *name, const void *value,
+                  size_t size, int flags)
 {
+	if (!path)
+		return neg_errno(value ? pw_fsetxattr(fd, name, value, size, flags)
+		                       : pw_fremovexattr(fd, name));
 	return neg_errno(value ? pw_lsetxattr(path, name, value, size, flags)
 	                       : pw_lremovexattr(path, name));
 }

@@ -24,7 +24,8 @@
  *   (T) tree_lock: read to follow, write to change
  *   (N) tab_lock
  * Order: tree_lock -> tab_lock.  A pw_ call may be made under tree_lock
- * (read or write) and under tab_lock only for pw_fstat.
+ * (read or write), and under tab_lock only on an unlinked node's open
+ * descriptor (pw__node_call_open): never one that waits for the kernel.
  */
 struct fhandle;
 
@@ -92,8 +93,11 @@ int pw__node_renamed(struct ntab *t, struct fnode *odir, const char *oname,
 /* Handles. */
 struct fhandle *pw__handle_add(struct ntab *t, struct fnode *n, int fd);
 void pw__handle_remove(struct ntab *t, struct fhandle *h);
-/* pw_fstat through any open handle of n (for unlinked nodes). */
-int pw__node_fstat_any(struct ntab *t, struct fnode *n, struct stat *st);
+/* fn(fd, arg) on the descriptor of any open handle of n, for unlinked
+ * nodes; tab_lock is held across it.  Return: fn's, or -ENOENT when n has
+ * no open handle. */
+int pw__node_call_open(struct ntab *t, struct fnode *n, int (*fn)(int fd, void *arg),
+                       void *arg);
 /* Close every handle left open (the kernel went away without releases). */
 void pw__handle_close_all(struct ntab *t);
 
@@ -114,10 +118,11 @@ int pw__fuse_symlink(const char *target, const char *path);
 int pw__fuse_link(const char *oldpath, const char *newpath);
 int pw__fuse_mknod(const char *path, mode_t mode, dev_t rdev);
 int pw__fuse_statvfs(const char *path, struct statvfs *st);
-ssize_t pw__fuse_getxattr(const char *path, const char *name, void *buf, size_t size);
-ssize_t pw__fuse_listxattr(const char *path, char *buf, size_t size);
-int pw__fuse_setxattr(const char *path, const char *name, const void *value, size_t size,
-                      int flags);
+/* The xattr calls act on path, or on the descriptor fd when path is NULL. */
+ssize_t pw__fuse_getxattr(const char *path, int fd, const char *name, void *buf, size_t size);
+ssize_t pw__fuse_listxattr(const char *path, int fd, char *buf, size_t size);
+int pw__fuse_setxattr(const char *path, int fd, const char *name, const void *value,
+                      size_t size, int flags);
 
 /*
  * devio.c: reads and writes of /dev/fuse, through which the INIT reply

@@ -378,15 +378,15 @@ pw__handle_remove(struct ntab *t, struct fhandle *h)
 	pthread_mutex_unlock(&t->tab_lock);
 }
 
-/* tab_lock is held across pw_fstat so the descriptor cannot be closed and
- * its number reused by another file meanwhile. */
+/* tab_lock is held across fn so the descriptor cannot be closed and its
+ * number reused by another file meanwhile. */
 int
-pw__node_fstat_any(struct ntab *t, struct fnode *n, struct stat *st)
+pw__node_call_open(struct ntab *t, struct fnode *n, int (*fn)(int fd, void *arg), void *arg)
 {
 	int err = -ENOENT;
 	pthread_mutex_lock(&t->tab_lock);
 	if (n->opens)
-		err = pw_fstat(n->opens->fd, st) ? -errno : 0;
+		err = fn(n->opens->fd, arg);
 	pthread_mutex_unlock(&t->tab_lock);
 	return err;
 }

@@ -235,20 +235,50 @@ op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 	fuse_reply_none(req);
 }
 
-/* Stat a node by path, or through an open descriptor once unlinked. */
+/*
+ * Call fn on node n: by its path, or, once it is unlinked, with path NULL
+ * and the descriptor of one of its open handles.  The kernel keeps an
+ * open, unlinked file's inode and asks about it by number alone (fstat,
+ * fchmod, futimens, fsetxattr...): the path is gone, the file is not.
+ */
+struct node_call {
+	int (*fn)(const char *path, int fd, void *arg);
+	void *arg;
+};
+
 static int
-stat_node(struct pw_fuse *f, struct fnode *n, struct stat *st)
+node_call_fd(int fd, void *arg)
+{
+	struct node_call *c = arg;
+	return c->fn(NULL, fd, c->arg);
+}
+
+static int
+node_call(struct pw_fuse *f, struct fnode *n, int (*fn)(const char *path, int fd, void *arg),
+          void *arg)
 {
 	char path[PATH_MAX];
 	tree_read(f);
 	int err = pw__node_path(&f->tab, n, path, sizeof(path));
-	bool unlinked = err == -ENOENT;
 	if (!err)
-		err = pw__fuse_lstat(path, st);
+		err = fn(path, -1, arg);
+	else if (err == -ENOENT)
+		err = pw__node_call_open(&f->tab, n, node_call_fd,
+		                         &(struct node_call){.fn = fn, .arg = arg});
 	tree_unlock(f);
-	if (unlinked)
-		err = pw__node_fstat_any(&f->tab, n, st);
 	return err;
+}
+
+static int
+stat_at(const char *path, int fd, void *st)
+{
+	return path ? pw__fuse_lstat(path, st) : neg(pw_fstat(fd, st));
+}
+
+static int
+stat_node(struct pw_fuse *f, struct fnode *n, struct stat *st)
+{
+	return node_call(f, n, stat_at, st);
 }
 
 static void
@@ -267,19 +297,25 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 /* Size through the descriptor when there is one (ftruncate), else by path;
  * the rest goes to attrs.c.  pagewright's truncate sets mtime and ctime
  * itself, so the times the kernel sends along with a size are done. */
+struct setattr_req {
+	const struct stat *attr;
+	int to_set;
+};
+
 static int
-setattr_locked(const char *path, struct fhandle *h, const struct stat *attr, int to_set)
+setattr_at(const char *path, int fd, void *arg)
 {
-	int err = 0;
+	const struct setattr_req *r = arg;
+	int to_set = r->to_set, err = 0;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		err = h ? neg(pw_ftruncate(h->fd, attr->st_size))
-		        : neg(pw_truncate(path, attr->st_size));
+		err = path ? neg(pw_truncate(path, r->attr->st_size))
+		           : neg(pw_ftruncate(fd, r->attr->st_size));
 		to_set &= ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_MTIME |
 		            FUSE_SET_ATTR_MTIME_NOW);
 	}
 	to_set &= ~FUSE_SET_ATTR_CTIME;
 	if (!err && to_set)
-		err = pw__fuse_setattr(path, h ? h->fd : -1, attr, to_set);
+		err = pw__fuse_setattr(path, path ? -1 : fd, r->attr, to_set);
 	return err;
 }
 
@@ -290,15 +326,9 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct pw_fuse *f = server(req);
 	struct fnode *n = pw__node_of(&f->tab, ino);
 	struct fhandle *h = attr_handle(f, ino, fi);
-	char path[PATH_MAX];
+	struct setattr_req r = {.attr = attr, .to_set = to_set};
 	struct stat st;
-	tree_read(f);
-	int err = pw__node_path(&f->tab, n, path, sizeof(path));
-	if (err == -ENOENT && h)
-		err = 0, path[0] = 0; /* unlinked, but open: the descriptor will do */
-	if (!err)
-		err = setattr_locked(path, h, attr, to_set);
-	tree_unlock(f);
+	int err = h ? setattr_at(NULL, h->fd, &r) : node_call(f, n, setattr_at, &r);
 	if (!err)
 		err = h ? neg(pw_fstat(h->fd, &st)) : stat_node(f, n, &st);
 	if (err)
@@ -968,24 +998,43 @@ xattr_reply(fuse_req_t req, ssize_t n, const char *buf, size_t size)
 		fuse_reply_buf(req, buf, (size_t)n);
 }
 
+struct xattr_req {
+	const char *name;   /* NULL: list them */
+	const void *value;  /* set; NULL: remove */
+	void *buf;
+	size_t size;
+	int flags;
+	ssize_t n;          /* what a get or list returned */
+};
+
+static int
+xattr_get_at(const char *path, int fd, void *arg)
+{
+	struct xattr_req *x = arg;
+	x->n = x->name ? pw__fuse_getxattr(path, fd, x->name, x->buf, x->size)
+	               : pw__fuse_listxattr(path, fd, x->buf, x->size);
+	return x->n < 0 ? (int)x->n : 0;
+}
+
+static int
+xattr_set_at(const char *path, int fd, void *arg)
+{
+	struct xattr_req *x = arg;
+	return pw__fuse_setxattr(path, fd, x->name, x->value, x->size, x->flags);
+}
+
 static void
 xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct pw_fuse *f = server(req);
-	char path[PATH_MAX];
-	char *buf = size ? malloc(size) : NULL;
-	if (size && !buf) {
+	struct xattr_req x = {.name = name, .size = size, .buf = size ? malloc(size) : NULL};
+	if (size && !x.buf) {
 		reply_errno(req, -ENOMEM);
 		return;
 	}
-	tree_read(f);
-	ssize_t n = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
-	if (!n)
-		n = name ? pw__fuse_getxattr(path, name, buf, size)
-		         : pw__fuse_listxattr(path, buf, size);
-	tree_unlock(f);
-	xattr_reply(req, n, buf, size);
-	free(buf);
+	int err = node_call(f, pw__node_of(&f->tab, ino), xattr_get_at, &x);
+	xattr_reply(req, err ? err : x.n, x.buf, size);
+	free(x.buf);
 }
 
 static void
@@ -1005,26 +1054,16 @@ op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
             size_t size, int flags)
 {
 	struct pw_fuse *f = server(req);
-	char path[PATH_MAX];
-	tree_read(f);
-	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
-	if (!err)
-		err = pw__fuse_setxattr(path, name, value, size, flags);
-	tree_unlock(f);
-	reply_errno(req, err);
+	struct xattr_req x = {.name = name, .value = value, .size = size, .flags = flags};
+	reply_errno(req, node_call(f, pw__node_of(&f->tab, ino), xattr_set_at, &x));
 }
 
 static void
 op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct pw_fuse *f = server(req);
-	char path[PATH_MAX];
-	tree_read(f);
-	int err = pw__node_path(&f->tab, pw__node_of(&f->tab, ino), path, sizeof(path));
-	if (!err)
-		err = pw__fuse_setxattr(path, name, NULL, 0, 0);
-	tree_unlock(f);
-	reply_errno(req, err);
+	struct xattr_req x = {.name = name};
+	reply_errno(req, node_call(f, pw__node_of(&f->tab, ino), xattr_set_at, &x));
 }
 
 static void

@@ -287,6 +287,16 @@ t_unlink_open(const char *test)
 	CHECK(pwrite(fd, "!", 1, 10) == 1);
 	struct stat st;
 	CHECK(fstat(fd, &st) == 0 && st.st_size == 11 && st.st_nlink == 0);
+	/* Attributes of the open, unlinked file: the kernel asks by inode
+	 * number alone (no file handle for fchmod, fchown, futimens). */
+	CHECK(fchmod(fd, 0600) == 0);
+	CHECK(fchown(fd, (uid_t)-1, getegid()) == 0);
+	CHECK(ftruncate(fd, 4) == 0);
+	struct timespec ts[2] = {{1000000, 0}, {2000000, 0}};
+	CHECK(futimens(fd, ts) == 0);
+	CHECK(fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0600 && st.st_size == 4 &&
+	      st.st_mtim.tv_sec == 2000000 && st.st_atim.tv_sec == 1000000);
+	CHECK(pwrite(fd, "still here!", 11, 0) == 11);
 	/* A new file of the same name is a different file. */
 	CHECK(write_file(P("gone"), "new", 3));
 	CHECK(stat(P("gone"), &st) == 0 && st.st_size == 3);
@@ -516,6 +526,15 @@ t_xattrs(const char *test)
 	CHECK(rename(P("xa"), P("xd/moved")) == 0);
 	CHECK(getxattr(P("xd/moved"), "user.a", buf, sizeof(buf)) == 7);
 	CHECK(unlink(P("xd/moved")) == 0 && rmdir(P("xd")) == 0);
+	/* An open, unlinked file keeps them; the kernel asks by inode number. */
+	int fd = open(P("xu"), O_CREAT | O_RDWR, 0644);
+	CHECK(fd >= 0 && unlink(P("xu")) == 0);
+	CHECK(fsetxattr(fd, "user.u", "gone", 4, 0) == 0);
+	CHECK(fgetxattr(fd, "user.u", buf, sizeof(buf)) == 4 && memcmp(buf, "gone", 4) == 0);
+	CHECK(flistxattr(fd, buf, sizeof(buf)) == (ssize_t)sizeof("user.u"));
+	CHECK(fremovexattr(fd, "user.u") == 0);
+	CHECK(fgetxattr(fd, "user.u", buf, sizeof(buf)) < 0 && errno == ENODATA);
+	CHECK(close(fd) == 0);
 }
 
 static void
