@@ -125,6 +125,13 @@ int pw_sync(void);
  * A server that never changes its IDs sets its own once per thread. */
 void pw_set_thread_creds(uid_t uid, gid_t gid);
 
+/* A new descriptor for the file open on fd, with flags (an access mode,
+ * O_TRUNC, O_APPEND...; O_CREAT and O_EXCL are ignored), as opening
+ * /proc/self/fd/N does on Linux: it works after the file lost its last
+ * name.  The access mode is checked against the file's permissions as
+ * pw_open would.  Return: the descriptor, or -1 and errno. */
+int pw_reopen(int fd, int flags);
+
 /* Cap the memory of the page pool (bytes; 0 = no cap).  The environment
  * variable PAGEWRIGHT_MEM_LIMIT (K/M/G suffixes) sets it at start-up.
  * Clean pages are evicted to stay under it; dirty pages are kept under a

@@ -839,6 +839,35 @@ pw_open(const char *path, int flags, ...)
 }
 
 int
+pw_reopen(int fd, int flags)
+{
+	int err = enter();
+	if (err)
+		return (int)ret(err);
+	struct file *old = pw__fget(fd);
+	if (!old)
+		return (int)ret(-EBADF);
+	/* old's reference keeps the mount busy until f has its own. */
+	struct walk w = {.inode = old->f_inode, .mnt = mount_of(old->f_inode->i_sb)};
+	ihold(w.inode);
+	flags &= ~(O_CREAT | O_EXCL);
+	err = w.mnt ? open_checks(&w, flags) : -ENOENT;
+	if (!err && (flags & O_TRUNC) && S_ISREG(w.inode->i_mode) &&
+	    (flags & O_ACCMODE) != O_RDONLY)
+		err = do_truncate(w.inode, 0);
+	struct file *f = err ? NULL : file_alloc(&w, flags);
+	pw__fput(old);
+	if (!f) {
+		iput(w.inode);
+		return (int)ret(err ? err : -ENOMEM);
+	}
+	int nfd = fd_install(f);
+	if (nfd < 0)
+		pw__fput(f);
+	return (int)ret(nfd);
+}
+
+int
 pw_close(int fd)
 {
 	int err = enter();

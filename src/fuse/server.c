@@ -367,17 +367,20 @@ handle_drop(struct pw_fuse *f, struct fhandle *h)
 	free(h);
 }
 
+/* An unlinked file is opened again through /proc/PID/fd/N. */
+static int
+open_at(const char *path, int fd, void *flags)
+{
+	return path ? neg(pw_open(path, *(int *)flags)) : neg(pw_reopen(fd, *(int *)flags));
+}
+
 static void
 op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct pw_fuse *f = server(req);
 	struct fnode *n = pw__node_of(&f->tab, ino);
-	char path[PATH_MAX];
-	tree_read(f);
-	int fd = pw__node_path(&f->tab, n, path, sizeof(path));
-	if (fd == 0)
-		fd = neg(pw_open(path, open_flags(f, fi->flags)));
-	tree_unlock(f);
+	int flags = open_flags(f, fi->flags);
+	int fd = node_call(f, n, open_at, &flags);
 	if (fd < 0) {
 		reply_errno(req, fd);
 		return;

@@ -297,6 +297,16 @@ t_unlink_open(const char *test)
 	CHECK(fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0600 && st.st_size == 4 &&
 	      st.st_mtim.tv_sec == 2000000 && st.st_atim.tv_sec == 1000000);
 	CHECK(pwrite(fd, "still here!", 11, 0) == 11);
+	/* Opened again through /proc: the kernel asks the server to open the
+	 * inode by number. */
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	int again = open(proc, O_RDWR);
+	CHECK(again >= 0);
+	CHECK(pread(again, buf, 16, 0) == 11 && memcmp(buf, "still here!", 11) == 0);
+	CHECK(pwrite(again, "S", 1, 0) == 1 && close(again) == 0);
+	CHECK(pread(fd, buf, 1, 0) == 1 && buf[0] == 'S');
+	CHECK(pwrite(fd, "s", 1, 0) == 1);
 	/* A new file of the same name is a different file. */
 	CHECK(write_file(P("gone"), "new", 3));
 	CHECK(stat(P("gone"), &st) == 0 && st.st_size == 3);

@@ -122,6 +122,52 @@ TEST(vfs_mount_busy_and_umount)
 	ASSERT_ERR(pw_umount("/m"), EINVAL);
 }
 
+/* pw_reopen: a second descriptor with other flags on the same file, also
+ * once its name is gone (what a FUSE server needs for /proc/PID/fd/N). */
+TEST(vfs_reopen)
+{
+	ASSERT_OK(pw_mkdir("/m", 0755));
+	ASSERT_OK(pw_mount("ramfs", NULL, "/m", NULL));
+	int fd = pw_open("/m/f", O_CREAT | O_RDWR, 0644);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(pw_write(fd, "hello", 5), 5);
+	int ro = pw_open("/m/f", O_RDONLY);
+	ASSERT_GE(ro, 0);
+	ASSERT_OK(pw_close(fd));
+	ASSERT_OK(pw_unlink("/m/f"));
+	ASSERT_ERR(pw_reopen(ro, 3), EINVAL);
+	ASSERT_ERR(pw_reopen(ro, O_RDONLY | O_DIRECTORY), ENOTDIR);
+	ASSERT_ERR(pw_reopen(1234, O_RDONLY), EBADF);
+	int rw = pw_reopen(ro, O_RDWR | O_CREAT | O_EXCL);
+	ASSERT_GE(rw, 0);
+	/* Its own position and access mode; the same file. */
+	ASSERT_ERR(pw_write(ro, "x", 1), EBADF);
+	ASSERT_EQ(pw_pwrite(rw, "J", 1, 0), 1);
+	char buf[8] = {0};
+	ASSERT_EQ(pw_read(ro, buf, 8), 5);
+	ASSERT_MEM_EQ(buf, "Jello", 5);
+	ASSERT_EQ(pw_read(rw, buf, 8), 5);
+	/* Access is checked against the file's mode, as pw_open does. */
+	ASSERT_OK(pw_fchmod(rw, 0444));
+	pw_set_thread_creds(1000, 1000);
+	ASSERT_ERR(pw_reopen(ro, O_WRONLY), EACCES);
+	pw_set_thread_creds((uid_t)-1, (gid_t)-1);
+	int tr = pw_reopen(ro, O_WRONLY | O_TRUNC);
+	if (geteuid() == 0) {
+		ASSERT_GE(tr, 0);
+		struct stat st;
+		ASSERT_OK(pw_fstat(ro, &st));
+		ASSERT_EQ(st.st_size, 0);
+		ASSERT_OK(pw_close(tr));
+	}
+	/* The new descriptor alone keeps the mount busy. */
+	ASSERT_OK(pw_close(ro));
+	ASSERT_ERR(pw_umount("/m"), EBUSY);
+	ASSERT_OK(pw_close(rw));
+	ASSERT_OK(pw_umount("/m"));
+	ASSERT_OK(pw_rmdir("/m"));
+}
+
 TEST(vfs_fork_child_is_detached)
 {
 	int fd = pw_open("/f", O_CREAT | O_RDWR, 0644);
