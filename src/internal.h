@@ -253,6 +253,9 @@ struct pw__test_hooks {
 	/* hostfs, before each write to a host file: return -errno to make
 	 * it fail with that (as an EIO from the host would). */
 	int (*host_write)(struct inode *inode);
+	/* blockdev_read_direct: blocks are mapped, the device read comes
+	 * next (tests widen the window truncate must not free them in). */
+	void (*direct_read_mapped)(struct inode *inode);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and

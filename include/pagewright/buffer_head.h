@@ -45,7 +45,9 @@ struct block_device {
 /* Open an image file or device.  -errno (ENOENT, EACCES, ...). */
 int blkdev_open(const char *path, bool rdonly, struct block_device **out);
 void blkdev_close(struct block_device *bdev);
-/* Whole-range I/O at a byte offset; -EIO on a short or failed transfer. */
+/* Whole-range I/O at a byte offset; -EIO on a short or failed transfer,
+ * -EFAULT when buf is not the caller's writable memory (a read into a
+ * user's buffer: blockdev_read_direct). */
 int blkdev_read(struct block_device *bdev, uint64_t off, void *buf, size_t len);
 int blkdev_write(struct block_device *bdev, uint64_t off, const void *buf,
                  size_t len);
@@ -162,6 +164,13 @@ int block_read_full_page(struct page *page, get_block_t *get_block);
 void mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block);
 int block_write_full_page(struct page *page, get_block_t *get_block,
                           struct writeback_control *wbc);
+/* ->read_direct for block filesystems: maps the blocks of [pos, pos +
+ * len) and reads each run of consecutive device blocks straight into buf
+ * (holes zeroed), stopping short before a page that is in the cache once
+ * its blocks are mapped (fs.h says why).  Partial blocks at either end
+ * go through a bounce block. */
+ssize_t blockdev_read_direct(struct inode *inode, void *buf, size_t len, loff_t pos,
+                             get_block_t *get_block);
 /* ->writepages for block filesystems (and the device's own cache): the
  * buffers to write of every dirty page, merged into one pwritev per run
  * of consecutive device blocks, across pages. */

@@ -182,6 +182,19 @@ struct address_space_operations {
 	/* Optional: the page is leaving the cache or [offset, PAGE_SIZE) is
 	 * being truncated; drop fs-private state.  Page locked. */
 	void (*invalidatepage)(struct page *page, unsigned offset);
+	/* Optional: read [pos, pos + len) of the file from its storage into
+	 * buf (the caller's memory: copy_to_user or a system call that fails
+	 * with EFAULT, never a plain store), without the page cache; holes
+	 * read as zeros.  pos + len is within i_size.  Called by
+	 * file_read_nocache with no lock held and the inode's i_dio_count
+	 * raised, so truncate does not free blocks under it.  A page of the
+	 * range may be in the cache, dirty, its blocks not yet written: the
+	 * caller copies the pages it finds cached, and the filesystem must
+	 * stop short before a page that enters the cache after the caller
+	 * looked (blockdev_read_direct: map, then look again).
+	 * Return: bytes read (short: the caller goes on from there), or
+	 * -errno. */
+	ssize_t (*read_direct)(struct inode *inode, void *buf, size_t len, loff_t pos);
 };
 
 /* The page cache of one file. */
@@ -331,6 +344,7 @@ bool pagefault_disabled(void);
 /* Return the number of bytes NOT copied. */
 size_t copy_from_user(void *to, const void *from, size_t n);
 size_t copy_to_user(void *to, const void *from, size_t n);
+size_t clear_user(void *to, size_t n);
 /* Copy a user string: its length, count if it has no NUL in count
  * bytes, or -EFAULT (NULL included). */
 long strncpy_from_user(char *dst, const char *src, long count);
@@ -443,6 +457,7 @@ struct inode {
 	pthread_mutex_t i_rwsem;             /* the inode's write lock: only ever
 	                                      * taken exclusive, so a mutex */
 	_Atomic int i_count;                 /* (A) references */
+	_Atomic uint32_t i_dio_count;        /* (A) ->read_direct calls in flight */
 	_Atomic bool i_dirty;                /* (A) metadata to write back */
 	_Atomic bool i_dirty_datasync;       /* (A) ... and it includes the size
 	                                      * or block map: fdatasync writes it */
@@ -580,6 +595,12 @@ ssize_t generic_file_write_iter(struct file *file, struct iov_iter *from,
                                 loff_t *ppos);
 ssize_t generic_file_read_iter(struct file *file, struct iov_iter *to,
                                loff_t *ppos);
+/* Read count bytes at pos into buf (the caller's memory) without filling
+ * the cache: pages in it are copied, the rest comes from ->read_direct
+ * (pw_pread_nocache).  Without ->read_direct, a buffered read. */
+ssize_t file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos);
+/* Wait until no ->read_direct of the inode is in flight (truncate). */
+void inode_dio_wait(struct inode *inode);
 /* Raise i_size to size through a len-0 write_begin/write_end pair. */
 int generic_cont_expand_simple(struct inode *inode, loff_t size);
 

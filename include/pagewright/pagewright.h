@@ -223,6 +223,17 @@ ssize_t pw_pread_pin(int fd, size_t count, off_t offset, struct pw_span *spans, 
                      int *nspans, struct pw_pin **pin);
 void pw_unpin(struct pw_pin *pin);
 
+/*
+ * pw_pread without filling the cache, for a server whose client caches
+ * the bytes itself (the FUSE server in cache=writeback or cache=kernel,
+ * where the kernel's page cache keeps them): pages already cached are
+ * copied (dirty ones included, so the bytes are what pw_pread returns),
+ * the rest is read from the file's storage straight into buf and not
+ * kept.  No readahead.  Filesystems without a direct read (ramfs) read
+ * through the cache.  Return: as pw_pread.
+ */
+ssize_t pw_pread_nocache(int fd, void *buf, size_t count, off_t offset);
+
 #ifdef __cplusplus
 }
 #endif

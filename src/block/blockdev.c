@@ -226,6 +226,8 @@ blkdev_read(struct block_device *bdev, uint64_t off, void *buf, size_t len)
 		                  (off_t)(off + done));
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && errno == EFAULT)
+			return -EFAULT;
 		if (r <= 0)
 			return -EIO;
 		done += (size_t)r;

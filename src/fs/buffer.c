@@ -424,6 +424,93 @@ mpage_readahead(struct page **pages, unsigned nr, get_block_t *get_block)
 	}
 }
 
+/* --------------------------------------------------- reads past the cache */
+
+/* Read len bytes at byte offset `at` inside device block pblk on: whole
+ * blocks straight into dst, a partial one through a bounce block. */
+static int
+read_blocks(struct block_device *bdev, unsigned bsize, uint64_t pblk, size_t at, char *dst,
+            size_t len)
+{
+	uint64_t dev = pblk * bsize + at;
+	if (at == 0 && len % bsize == 0)
+		return blkdev_read(bdev, dev, dst, len);
+	char bounce[PAGE_SIZE];
+	for (size_t done = 0; done < len;) {
+		size_t in = (size_t)((dev + done) % bsize), k = PW_MIN(bsize - in, len - done);
+		if (blkdev_read(bdev, dev + done - in, bounce, bsize))
+			return -EIO;
+		if (copy_to_user(dst + done, bounce + in, k))
+			return -EFAULT;
+		done += k;
+	}
+	return 0;
+}
+
+/* Is any page of [from, to) (byte offsets) in the cache?  The first such
+ * byte offset, or to. */
+static loff_t
+first_cached(struct address_space *mapping, loff_t from, loff_t to)
+{
+	for (pgoff_t i = (pgoff_t)(from >> PAGE_SHIFT); (loff_t)i << PAGE_SHIFT < to; i++) {
+		struct page *page = find_get_page(mapping, i);
+		if (page) {
+			put_page(page);
+			return PW_MAX((loff_t)i << PAGE_SHIFT, from);
+		}
+	}
+	return to;
+}
+
+/**
+ * blockdev_read_direct - ->read_direct of a block filesystem (fs.h).
+ * Each step maps a run of blocks, then looks in the cache for the pages
+ * of the run: the bytes up to the first cached one are read from the
+ * device, and the read stops there (short) so the caller copies that page
+ * from the cache.  Mapping first matters: a block being allocated by a
+ * write has its page in the cache from before the allocation until its
+ * data is on the device, so a block found mapped with no page after the
+ * mapping holds the file's bytes, never a previous owner's.
+ * Return: bytes read, or -errno if none.
+ */
+ssize_t
+blockdev_read_direct(struct inode *inode, void *buf, size_t len, loff_t pos,
+                     get_block_t *get_block)
+{
+	unsigned bsize = (unsigned)inode->i_sb->s_blocksize, bits = blkbits(bsize);
+	char *dst = buf;
+	size_t done = 0;
+	int err = 0;
+	while (done < len) {
+		loff_t at = pos + (loff_t)done;
+		uint64_t iblock = (uint64_t)at >> bits;
+		size_t in = (size_t)(at & (bsize - 1));
+		size_t want = PW_MIN(len - done, (size_t)1 << 20);
+		struct buffer_head map = {.b_size = ((in + want + bsize - 1) >> bits) << bits};
+		if ((err = get_block(inode, iblock, &map, 0)))
+			break;
+		void (*hook)(struct inode *) = __atomic_load_n(&pw__hooks.direct_read_mapped,
+		                                               __ATOMIC_ACQUIRE);
+		if (hook)
+			hook(inode);
+		size_t span = buffer_Mapped(&map) ? map.b_size : bsize;
+		size_t n = PW_MIN(span - in, len - done);
+		loff_t upto = first_cached(inode->i_mapping, at, at + (loff_t)n);
+		bool cut = upto < at + (loff_t)n;
+		n = (size_t)(upto - at);
+		if (n)
+			err = buffer_Mapped(&map) ? read_blocks(map.b_bdev, bsize, map.b_blocknr,
+			                                        in, dst + done, n)
+			                          : clear_user(dst + done, n) ? -EFAULT : 0;
+		if (err)
+			break;
+		done += n;
+		if (cut)
+			break;
+	}
+	return done ? (ssize_t)done : err;
+}
+
 /* ------------------------------------------------- data pages: writes */
 
 /*

@@ -968,6 +968,19 @@ pw_pread(int fd, void *buf, size_t count, off_t offset)
 }
 
 ssize_t
+pw_pread_nocache(int fd, void *buf, size_t count, off_t offset)
+{
+	struct file *f;
+	int err = rw_file(fd, false, &f);
+	if (err)
+		return ret(err);
+	ssize_t r = offset < 0 ? -EINVAL
+	                       : file_read_nocache(f, buf, PW_MIN(count, (size_t)SSIZE_MAX), offset);
+	pw__fput(f);
+	return ret(r);
+}
+
+ssize_t
 pw_pwrite(int fd, const void *buf, size_t count, off_t offset)
 {
 	struct iovec iov = {(void *)buf, PW_MIN(count, (size_t)SSIZE_MAX)};

@@ -56,9 +56,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 struct pw__test_hooks pw__hooks;
 
@@ -564,6 +567,121 @@ pw__filemap_pin(struct file *file, loff_t pos, size_t count, struct page **pages
 	}
 	*npages = n;
 	return done ? done : err;
+}
+
+/*
+ * Reads past the cache (pw_pread_nocache): for a server whose client
+ * caches the data itself (FUSE with the kernel's page cache), filling
+ * this cache as well costs a copy and memory for pages nobody reads
+ * again.  Pages already cached are copied from the pool, dirty ones
+ * included; the others are read by ->read_direct into the caller's
+ * buffer.
+ *
+ * ->read_direct maps blocks without pages, so truncate must not free
+ * them meanwhile.  A read counts itself in i_dio_count before it reads
+ * i_size; truncate_setsize lowers i_size before it waits for the count
+ * to drain (both sequentially consistent): a read sees the new size or
+ * is waited for, as the kernel's inode_dio_wait.
+ */
+static void
+inode_dio_end(struct inode *inode)
+{
+	if (atomic_fetch_sub(&inode->i_dio_count, 1) == 1)
+		syscall(SYS_futex, (uint32_t *)&inode->i_dio_count, FUTEX_WAKE_PRIVATE, INT_MAX,
+		        NULL, NULL, 0);
+}
+
+void
+inode_dio_wait(struct inode *inode)
+{
+	uint32_t n;
+	while ((n = atomic_load(&inode->i_dio_count)) != 0)
+		syscall(SYS_futex, (uint32_t *)&inode->i_dio_count, FUTEX_WAIT_PRIVATE, n, NULL,
+		        NULL, 0);
+}
+
+/* Copy the cached page at pos's index, if uptodate, to buf through the
+ * pool file (a pread: its frame need not be mapped here).  Return: bytes
+ * copied, 0 if the page is not cached, -EAGAIN if it is but not uptodate,
+ * or -errno. */
+static ssize_t
+copy_cached(struct address_space *mapping, char *buf, size_t count, loff_t pos)
+{
+	struct page *page = find_get_page(mapping, (pgoff_t)(pos >> PAGE_SHIFT));
+	if (!page)
+		return 0;
+	ssize_t r = -EAGAIN;
+	if (PageUptodate(page)) {
+		size_t off = (size_t)pos & (PAGE_SIZE - 1), n = PW_MIN(count, PAGE_SIZE - off);
+		mark_page_accessed(page);
+		r = pread(pw__pool_fd(), buf, n, (off_t)(page_to_pfn(page) * PAGE_SIZE + off));
+		if (r < 0)
+			r = -errno;
+		else if (r == 0)
+			r = -EIO;
+	}
+	put_page(page);
+	return r;
+}
+
+ssize_t
+file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
+{
+	struct address_space *mapping = file->f_mapping;
+	struct inode *inode = mapping->host;
+	if (pos < 0)
+		return -EINVAL;
+	if (!mapping->a_ops->read_direct) {
+		struct iovec v = {buf, count};
+		struct iov_iter it;
+		iov_iter_init(&it, &v, 1, count, 0);
+		return generic_file_read_iter(file, &it, &pos);
+	}
+	atomic_fetch_add(&inode->i_dio_count, 1);
+	loff_t isize = i_size_read(inode);
+	size_t done = 0;
+	ssize_t err = 0;
+	if (pos < isize)
+		count = (size_t)PW_MIN((loff_t)count, isize - pos);
+	else
+		count = 0;
+	while (done < count) {
+		char *dst = (char *)buf + done;
+		loff_t at = pos + (loff_t)done;
+		ssize_t n = copy_cached(mapping, dst, count - done, at);
+		if (n == -EAGAIN) {
+			/* Being read or written: the buffered read waits for it. */
+			size_t want = PW_MIN(count - done, PAGE_SIZE - ((size_t)at & (PAGE_SIZE - 1)));
+			struct iovec v = {dst, want};
+			struct iov_iter it;
+			iov_iter_init(&it, &v, 1, want, 0);
+			loff_t p = at;
+			n = generic_file_read_iter(file, &it, &p);
+		} else if (n == 0) {
+			/* Not cached: read up to the next cached page. */
+			loff_t end = pos + (loff_t)count, upto = at;
+			while (upto < end) {
+				struct page *page = find_get_page(mapping, (pgoff_t)(upto >> PAGE_SHIFT));
+				if (page) {
+					put_page(page);
+					break;
+				}
+				upto = ((upto >> PAGE_SHIFT) + 1) << PAGE_SHIFT;
+			}
+			if (upto == at)
+				continue; /* it was cached a moment ago: copy it */
+			n = mapping->a_ops->read_direct(inode, dst, (size_t)(PW_MIN(upto, end) - at), at);
+			if (n == 0)
+				continue; /* a page entered the cache: copy it */
+		}
+		if (n < 0)
+			err = n;
+		if (n <= 0)
+			break; /* an error, or truncated meanwhile */
+		done += (size_t)n;
+	}
+	inode_dio_end(inode);
+	return done ? (ssize_t)done : err;
 }
 
 /* --------------------------------------------------------- write side */
@@ -1137,6 +1255,7 @@ truncate_setsize(struct inode *inode, loff_t newsize)
 		pagecache_isize_extended(inode, old, newsize, NULL);
 	if (newsize >= old)
 		return;
+	inode_dio_wait(inode); /* reads past the cache saw the old size */
 	loff_t hole = (newsize + (loff_t)PAGE_SIZE - 1) & ~(loff_t)(PAGE_SIZE - 1);
 	unmap_mapping_range(inode->i_mapping, hole, 0);
 	truncate_inode_pages(inode->i_mapping, newsize);

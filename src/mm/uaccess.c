@@ -165,6 +165,20 @@ copy_to_user(void *to, const void *from, size_t n)
 	return n ? pw__copy_user(to, from, n) : 0;
 }
 
+size_t
+clear_user(void *to, size_t n)
+{
+	static const char zeros[4096];
+	for (size_t done = 0; done < n;) {
+		size_t k = PW_MIN(n - done, sizeof(zeros));
+		size_t left = pw__copy_user((char *)to + done, zeros, k);
+		if (left)
+			return n - done - (k - left);
+		done += k;
+	}
+	return 0;
+}
+
 /**
  * strncpy_from_user - copy a NUL-terminated string from user memory.
  * Copies page by page, so a string that ends just before an unreadable

@@ -592,6 +592,12 @@ ext2_page_mkwrite(struct vm_area_struct *vma, struct page *page)
 	return block_page_mkwrite(vma, page, pw__ext2_get_block);
 }
 
+static ssize_t
+ext2_read_direct(struct inode *inode, void *buf, size_t len, loff_t pos)
+{
+	return blockdev_read_direct(inode, buf, len, pos, pw__ext2_get_block);
+}
+
 static const struct address_space_operations ext2_aops = {
 	.readpage = ext2_readpage,
 	.readahead = ext2_readahead,
@@ -601,6 +607,7 @@ static const struct address_space_operations ext2_aops = {
 	.write_end = ext2_write_end,
 	.page_mkwrite = ext2_page_mkwrite,
 	.invalidatepage = block_invalidatepage,
+	.read_direct = ext2_read_direct,
 };
 
 static const struct address_space_operations ext2_legacy_aops = {
@@ -612,6 +619,7 @@ static const struct address_space_operations ext2_legacy_aops = {
 	.commit_write = ext2_commit_write,
 	.page_mkwrite = ext2_page_mkwrite,
 	.invalidatepage = block_invalidatepage,
+	.read_direct = ext2_read_direct,
 };
 
 const struct inode_operations pw__ext2_file_iops = {

@@ -1,0 +1,177 @@
+/*
+ * test_nocache.c - pw_pread_nocache: reads that take cached pages from
+ * the cache (dirty ones included) and the rest from storage without
+ * caching it, on every filesystem kind; and truncate never frees blocks
+ * under such a read (the blocks could then hold another file's bytes).
+ */
+#include "pwt.h"
+
+#include <stdatomic.h>
+
+/* Pages of fd's file in the cache now. */
+static unsigned long
+cached_pages(int fd)
+{
+	struct file *f = pw__fget(fd);
+	ASSERT(f != NULL);
+	pthread_mutex_lock(&f->f_mapping->i_pages_lock);
+	unsigned long n = f->f_mapping->nrpages;
+	pthread_mutex_unlock(&f->f_mapping->i_pages_lock);
+	pw__fput(f);
+	return n;
+}
+
+/* Read [off, off + n) with pw_pread_nocache and compare with want. */
+static void
+check_nocache(int fd, const unsigned char *want, size_t n, off_t off)
+{
+	unsigned char *buf = xmalloc(n);
+	memset(buf, 0x5a, n);
+	ASSERT_EQ(pw_pread_nocache(fd, buf, n, off), (ssize_t)n);
+	ASSERT_MEM_EQ(buf, want + off, n);
+	free(buf);
+}
+
+TEST(nocache_read_kinds)
+{
+	FOR_EACH_KIND(k) {
+		struct tfs t;
+		tfs_mount(&t, k);
+		const size_t size = 300 * 1024 + 123, big = 1 << 20;
+		unsigned char *model = xmalloc(big);
+		memset(model, 0, big);
+		pat_fill(model, size, 7, 0);
+		int fd = tfs_create(&t, "f");
+		write_exact(fd, model, size, 0);
+		ASSERT_OK(pw_fsync(fd));
+		evict_all(&t, fd);
+		/* Cold: all from storage, nothing left cached. */
+		check_nocache(fd, model, size, 0);
+		if (k != 0)
+			ASSERT_EQ(cached_pages(fd), 0);
+		check_nocache(fd, model, 10000, 4097);
+		check_nocache(fd, model, 1, (off_t)size - 1);
+		unsigned char tail[1000];
+		ASSERT_EQ(pw_pread_nocache(fd, tail, sizeof(tail), (off_t)size - 10), 10);
+		ASSERT_MEM_EQ(tail, model + size - 10, 10);
+		/* Dirty pages, not written back: their bytes come from the cache. */
+		pat_fill(model + 8292, 5000, 9, 8292);
+		write_exact(fd, model + 8292, 5000, 8292);
+		check_nocache(fd, model, size, 0);
+		if (k != 0)
+			ASSERT_EQ(cached_pages(fd), 2);
+		/* A hole, and a page past it. */
+		ASSERT_OK(pw_ftruncate(fd, (off_t)big));
+		pat_fill(model + 900 * 1024, 10, 11, 900 * 1024);
+		write_exact(fd, model + 900 * 1024, 10, 900 * 1024);
+		ASSERT_OK(pw_fsync(fd));
+		evict_all(&t, fd);
+		check_nocache(fd, model, big - size + 100, (off_t)size - 100);
+		check_nocache(fd, model, big, 0);
+		if (k != 0)
+			ASSERT_EQ(cached_pages(fd), 0);
+		/* Errors, and the end of the file. */
+		char b[16];
+		ASSERT_EQ(pw_pread_nocache(fd, b, sizeof(b), (off_t)big), 0);
+		ASSERT_ERR(pw_pread_nocache(fd, b, sizeof(b), -1), EINVAL);
+		ASSERT_ERR(pw_pread_nocache(fd, NULL, 4096, 0), EFAULT);
+		ASSERT_ERR(pw_pread_nocache(1234, b, sizeof(b), 0), EBADF);
+		int wo = tfs_open(&t, "f", O_WRONLY);
+		ASSERT_ERR(pw_pread_nocache(wo, b, sizeof(b), 0), EBADF);
+		ASSERT_OK(pw_close(wo));
+		char p[128];
+		int dfd = pw_open(tfs_path(&t, "", p, sizeof(p)), O_RDONLY | O_DIRECTORY);
+		ASSERT_GE(dfd, 0);
+		ASSERT_ERR(pw_pread_nocache(dfd, b, sizeof(b), 0), EISDIR);
+		ASSERT_OK(pw_close(dfd));
+		/* A cached read afterwards sees the same bytes. */
+		unsigned char *back = xmalloc(big);
+		read_exact(fd, back, big, 0);
+		ASSERT_MEM_EQ(back, model, big);
+		free(back);
+		ASSERT_OK(pw_close(fd));
+		free(model);
+	}
+}
+
+/*
+ * A reader of file A through pw_pread_nocache against a writer that
+ * truncates A, writes file B (which may get A's freed blocks) and
+ * rewrites A.  The hook holds the reader between mapping A's blocks and
+ * reading them; unless truncate waits for the reader, B's bytes (0xbb)
+ * show up in what it read of A (0xaa).  Checked by taking the wait out
+ * of truncate_setsize: the reader saw 0xbb within the first rounds.
+ */
+static atomic_bool race_stop;
+static atomic_long race_reads;
+static int race_a;
+
+static void
+hold_reader(struct inode *inode)
+{
+	(void)inode;
+	usleep(300);
+}
+
+static void *
+race_reader(void *arg)
+{
+	(void)arg;
+	const size_t n = 64 * PG;
+	unsigned char *buf = xmalloc(n);
+	while (!atomic_load(&race_stop)) {
+		ssize_t r = pw_pread_nocache(race_a, buf, n, 0);
+		ASSERT_GE(r, 0);
+		for (ssize_t i = 0; i < r; i++)
+			if (buf[i] != 0xaa) {
+				fprintf(stderr, "byte %zd of A read 0x%02x\n", i, buf[i]);
+				abort();
+			}
+		atomic_fetch_add(&race_reads, 1);
+	}
+	free(buf);
+	return NULL;
+}
+
+TEST_THREADED(nocache_truncate_race)
+{
+	for (int k = 3; k <= 5; k += 2) {
+		if (!test_kind_selected(k))
+			continue;
+		struct tfs t;
+		tfs_mount(&t, k);
+		const size_t n = 64 * PG;
+		unsigned char *aa = xmalloc(n), *bb = xmalloc(n);
+		memset(aa, 0xaa, n);
+		memset(bb, 0xbb, n);
+		race_a = tfs_create(&t, "a");
+		int b = tfs_create(&t, "b");
+		write_exact(race_a, aa, n, 0);
+		ASSERT_OK(pw_fsync(race_a));
+		evict_all(&t, race_a);
+		atomic_store(&race_stop, false);
+		atomic_store(&race_reads, 0);
+		__atomic_store_n(&pw__hooks.direct_read_mapped, hold_reader, __ATOMIC_RELEASE);
+		pthread_t th;
+		ASSERT_OK(pthread_create(&th, NULL, race_reader, NULL));
+		for (int round = 0; round < 60; round++) {
+			ASSERT_OK(pw_ftruncate(race_a, 0));
+			write_exact(b, bb, n, 0);
+			ASSERT_OK(pw_fsync(b));
+			ASSERT_OK(pw_ftruncate(b, 0));
+			write_exact(race_a, aa, n, 0);
+			ASSERT_OK(pw_fsync(race_a));
+			evict_all(&t, race_a);
+			usleep(500);
+		}
+		atomic_store(&race_stop, true);
+		ASSERT_OK(pthread_join(th, NULL));
+		__atomic_store_n(&pw__hooks.direct_read_mapped, NULL, __ATOMIC_RELEASE);
+		TLOG("%s: %ld reads", test_kind_name(k), atomic_load(&race_reads));
+		ASSERT(atomic_load(&race_reads) > 10);
+		ASSERT_OK(pw_close(b));
+		ASSERT_OK(pw_close(race_a));
+		free(aa);
+		free(bb);
+	}
+}
