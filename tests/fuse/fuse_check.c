@@ -178,6 +178,38 @@ t_large_file(const char *test)
 	free(b);
 }
 
+/* The kernel drops its cached pages of a file (POSIX_FADV_DONTNEED; in
+ * cache=writeback and cache=kernel it keeps them otherwise): reads ask
+ * the server again, which answers from pagewright's cache where it has
+ * the pages (written but not yet on the image, after a close) and from
+ * the image elsewhere (after an fsync), and never mixes them up. */
+static void
+t_reread_dropped(const char *test)
+{
+	size_t len = 2 * 1024 * 1024 + 4000;
+	unsigned char *a = malloc(len), *b = malloc(len);
+	CHECK(a && b);
+	fill(a, len, 21, 0);
+	int fd = open(P("dropped"), O_CREAT | O_RDWR | O_TRUNC, 0644);
+	CHECK(fd >= 0 && write(fd, a, len) == (ssize_t)len && fsync(fd) == 0);
+	fill(a + 100000, 300000, 22, 100000);
+	CHECK(pwrite(fd, a + 100000, 300000, 100000) == 300000 && close(fd) == 0);
+	for (int round = 0; round < 2; round++) {
+		fd = open(P("dropped"), O_RDONLY);
+		CHECK(fd >= 0);
+		CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+		memset(b, 0, len);
+		CHECK(pread(fd, b, len, 0) == (ssize_t)len && memcmp(a, b, len) == 0);
+		unsigned char *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+		CHECK(m != MAP_FAILED && memcmp(a, m, len) == 0);
+		munmap(m, len);
+		CHECK(close(fd) == 0);
+	}
+	CHECK(unlink(P("dropped")) == 0);
+	free(a);
+	free(b);
+}
+
 static void
 t_append(const char *test)
 {
@@ -553,6 +585,7 @@ posix(void)
 	run_test("create, write, read, O_EXCL", t_create_write_read);
 	run_test("3 MiB file, fsync, unaligned overwrite", t_large_file);
 	run_test("O_APPEND", t_append);
+	run_test("reads after the kernel dropped its pages", t_reread_dropped);
 	run_test("truncate and ftruncate, O_TRUNC", t_truncate);
 	run_test("sparse file reads zeros", t_sparse);
 	run_test("rename: over a file, directories, open files", t_rename);
