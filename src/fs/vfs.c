@@ -790,6 +790,34 @@ open_last(struct nameidata *nd, int flags, mode_t mode, struct walk *w,
 	}
 }
 
+/* The end of an open, w found (or created): the checks, O_TRUNC, a new
+ * descriptor.  Consumes w's inode reference.  Return: fd or -errno. */
+static int
+open_walk(struct walk *w, int flags, bool created)
+{
+	int err = 0;
+	if (created)
+		flags &= ~O_TRUNC;
+	if (!created && (err = open_checks(w, flags))) {
+		iput(w->inode);
+		return err;
+	}
+	if ((flags & O_TRUNC) && S_ISREG(w->inode->i_mode) &&
+	    (flags & O_ACCMODE) != O_RDONLY && (err = do_truncate(w->inode, 0))) {
+		iput(w->inode);
+		return err;
+	}
+	struct file *f = file_alloc(w, flags);
+	if (!f) {
+		iput(w->inode);
+		return -ENOMEM;
+	}
+	int fd = fd_install(f);
+	if (fd < 0)
+		pw__fput(f);
+	return fd;
+}
+
 static int
 do_open(const char *path, int flags, mode_t mode)
 {
@@ -800,28 +828,7 @@ do_open(const char *path, int flags, mode_t mode)
 	if (!err)
 		err = open_last(&nd, flags, mode, &w, &created);
 	nd_put(&nd);
-	if (err)
-		return err;
-	if (created)
-		flags &= ~O_TRUNC;
-	if (!created && (err = open_checks(&w, flags))) {
-		iput(w.inode);
-		return err;
-	}
-	if ((flags & O_TRUNC) && S_ISREG(w.inode->i_mode) &&
-	    (flags & O_ACCMODE) != O_RDONLY && (err = do_truncate(w.inode, 0))) {
-		iput(w.inode);
-		return err;
-	}
-	struct file *f = file_alloc(&w, flags);
-	if (!f) {
-		iput(w.inode);
-		return -ENOMEM;
-	}
-	int fd = fd_install(f);
-	if (fd < 0)
-		pw__fput(f);
-	return fd;
+	return err ? err : open_walk(&w, flags, created);
 }
 
 int
@@ -847,23 +854,15 @@ pw_reopen(int fd, int flags)
 	struct file *old = pw__fget(fd);
 	if (!old)
 		return (int)ret(-EBADF);
-	/* old's reference keeps the mount busy until f has its own. */
+	/* old's reference keeps the mount busy until the new file has its own. */
 	struct walk w = {.inode = old->f_inode, .mnt = mount_of(old->f_inode->i_sb)};
 	ihold(w.inode);
-	flags &= ~(O_CREAT | O_EXCL);
-	err = w.mnt ? open_checks(&w, flags) : -ENOENT;
-	if (!err && (flags & O_TRUNC) && S_ISREG(w.inode->i_mode) &&
-	    (flags & O_ACCMODE) != O_RDONLY)
-		err = do_truncate(w.inode, 0);
-	struct file *f = err ? NULL : file_alloc(&w, flags);
-	pw__fput(old);
-	if (!f) {
+	int nfd = -ENOENT;
+	if (w.mnt)
+		nfd = open_walk(&w, flags & ~(O_CREAT | O_EXCL), false);
+	else
 		iput(w.inode);
-		return (int)ret(err ? err : -ENOMEM);
-	}
-	int nfd = fd_install(f);
-	if (nfd < 0)
-		pw__fput(f);
+	pw__fput(old);
 	return (int)ret(nfd);
 }
 
