@@ -68,6 +68,9 @@ struct page *pw__alloc_page(long hint_pfn);
  * before the library's own loads and stores to it (pool.c). */
 void pw__page_populate(struct page *page);
 void pw__free_page(struct page *page);
+/* Private futex wait (while *word == val) and wake-all (pool.c). */
+void pw__futex_wait(_Atomic uint32_t *word, uint32_t val);
+void pw__futex_wake_all(_Atomic uint32_t *word);
 /* Futex bit locks (pool.c): the page lock, writeback, the buffer lock. */
 void pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,
                      bool take);

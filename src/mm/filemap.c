@@ -56,12 +56,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <linux/futex.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 struct pw__test_hooks pw__hooks;
 
@@ -587,8 +584,7 @@ static void
 inode_dio_end(struct inode *inode)
 {
 	if (atomic_fetch_sub(&inode->i_dio_count, 1) == 1)
-		syscall(SYS_futex, (uint32_t *)&inode->i_dio_count, FUTEX_WAKE_PRIVATE, INT_MAX,
-		        NULL, NULL, 0);
+		pw__futex_wake_all(&inode->i_dio_count);
 }
 
 void
@@ -596,8 +592,7 @@ inode_dio_wait(struct inode *inode)
 {
 	uint32_t n;
 	while ((n = atomic_load(&inode->i_dio_count)) != 0)
-		syscall(SYS_futex, (uint32_t *)&inode->i_dio_count, FUTEX_WAIT_PRIVATE, n, NULL,
-		        NULL, 0);
+		pw__futex_wait(&inode->i_dio_count, n);
 }
 
 /* Copy the cached page at pos's index, if uptodate, to buf through the

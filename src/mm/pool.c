@@ -396,14 +396,14 @@ put_page(struct page *page)
 
 /* ------------------------------------------------------------- the lock */
 
-static void
-futex_wait(_Atomic uint32_t *word, uint32_t val)
+void
+pw__futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
-static void
-futex_wake_all(_Atomic uint32_t *word)
+void
+pw__futex_wake_all(_Atomic uint32_t *word)
 {
 	syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
@@ -442,7 +442,7 @@ pw__wait_on_bit(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit,
 				continue;
 			v |= waiters_bit;
 		}
-		futex_wait(word, v);
+		pw__futex_wait(word, v);
 		v = atomic_load_explicit(word, memory_order_acquire);
 	}
 }
@@ -454,7 +454,7 @@ pw__clear_bit_wake(_Atomic uint32_t *word, uint32_t bit, uint32_t waiters_bit)
 	uint32_t old = atomic_fetch_and_explicit(word, ~(bit | waiters_bit),
 	                                         memory_order_release);
 	if (old & waiters_bit)
-		futex_wake_all(word);
+		pw__futex_wake_all(word);
 }
 
 /**
