@@ -599,6 +599,9 @@ ssize_t generic_file_read_iter(struct file *file, struct iov_iter *to,
  * the cache: pages in it are copied, the rest comes from ->read_direct
  * (pw_pread_nocache).  Without ->read_direct, a buffered read. */
 ssize_t file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos);
+/* The byte offset of the first page of [from, to) in the cache (from
+ * itself if its page is), or to when none is. */
+loff_t filemap_first_cached(struct address_space *mapping, loff_t from, loff_t to);
 /* Wait until no ->read_direct of the inode is in flight (truncate). */
 void inode_dio_wait(struct inode *inode);
 /* Raise i_size to size through a len-0 write_begin/write_end pair. */

@@ -447,21 +447,6 @@ read_blocks(struct block_device *bdev, unsigned bsize, uint64_t pblk, size_t at,
 	return 0;
 }
 
-/* Is any page of [from, to) (byte offsets) in the cache?  The first such
- * byte offset, or to. */
-static loff_t
-first_cached(struct address_space *mapping, loff_t from, loff_t to)
-{
-	for (pgoff_t i = (pgoff_t)(from >> PAGE_SHIFT); (loff_t)i << PAGE_SHIFT < to; i++) {
-		struct page *page = find_get_page(mapping, i);
-		if (page) {
-			put_page(page);
-			return PW_MAX((loff_t)i << PAGE_SHIFT, from);
-		}
-	}
-	return to;
-}
-
 /**
  * blockdev_read_direct - ->read_direct of a block filesystem (fs.h).
  * Each step maps a run of blocks, then looks in the cache for the pages
@@ -495,7 +480,7 @@ blockdev_read_direct(struct inode *inode, void *buf, size_t len, loff_t pos,
 			hook(inode);
 		size_t span = buffer_Mapped(&map) ? map.b_size : bsize;
 		size_t n = PW_MIN(span - in, len - done);
-		loff_t upto = first_cached(inode->i_mapping, at, at + (loff_t)n);
+		loff_t upto = filemap_first_cached(inode->i_mapping, at, at + (loff_t)n);
 		bool cut = upto < at + (loff_t)n;
 		n = (size_t)(upto - at);
 		if (n)

@@ -619,6 +619,29 @@ copy_cached(struct address_space *mapping, char *buf, size_t count, loff_t pos)
 	return r;
 }
 
+loff_t
+filemap_first_cached(struct address_space *mapping, loff_t from, loff_t to)
+{
+	for (pgoff_t i = (pgoff_t)(from >> PAGE_SHIFT); (loff_t)i << PAGE_SHIFT < to; i++) {
+		struct page *page = find_get_page(mapping, i);
+		if (page) {
+			put_page(page);
+			return PW_MAX((loff_t)i << PAGE_SHIFT, from);
+		}
+	}
+	return to;
+}
+
+/* A read of [pos, pos + count) into buf through the cache. */
+static ssize_t
+read_buffered(struct file *file, void *buf, size_t count, loff_t pos)
+{
+	struct iovec v = {buf, count};
+	struct iov_iter it;
+	iov_iter_init(&it, &v, 1, count, 0);
+	return generic_file_read_iter(file, &it, &pos);
+}
+
 ssize_t
 file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
 {
@@ -626,12 +649,8 @@ file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
 	struct inode *inode = mapping->host;
 	if (pos < 0)
 		return -EINVAL;
-	if (!mapping->a_ops->read_direct) {
-		struct iovec v = {buf, count};
-		struct iov_iter it;
-		iov_iter_init(&it, &v, 1, count, 0);
-		return generic_file_read_iter(file, &it, &pos);
-	}
+	if (!mapping->a_ops->read_direct)
+		return read_buffered(file, buf, count, pos);
 	atomic_fetch_add(&inode->i_dio_count, 1);
 	loff_t isize = i_size_read(inode);
 	size_t done = 0;
@@ -647,25 +666,13 @@ file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
 		if (n == -EAGAIN) {
 			/* Being read or written: the buffered read waits for it. */
 			size_t want = PW_MIN(count - done, PAGE_SIZE - ((size_t)at & (PAGE_SIZE - 1)));
-			struct iovec v = {dst, want};
-			struct iov_iter it;
-			iov_iter_init(&it, &v, 1, want, 0);
-			loff_t p = at;
-			n = generic_file_read_iter(file, &it, &p);
+			n = read_buffered(file, dst, want, at);
 		} else if (n == 0) {
 			/* Not cached: read up to the next cached page. */
-			loff_t end = pos + (loff_t)count, upto = at;
-			while (upto < end) {
-				struct page *page = find_get_page(mapping, (pgoff_t)(upto >> PAGE_SHIFT));
-				if (page) {
-					put_page(page);
-					break;
-				}
-				upto = ((upto >> PAGE_SHIFT) + 1) << PAGE_SHIFT;
-			}
-			if (upto == at)
-				continue; /* it was cached a moment ago: copy it */
-			n = mapping->a_ops->read_direct(inode, dst, (size_t)(PW_MIN(upto, end) - at), at);
+			loff_t end = pos + (loff_t)count;
+			loff_t next = (loff_t)((at >> PAGE_SHIFT) + 1) << PAGE_SHIFT;
+			loff_t upto = next < end ? filemap_first_cached(mapping, next, end) : end;
+			n = mapping->a_ops->read_direct(inode, dst, (size_t)(upto - at), at);
 			if (n == 0)
 				continue; /* a page entered the cache: copy it */
 		}
