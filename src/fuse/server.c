@@ -67,7 +67,7 @@ struct pw_fuse {
 	struct pw_fuse_opts opts; /* (C) */
 	bool mounted;             /* (C) fuse_session_mount succeeded */
 	bool splice_reads;        /* (C) after INIT: large READs spliced */
-	bool read_nocache;        /* (C) READs past pagewright's cache (read_nocache) */
+	bool read_nocache;        /* (C) READs past pagewright's cache (op_read) */
 	size_t max_read;          /* (C) READs spliced up to this size (0: none) */
 	size_t pipe_cap;          /* (C) pipe_capacity() */
 	int pool_fd;              /* (C) pw_pool_fd() */
@@ -629,49 +629,30 @@ read_ring(fuse_req_t req, struct pw_fuse *f, int fd, char *buf, size_t size, off
  * caching reads.
  */
 static void
-read_nocache(fuse_req_t req, struct pw_fuse *f, int fd, char *buf, size_t size, off_t off)
-{
-	ssize_t n = pw_pread_nocache(fd, buf, size, off);
-	if (n < 0) {
-		reply_errno(req, -errno);
-		return;
-	}
-	COUNT(f, reads, 1);
-	COUNT(f, read_bytes, (uint64_t)n);
-	fuse_reply_buf(req, buf, (size_t)n);
-}
-
-static void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct fuse_file_info *fi)
 {
 	(void)ino;
-	struct pw_fuse *f0 = server(req);
+	struct pw_fuse *f = server(req);
+	int fd = handle(fi)->fd;
 	/* From a ring (uring.c): read into the reply's own buffer. */
 	char *buf = pw__uring_reply_buffer(size);
-	if (f0->read_nocache) {
-		if (!buf)
-			buf = read_buffer(size);
-		if (!buf)
-			reply_errno(req, -ENOMEM);
-		else
-			read_nocache(req, f0, handle(fi)->fd, buf, size, off);
-		return;
+	if (!f->read_nocache) {
+		if (buf && f->pool_fd >= 0 && size >= SPLICE_MIN && size <= MAX_READ &&
+		    read_ring(req, f, fd, buf, size, off))
+			return;
+		if (!buf && f->splice_reads && size >= SPLICE_MIN && size <= f->max_read &&
+		    read_spliced(req, f, fd, size, off))
+			return;
 	}
-	if (buf && f0->pool_fd >= 0 && size >= SPLICE_MIN && size <= MAX_READ &&
-	    read_ring(req, f0, handle(fi)->fd, buf, size, off))
-		return;
-	if (!buf && f0->splice_reads && size >= SPLICE_MIN && size <= f0->max_read &&
-	    read_spliced(req, f0, handle(fi)->fd, size, off))
-		return;
 	if (!buf)
 		buf = read_buffer(size);
 	if (!buf) {
 		reply_errno(req, -ENOMEM);
 		return;
 	}
-	struct pw_fuse *f = server(req);
-	ssize_t n = pw_pread(handle(fi)->fd, buf, size, off);
+	ssize_t n = f->read_nocache ? pw_pread_nocache(fd, buf, size, off)
+	                            : pw_pread(fd, buf, size, off);
 	if (n < 0) {
 		reply_errno(req, -errno);
 	} else {
