@@ -393,10 +393,13 @@ queue_thread(void *arg)
 				usleep(1000);
 				push_cmd(q, idx, CMD_REGISTER, 0);
 			} else {
-				/* -ENOTCONN: the mount went away; anything else
+				/* -ENOTCONN: the mount went away; -EBADF after the
+				 * session ended: a signal's unmount closed /dev/fuse
+				 * under a command being sent; anything else
 				 * (registration refused): the kernel falls back to
 				 * /dev/fuse for the whole connection. */
-				if (res != -ENOTCONN && res != -ECANCELED)
+				if (res != -ENOTCONN && res != -ECANCELED &&
+				    !(res == -EBADF && fuse_session_exited(u->se)))
 					fprintf(stderr, "pagewright: io_uring queue %u: %s; "
 					        "serving through /dev/fuse\n", q->qid, strerror(-res));
 				outstanding--;
