@@ -2040,3 +2040,35 @@ TEST(ext2_xattrs)
 		ASSERT_OK(pw_umount(e.mnt));
 	}
 }
+
+/* balloc.c's bitmap scan (internal): every start and end, against a
+ * bit-by-bit scan, on bitmaps full but for a few zeros placed around
+ * word boundaries. */
+uint32_t pw__ext2_find_zero_bit(const uint8_t *map, uint32_t start, uint32_t end);
+
+static uint32_t
+zero_bit_slow(const uint8_t *map, uint32_t start, uint32_t end)
+{
+	for (uint32_t b = start; b < end; b++)
+		if (!(map[b >> 3] & (1u << (b & 7))))
+			return b;
+	return end;
+}
+
+TEST(ext2_find_zero_bit)
+{
+	uint8_t map[40];
+	unsigned seed = 7;
+	for (int round = 0; round < 200; round++) {
+		memset(map, 0xFF, sizeof(map));
+		for (int z = round % 4; z > 0; z--) {
+			seed = seed * 1103515245u + 12345u;
+			uint32_t b = (seed >> 8) % (sizeof(map) * 8);
+			map[b >> 3] &= (uint8_t)~(1u << (b & 7));
+		}
+		for (uint32_t start = 0; start <= sizeof(map) * 8; start += 3)
+			for (uint32_t end = start; end <= sizeof(map) * 8; end += 5)
+				ASSERT_EQ(pw__ext2_find_zero_bit(map, start, end),
+				          zero_bit_slow(map, start, end));
+	}
+}

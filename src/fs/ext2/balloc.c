@@ -22,6 +22,7 @@
 #include "ext2.h"
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 static bool
@@ -30,18 +31,27 @@ test_bit_le(const uint8_t *map, uint32_t bit)
 	return map[bit >> 3] & (1u << (bit & 7));
 }
 
-/* The first zero bit in [start, end), or end. */
-static uint32_t
-find_zero_bit(const uint8_t *map, uint32_t start, uint32_t end)
+/**
+ * pw__ext2_find_zero_bit - the first zero bit in [start, end) of an ext2
+ * bitmap (bit n is bit n%8 of byte n/8), or end.  Full 64-bit words are
+ * skipped whole: a new inode's scan passes every number taken before it.
+ */
+uint32_t
+pw__ext2_find_zero_bit(const uint8_t *map, uint32_t start, uint32_t end)
 {
 	uint32_t bit = start;
-	while (bit < end && (bit & 7)) {
+	while (bit < end && (bit & 63)) {
 		if (!test_bit_le(map, bit))
 			return bit;
 		bit++;
 	}
-	while (bit + 8 <= end && map[bit >> 3] == 0xFF)
-		bit += 8;
+	for (; bit + 64 <= end; bit += 64) {
+		uint64_t w;
+		memcpy(&w, map + (bit >> 3), sizeof(w));
+		w = le64toh(w);
+		if (w != UINT64_MAX)
+			return bit + (uint32_t)__builtin_ctzll(~w);
+	}
 	for (; bit < end; bit++)
 		if (!test_bit_le(map, bit))
 			return bit;
@@ -70,9 +80,9 @@ ext2_take_in_group(struct super_block *sb, unsigned g, uint32_t start, uint64_t 
 	if (err)
 		return err;
 	uint8_t *map = (uint8_t *)bh->b_data;
-	uint32_t bit = find_zero_bit(map, start, nbits);
+	uint32_t bit = pw__ext2_find_zero_bit(map, start, nbits);
 	if (bit == nbits && start > 0)
-		bit = find_zero_bit(map, 0, start);
+		bit = pw__ext2_find_zero_bit(map, 0, start);
 	if (bit >= nbits) {
 		brelse(bh);
 		ext2_error(sb, "group %u: descriptor says %u free blocks, bitmap none",

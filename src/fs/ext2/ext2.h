@@ -363,6 +363,7 @@ bool pw__ext2_has_blocks(struct inode *inode);
 /* balloc.c */
 int pw__ext2_new_block(struct super_block *sb, uint64_t goal, uint64_t *out);
 void pw__ext2_free_block(struct super_block *sb, uint64_t block);
+uint32_t pw__ext2_find_zero_bit(const uint8_t *map, uint32_t start, uint32_t end);
 
 /* ialloc.c */
 int pw__ext2_alloc_ino(struct inode *dir, bool isdir, uint64_t *ino);

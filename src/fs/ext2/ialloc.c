@@ -80,12 +80,11 @@ ext2_take_ino(struct super_block *sb, unsigned g, bool isdir, uint64_t *ino)
 	if (err)
 		return err;
 	uint8_t *map = (uint8_t *)bh->b_data;
-	uint32_t bit;
-	for (bit = 0; bit < sbi->s_inodes_per_group; bit++) {
-		uint64_t n = (uint64_t)g * sbi->s_inodes_per_group + bit + 1;
-		if (!(map[bit >> 3] & (1u << (bit & 7))) && n >= sbi->s_first_ino)
-			break;
-	}
+	/* Numbers below s_first_ino are reserved, whatever their bits say. */
+	uint64_t base = (uint64_t)g * sbi->s_inodes_per_group + 1;
+	uint32_t from = base >= sbi->s_first_ino ? 0 : (uint32_t)PW_MIN(sbi->s_first_ino - base,
+	                                                               sbi->s_inodes_per_group);
+	uint32_t bit = pw__ext2_find_zero_bit(map, from, sbi->s_inodes_per_group);
 	if (bit == sbi->s_inodes_per_group) {
 		brelse(bh);
 		ext2_error(sb, "group %u: descriptor says %u free inodes, bitmap none",
