@@ -67,6 +67,8 @@ struct page *pw__alloc_page(long hint_pfn);
 /* Map the page's frame (and its group) for access from user space;
  * before the library's own loads and stores to it (pool.c). */
 void pw__page_populate(struct page *page);
+void pw__pool_warm_start(void);
+bool pw__pool_frame_free(unsigned long pfn);
 void pw__free_page(struct page *page);
 /* Private futex wait (while *word == val) and wake-all (pool.c). */
 void pw__futex_wait(_Atomic uint32_t *word, uint32_t val);
@@ -122,7 +124,7 @@ struct pw__counters {
 	    fault_around, short_copies, write_retries, pool_pages, allocated;
 	_Atomic uint64_t written, writeback_ios, write_errors, throttle_ns, throttled;
 	_Atomic uint64_t reclaimed, reclaim_unmaps, map_count, map_drops, map_dropped_vmas,
-	    refaults, stuck_pages;
+	    refaults, stuck_pages, warmed;
 };
 extern struct pw__counters pw__stat;
 #define PW_STAT_ADD(f, n) atomic_fetch_add_explicit(&pw__stat.f, (n), memory_order_relaxed)
@@ -259,6 +261,9 @@ struct pw__test_hooks {
 	/* blockdev_read_direct: blocks are mapped, the device read comes
 	 * next (tests widen the window truncate must not free them in). */
 	void (*direct_read_mapped)(struct inode *inode);
+	/* pool.c's warmer: frame is out of the free bitmap and about to be
+	 * touched (its first word was read, the store comes next). */
+	void (*pool_warm_touch)(void *frame);
 };
 extern struct pw__test_hooks pw__hooks;
 /* Evict one page of an open file: write it back if dirty, unmap it and

@@ -179,6 +179,8 @@ struct pw_stats {
 	uint64_t stuck_pages;     /* pages left out of the pool because the
 	                           * kernel refused to unmap them from a user
 	                           * mapping (their frames are never reused) */
+	uint64_t warmed_pages;    /* free frames the pool's warmer touched
+	                           * ahead of use (PAGEWRIGHT_POOL_WARM) */
 };
 void pw_get_stats(struct pw_stats *st);
 

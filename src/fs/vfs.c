@@ -2312,6 +2312,7 @@ pw_mount(const char *fstype, const char *source, const char *target,
 	const struct file_system_type *type = pw__find_filesystem(fstype);
 	if (!type)
 		return (int)ret(-ENODEV);
+	pw__pool_warm_start();
 	struct walk w;
 	if ((err = walk_path(target, &w)))
 		return (int)ret(err);
@@ -2459,6 +2460,7 @@ pw_get_stats(struct pw_stats *st)
 	st->map_dropped_vmas = atomic_load(&pw__stat.map_dropped_vmas);
 	st->refaults = atomic_load(&pw__stat.refaults);
 	st->stuck_pages = atomic_load(&pw__stat.stuck_pages);
+	st->warmed_pages = atomic_load(&pw__stat.warmed);
 }
 
 static void
