@@ -104,7 +104,7 @@ stats_format_cache(char *buf, size_t size, const struct pw_stats *s)
 	    "dirty_pages %llu\nwriteback_pages %llu\nmapped_pages %llu\nhits %llu\n"
 	    "misses %llu\nfaults %llu\nfault_around %llu\nshort_copies %llu\n"
 	    "write_retries %llu\nwritten_pages %llu\nreclaimed_pages %llu\nthrottled %llu\n"
-	    "throttle_ms %llu\ndirty_limit_pages %llu\nmem_limit_pages %llu\n",
+	    "throttle_ms %llu\ndirty_limit_pages %llu\nmem_limit_pages %llu\nwarmed_pages %llu\n",
 	    (unsigned long long)s->pool_pages, (unsigned long long)s->allocated_pages,
 	    (unsigned long long)s->cached_pages, (unsigned long long)s->dirty_pages,
 	    (unsigned long long)s->writeback_pages, (unsigned long long)s->mapped_pages,
@@ -113,7 +113,8 @@ stats_format_cache(char *buf, size_t size, const struct pw_stats *s)
 	    (unsigned long long)s->short_copies, (unsigned long long)s->write_retries,
 	    (unsigned long long)s->written_pages, (unsigned long long)s->reclaimed_pages,
 	    (unsigned long long)s->throttled, (unsigned long long)s->throttle_ms,
-	    (unsigned long long)s->dirty_limit_pages, (unsigned long long)s->mem_limit_pages);
+	    (unsigned long long)s->dirty_limit_pages, (unsigned long long)s->mem_limit_pages,
+	    (unsigned long long)s->warmed_pages);
 	return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
 }
 
@@ -147,12 +148,13 @@ report(const struct stats *s)
 	       size_str((double)num(s, "written_pages") * page, b1, sizeof(b1)),
 	       (unsigned long long)num(s, "throttled"), (double)num(s, "throttle_ms"));
 	printf("  memory        %s in the pool, %s in use; cap %s; dirty limit %s; "
-	       "%llu pages evicted\n",
+	       "%llu pages evicted; %llu frames warmed ahead\n",
 	       size_str((double)num(s, "pool_pages") * page, b1, sizeof(b1)),
 	       size_str((double)num(s, "allocated_pages") * page, b2, sizeof(b2)),
 	       mem ? size_str((double)mem * page, b3, sizeof(b3)) : "none",
 	       size_str((double)num(s, "dirty_limit_pages") * page, b4, sizeof(b4)),
-	       (unsigned long long)num(s, "reclaimed_pages"));
+	       (unsigned long long)num(s, "reclaimed_pages"),
+	       (unsigned long long)num(s, "warmed_pages"));
 	if (strcmp(str(s, "fuse_reads"), "?") == 0)
 		return;
 	printf("  requests      %llu reads (%s), %llu writes (%s), %llu fsyncs, "

@@ -85,6 +85,8 @@ _Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
 static _Atomic uint64_t *pool_popul; /* 1 bit per group: mapped */
 static _Atomic uint64_t *pool_warm;  /* 1 bit per group: visited by the warmer (below) */
 
+static void warm_poke(void);
+
 void
 pw__page_populate(struct page *page)
 {
@@ -98,6 +100,7 @@ pw__page_populate(struct page *page)
 	              MADV_POPULATE_WRITE);
 #endif
 	atomic_fetch_or_explicit(&pool_popul[g / 64], bit, memory_order_relaxed);
+	warm_poke();
 }
 
 static void *
@@ -278,8 +281,10 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
 #define POOL_WARM_LOW 2048UL             /* frames: 8 MiB */
 #define POOL_WARM_FROM 1024UL            /* frames in use before it starts: 4 MiB */
 static _Atomic uint32_t warm_seq;        /* futex: bumped to wake the warmer */
-static bool warm_sleeping;               /* (pool_lock) */
+static _Atomic bool warm_sleeping;
 static bool warm_on;                     /* (pool_lock) the thread runs */
+static _Atomic long warm_demand;         /* groups first touched by users, not yet
+                                          * answered by warming one */
 static unsigned long warm_cursor;        /* (warmer) group where the last scan ended */
 
 static bool
@@ -294,8 +299,8 @@ static long
 warm_next(void)
 {
 	uint64_t cap = pw__mem_limit_pages();
-	if (pool_nr - pool_nfree < POOL_WARM_FROM)
-		return -2; /* a small user: not worth a pass */
+	if (pool_nr - pool_nfree < POOL_WARM_FROM || atomic_load(&warm_demand) <= 0)
+		return -2; /* a small user, or frames the kernel fills: no pass */
 	if (pool_nfree < POOL_WARM_LOW && (!cap || pool_nr < cap))
 		return -1;
 	unsigned long groups = pool_nr / POPULATE_GROUP;
@@ -316,7 +321,11 @@ warm_group(unsigned long g, uint64_t frames, int scratch)
 	char *base = pool_base + g * POPULATE_GROUP * PAGE_SIZE;
 	struct iovec iov[POPULATE_GROUP];
 	int n = 0;
-	pw__page_populate(&pool_pages[g * POPULATE_GROUP]);
+#ifdef MADV_POPULATE_WRITE
+	if (!(atomic_load(&pool_popul[g / 64]) >> (g % 64) & 1))
+		(void)madvise(base, POPULATE_GROUP * PAGE_SIZE, MADV_POPULATE_WRITE);
+#endif
+	atomic_fetch_or(&pool_popul[g / 64], 1ULL << (g % 64));
 	for (unsigned k = 0; k < POPULATE_GROUP; k++) {
 		if (!(frames >> k & 1))
 			continue;
@@ -353,11 +362,11 @@ warm_thread(void *arg)
 		}
 		if (g == -2) {
 			uint32_t seq = atomic_load(&warm_seq);
-			warm_sleeping = true;
+			atomic_store(&warm_sleeping, true);
 			pthread_mutex_unlock(&pool_lock);
 			pw__futex_wait(&warm_seq, seq);
 			pthread_mutex_lock(&pool_lock);
-			warm_sleeping = false;
+			atomic_store(&warm_sleeping, false);
 			continue;
 		}
 		uint64_t frames = pool_free[g];
@@ -370,6 +379,7 @@ warm_thread(void *arg)
 		pool_nfree += (unsigned long)__builtin_popcountll(frames);
 		atomic_fetch_or_explicit(&pool_warm[g / 64], 1ULL << (g % 64), memory_order_relaxed);
 		warm_cursor = (unsigned long)g + 1;
+		atomic_fetch_sub(&warm_demand, 1);
 	}
 	warm_on = false;
 	pthread_mutex_unlock(&pool_lock);
@@ -378,13 +388,13 @@ warm_thread(void *arg)
 	return NULL;
 }
 
-/* After an allocation, pool_lock held: wake the warmer if it has work.
- * May run in the fault handler: a futex wake is async-signal-safe. */
+/* A user touched a group nobody had: one more group to warm.  May run in
+ * the fault handler: a futex wake is async-signal-safe. */
 static void
-warm_poke(unsigned long f)
+warm_poke(void)
 {
-	if (warm_on && warm_sleeping && pool_nr - pool_nfree >= POOL_WARM_FROM &&
-	    (pool_nfree < POOL_WARM_LOW || !group_warm(f / POPULATE_GROUP))) {
+	atomic_fetch_add(&warm_demand, 1);
+	if (atomic_load(&warm_sleeping)) {
 		atomic_fetch_add(&warm_seq, 1);
 		pw__futex_wake_all(&warm_seq);
 	}
@@ -496,7 +506,6 @@ pw__alloc_page(long hint_pfn)
 	/* Leave room after a new file's first page for its next pages. */
 	if (hint_pfn < 0 || (unsigned long)hint_pfn + 1 != f)
 		pool_cursor = f + 64;
-	warm_poke(f);
 	pthread_mutex_unlock(&pool_lock);
 
 	struct page *page = &pool_pages[f];
