@@ -68,6 +68,8 @@ struct page *pw__alloc_page(long hint_pfn);
  * before the library's own loads and stores to it (pool.c). */
 void pw__page_populate(struct page *page);
 void pw__pool_warm_start(void);
+void pw__pool_warm_wake(void);
+void pw__kmem_fill_spares(void);
 bool pw__pool_frame_free(unsigned long pfn);
 void pw__free_page(struct page *page);
 /* Private futex wait (while *word == val) and wake-all (pool.c). */

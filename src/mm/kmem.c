@@ -31,6 +31,8 @@ struct kmem_free {
 struct kmem_class {
 	atomic_flag lock;
 	struct kmem_free *free; /* (lock) */
+	_Atomic(char *) spare;  /* a chunk the pool's warmer touched ahead */
+	_Atomic bool wanted;    /* the class has refilled: keep it a spare */
 };
 
 static struct kmem_class classes[KMEM_MAX_SHIFT - KMEM_MIN_SHIFT + 1];
@@ -57,20 +59,58 @@ class_unlock(struct kmem_class *c)
 	atomic_flag_clear_explicit(&c->lock, memory_order_release);
 }
 
-/* Refill a class from a fresh chunk; called with the class lock held. */
+/*
+ * Refill a class from a fresh chunk; called with the class lock held.
+ * The chunk is the spare the pool's warmer touched ahead if there is one:
+ * on hypervisors with shadow page tables the first touch of each page of
+ * a fresh chunk costs about 10 us (a page fault and the hypervisor's
+ * part), 16 of them at once for 64 KiB, here under the class lock, and a
+ * small file takes a 1 KiB index node (pool.c, "The warmer").
+ */
 static int
 class_refill(struct kmem_class *c, size_t objsize)
 {
-	char *chunk = mmap(NULL, KMEM_CHUNK, PROT_READ | PROT_WRITE,
-	                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (chunk == MAP_FAILED)
-		return -1;
+	char *chunk = atomic_exchange_explicit(&c->spare, NULL, memory_order_acquire);
+	if (!chunk) {
+		chunk = mmap(NULL, KMEM_CHUNK, PROT_READ | PROT_WRITE,
+		             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (chunk == MAP_FAILED)
+			return -1;
+	}
 	for (size_t off = 0; off + objsize <= KMEM_CHUNK; off += objsize) {
 		struct kmem_free *f = (struct kmem_free *)(chunk + off);
 		f->next = c->free;
 		c->free = f;
 	}
+	atomic_store_explicit(&c->wanted, true, memory_order_relaxed);
+	pw__pool_warm_wake();
 	return 0;
+}
+
+/**
+ * pw__kmem_fill_spares - give each class that has refilled a spare chunk,
+ * its pages touched.  Context: the pool's warmer only (no lock held).
+ */
+void
+pw__kmem_fill_spares(void)
+{
+	for (unsigned k = 0; k < sizeof(classes) / sizeof(classes[0]); k++) {
+		struct kmem_class *c = &classes[k];
+		if (!atomic_load_explicit(&c->wanted, memory_order_relaxed) ||
+		    atomic_load_explicit(&c->spare, memory_order_relaxed))
+			continue;
+		char *chunk = mmap(NULL, KMEM_CHUNK, PROT_READ | PROT_WRITE,
+		                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (chunk == MAP_FAILED)
+			return;
+		for (size_t off = 0; off < KMEM_CHUNK; off += PAGE_SIZE)
+			((volatile char *)chunk)[off] = 0;
+		char *none = NULL;
+		if (!atomic_compare_exchange_strong_explicit(&c->spare, &none, chunk,
+		                                             memory_order_release,
+		                                             memory_order_relaxed))
+			munmap(chunk, KMEM_CHUNK);
+	}
 }
 
 /**

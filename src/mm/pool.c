@@ -364,6 +364,7 @@ warm_thread(void *arg)
 			uint32_t seq = atomic_load(&warm_seq);
 			atomic_store(&warm_sleeping, true);
 			pthread_mutex_unlock(&pool_lock);
+			pw__kmem_fill_spares();
 			pw__futex_wait(&warm_seq, seq);
 			pthread_mutex_lock(&pool_lock);
 			atomic_store(&warm_sleeping, false);
@@ -388,16 +389,23 @@ warm_thread(void *arg)
 	return NULL;
 }
 
-/* A user touched a group nobody had: one more group to warm.  May run in
- * the fault handler: a futex wake is async-signal-safe. */
-static void
-warm_poke(void)
+/* Wake the warmer if it sleeps (kmem.c: a class took its spare chunk).
+ * May run in the fault handler: a futex wake is async-signal-safe. */
+void
+pw__pool_warm_wake(void)
 {
-	atomic_fetch_add(&warm_demand, 1);
 	if (atomic_load(&warm_sleeping)) {
 		atomic_fetch_add(&warm_seq, 1);
 		pw__futex_wake_all(&warm_seq);
 	}
+}
+
+/* A user touched a group nobody had: one more group to warm. */
+static void
+warm_poke(void)
+{
+	atomic_fetch_add(&warm_demand, 1);
+	pw__pool_warm_wake();
 }
 
 static void
