@@ -266,17 +266,23 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
  * A fresh server pays that for every new file's page: creating 100-byte
  * files ran at 7100-8500 files/s with fresh frames against 9500-10700
  * once frames were reused.  A thread of the pool does those first
- * accesses ahead of time, on a CPU the request threads leave idle: it
- * keeps POOL_WARM_LOW free frames in the pool (growing it, within the
- * memory cap) and visits each group of free frames once: it takes the
- * group's free frames out of the free bitmap (so that no one can be
- * given a frame while it is being touched), populates the group, stores
- * to each frame's first word and its struct page, reads each frame once
- * from the kernel (a one-byte pwritev(2) per frame into a scratch
- * memfd), and gives the frames back.  A group it has visited is marked
- * warm for good: frames freed later have been touched by their users.
- * Elsewhere the touches cost little; PAGEWRIGHT_POOL_WARM=0 turns the
- * thread off.  Measured: docs/fuse.md.
+ * accesses ahead of time, on a CPU the request threads leave idle.
+ * Demand drives it: each group of frames a user's copy populates first
+ * (pw__page_populate) is one group owed; frames the kernel fills by
+ * itself (readahead by splice) never populate, and touching them would
+ * buy nothing.  While it owes, and once POOL_WARM_FROM frames are in use
+ * (small users never start it), it keeps POOL_WARM_LOW frames free
+ * (growing the pool, never past the memory cap) and visits a group of
+ * free frames not visited before: it takes the group's free frames out
+ * of the free bitmap (so that no one can be given a frame while it is
+ * touched), populates the group, stores to each frame's first word and
+ * its struct page, reads each frame once from the kernel (a one-byte
+ * pwritev(2) per frame into a scratch memfd), and gives the frames back.
+ * A visited group stays warm: frames freed later have been touched by
+ * their users.  With nothing owed it keeps kmem.c's spare chunks and
+ * sleeps on a futex.  If the pool cannot grow the thread ends (the pool
+ * works as before without it).  Elsewhere the touches cost little;
+ * PAGEWRIGHT_POOL_WARM=0 turns the thread off.  Measured: docs/fuse.md.
  */
 #define POOL_WARM_LOW 2048UL             /* frames: 8 MiB */
 #define POOL_WARM_FROM 1024UL            /* frames in use before it starts: 4 MiB */
