@@ -67,10 +67,13 @@ struct page *pw__alloc_page(long hint_pfn);
 /* Map the page's frame (and its group) for access from user space;
  * before the library's own loads and stores to it (pool.c). */
 void pw__page_populate(struct page *page);
+/* The pool's warmer (pool.c): start it (pw_mount), wake it (any context),
+ * and, for tests, whether a frame may be handed out now.  kmem.c keeps
+ * its spare chunks filled from the warmer. */
 void pw__pool_warm_start(void);
 void pw__pool_warm_wake(void);
-void pw__kmem_fill_spares(void);
 bool pw__pool_frame_free(unsigned long pfn);
+void pw__kmem_fill_spares(void);
 void pw__free_page(struct page *page);
 /* Private futex wait (while *word == val) and wake-all (pool.c). */
 void pw__futex_wait(_Atomic uint32_t *word, uint32_t val);
