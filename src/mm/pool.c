@@ -87,20 +87,40 @@ static _Atomic uint64_t *pool_warm;  /* 1 bit per group: visited by the warmer (
 
 static void warm_poke(void);
 
-void
-pw__page_populate(struct page *page)
+/* Bit g of a per-group map (pool_popul, pool_warm). */
+static bool
+group_test(_Atomic uint64_t *map, unsigned long g)
 {
-	unsigned long g = page_to_pfn(page) / POPULATE_GROUP;
-	uint64_t bit = 1ULL << (g % 64);
-	if (atomic_load_explicit(&pool_popul[g / 64], memory_order_relaxed) & bit)
-		return;
+	return atomic_load_explicit(&map[g / 64], memory_order_relaxed) >> (g % 64) & 1;
+}
+
+static void
+group_set(_Atomic uint64_t *map, unsigned long g)
+{
+	atomic_fetch_or_explicit(&map[g / 64], 1ULL << (g % 64), memory_order_relaxed);
+}
+
+/* Map group g's frames unless done before.  Return: true if this call
+ * mapped them. */
+static bool
+populate_group(unsigned long g)
+{
+	if (group_test(pool_popul, g))
+		return false;
 #ifdef MADV_POPULATE_WRITE
 	/* Frames of the group in use keep their data: this only maps them. */
 	(void)madvise(pool_base + g * POPULATE_GROUP * PAGE_SIZE, POPULATE_GROUP * PAGE_SIZE,
 	              MADV_POPULATE_WRITE);
 #endif
-	atomic_fetch_or_explicit(&pool_popul[g / 64], bit, memory_order_relaxed);
-	warm_poke();
+	group_set(pool_popul, g);
+	return true;
+}
+
+void
+pw__page_populate(struct page *page)
+{
+	if (populate_group(page_to_pfn(page) / POPULATE_GROUP))
+		warm_poke(); /* a user's first touch of the group */
 }
 
 static void *
@@ -287,17 +307,10 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
 #define POOL_WARM_LOW 2048UL             /* frames: 8 MiB */
 #define POOL_WARM_FROM 1024UL            /* frames in use before it starts: 4 MiB */
 static _Atomic uint32_t warm_seq;        /* futex: bumped to wake the warmer */
-static _Atomic bool warm_sleeping;
-static bool warm_on;                     /* (pool_lock) the thread runs */
+static _Atomic bool warm_sleeping;      /* (A) it waits on warm_seq */
 static _Atomic long warm_demand;         /* groups first touched by users, not yet
                                           * answered by warming one */
 static unsigned long warm_cursor;        /* (warmer) group where the last scan ended */
-
-static bool
-group_warm(unsigned long g)
-{
-	return atomic_load_explicit(&pool_warm[g / 64], memory_order_relaxed) >> (g % 64) & 1;
-}
 
 /* Work for the warmer, pool_lock held: a group to visit (its number), or
  * -1 (grow first) or -2 (nothing). */
@@ -313,7 +326,7 @@ warm_next(void)
 	/* Leave the allocator a group's worth of free frames besides. */
 	for (unsigned long k = 0; k < groups && pool_nfree > 2 * POPULATE_GROUP; k++) {
 		unsigned long g = (warm_cursor + k) % groups;
-		if (!group_warm(g) && pool_free[g])
+		if (!group_test(pool_warm, g) && pool_free[g])
 			return (long)g;
 	}
 	return -2;
@@ -327,11 +340,7 @@ warm_group(unsigned long g, uint64_t frames, int scratch)
 	char *base = pool_base + g * POPULATE_GROUP * PAGE_SIZE;
 	struct iovec iov[POPULATE_GROUP];
 	int n = 0;
-#ifdef MADV_POPULATE_WRITE
-	if (!(atomic_load(&pool_popul[g / 64]) >> (g % 64) & 1))
-		(void)madvise(base, POPULATE_GROUP * PAGE_SIZE, MADV_POPULATE_WRITE);
-#endif
-	atomic_fetch_or(&pool_popul[g / 64], 1ULL << (g % 64));
+	populate_group(g);
 	for (unsigned k = 0; k < POPULATE_GROUP; k++) {
 		if (!(frames >> k & 1))
 			continue;
@@ -384,11 +393,10 @@ warm_thread(void *arg)
 		pthread_mutex_lock(&pool_lock);
 		pool_free[g] |= frames;
 		pool_nfree += (unsigned long)__builtin_popcountll(frames);
-		atomic_fetch_or_explicit(&pool_warm[g / 64], 1ULL << (g % 64), memory_order_relaxed);
+		group_set(pool_warm, (unsigned long)g);
 		warm_cursor = (unsigned long)g + 1;
 		atomic_fetch_sub(&warm_demand, 1);
 	}
-	warm_on = false;
 	pthread_mutex_unlock(&pool_lock);
 	if (scratch >= 0)
 		close(scratch);
@@ -424,9 +432,7 @@ pool_warm_start_once(void)
 	pthread_attr_t a;
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_mutex_lock(&pool_lock);
-	warm_on = pthread_create(&t, &a, warm_thread, NULL) == 0;
-	pthread_mutex_unlock(&pool_lock);
+	(void)pthread_create(&t, &a, warm_thread, NULL); /* best effort */
 	pthread_attr_destroy(&a);
 }
 
