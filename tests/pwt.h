@@ -142,6 +142,23 @@ write_exact(int fd, const void *buf, size_t n, off_t off)
 	ASSERT_EQ(pw_pwrite(fd, buf, n, off), (int64_t)n);
 }
 
+/* A new file `name` of `size` bytes of pattern seed (pat_fill), written
+ * 1 MiB at a time; its descriptor. */
+static inline int
+tfs_pattern_file(const struct tfs *t, const char *name, size_t size, unsigned seed)
+{
+	int fd = tfs_create(t, name);
+	const size_t CH = 1 << 20;
+	unsigned char *buf = xmalloc(CH);
+	for (size_t off = 0; off < size; off += CH) {
+		size_t n = PW_MIN(CH, size - off);
+		pat_fill(buf, n, seed, off);
+		write_exact(fd, buf, n, (off_t)off);
+	}
+	free(buf);
+	return fd;
+}
+
 /* The file's size is `size` and its bytes are exactly `expect`. */
 #define CHECK_FILE(fd, expect, size)                                           \
 	do {                                                                       \

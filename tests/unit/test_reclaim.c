@@ -13,15 +13,7 @@
 static int
 hostfs_file(const struct tfs *t, const char *name, size_t size, unsigned seed)
 {
-	int fd = tfs_create(t, name);
-	const size_t CH = 1 << 20;
-	unsigned char *buf = xmalloc(CH);
-	for (size_t off = 0; off < size; off += CH) {
-		size_t n = PW_MIN(CH, size - off);
-		pat_fill(buf, n, seed, off);
-		write_exact(fd, buf, n, (off_t)off);
-	}
-	free(buf);
+	int fd = tfs_pattern_file(t, name, size, seed);
 	ASSERT_OK(pw_fsync(fd));
 	return fd;
 }

@@ -25,21 +25,6 @@ warm_touch(void *frame)
 			usleep(1000);
 }
 
-/* Write sz bytes of pattern seed to a new file name. */
-static int
-pattern_file(const struct tfs *t, const char *name, size_t sz, unsigned seed)
-{
-	int fd = tfs_create(t, name);
-	const size_t CH = 1 << 20;
-	unsigned char *buf = xmalloc(CH);
-	for (size_t off = 0; off < sz; off += CH) {
-		pat_fill(buf, CH, seed, off);
-		write_exact(fd, buf, CH, (off_t)off);
-	}
-	free(buf);
-	return fd;
-}
-
 static void
 check_pattern(int fd, size_t sz, unsigned seed)
 {
@@ -81,12 +66,12 @@ TEST_THREADED(pool_warm_frames_stay_out_of_use)
 	struct tfs t;
 	tfs_mount(&t, 0);
 	const size_t SZ = 24 << 20;
-	int a = pattern_file(&t, "a", SZ, 11);
+	int a = tfs_pattern_file(&t, "a", SZ, 11);
 	for (int k = 0; k < 2000 && atomic_load(&hook_calls) == 0; k++)
 		usleep(10000);
 	ASSERT_GT(atomic_load(&hook_calls), 0);
 	/* The warmer is held at its first frame: allocate around it. */
-	int b = pattern_file(&t, "b", SZ, 12);
+	int b = tfs_pattern_file(&t, "b", SZ, 12);
 	atomic_store(&hook_release, 1);
 	ASSERT_GT(wait_warmed(), 0);
 	__atomic_store_n(&pw__hooks.pool_warm_touch, NULL, __ATOMIC_RELEASE);
@@ -113,7 +98,7 @@ TEST(pool_warm_respects_cap)
 	struct tfs t;
 	tfs_mount(&t, 1);
 	const size_t SZ = 32 << 20;
-	int fd = pattern_file(&t, "big", SZ, 21);
+	int fd = tfs_pattern_file(&t, "big", SZ, 21);
 	ASSERT_OK(pw_fsync(fd));
 	ASSERT_GT(wait_warmed(), 0);
 	struct pw_stats st;
@@ -133,7 +118,7 @@ TEST(pool_warm_off)
 	setenv("PAGEWRIGHT_POOL_WARM", "0", 1);
 	struct tfs t;
 	tfs_mount(&t, 0);
-	int fd = pattern_file(&t, "a", 24 << 20, 31);
+	int fd = tfs_pattern_file(&t, "a", 24 << 20, 31);
 	usleep(200000);
 	struct pw_stats st;
 	pw_get_stats(&st);
