@@ -306,9 +306,9 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
  */
 #define POOL_WARM_LOW 2048UL             /* frames: 8 MiB */
 #define POOL_WARM_FROM 1024UL            /* frames in use before it starts: 4 MiB */
-static _Atomic uint32_t warm_seq;        /* futex: bumped to wake the warmer */
+static _Atomic uint32_t warm_seq;        /* (A) futex: bumped to wake the warmer */
 static _Atomic bool warm_sleeping;      /* (A) it waits on warm_seq */
-static _Atomic long warm_demand;         /* groups first touched by users, not yet
+static _Atomic long warm_demand;         /* (A) groups users touched first, not yet
                                           * answered by warming one */
 static unsigned long warm_cursor;        /* (warmer) group where the last scan ended */
 
