@@ -127,7 +127,7 @@ struct inode *
 new_inode(struct super_block *sb, uint64_t ino,
           const struct address_space_operations *aops)
 {
-	struct inode *inode = calloc(1, sizeof(*inode));
+	struct inode *inode = pw__kzalloc(sizeof(*inode));
 	if (!inode)
 		return NULL;
 	inode->i_ino = ino;
@@ -236,7 +236,7 @@ evict(struct inode *inode)
 	pthread_mutex_destroy(&inode->i_rwsem);
 	pthread_mutex_destroy(&inode->i_data.i_pages_lock);
 	pthread_mutex_destroy(&inode->i_data.i_mmap_lock);
-	free(inode);
+	pw__kfree(inode, sizeof(*inode));
 }
 
 /*

@@ -167,7 +167,7 @@ ext2_fill_inode(struct inode *inode, const struct ext2_inode *raw)
 static struct ext2_inode_info *
 ext2_alloc_info(struct super_block *sb, uint64_t ino)
 {
-	struct ext2_inode_info *ei = calloc(1, sizeof(*ei));
+	struct ext2_inode_info *ei = pw__kzalloc(sizeof(*ei));
 	if (!ei)
 		return NULL;
 	pthread_mutex_init(&ei->ei_map_lock, NULL);
@@ -182,7 +182,7 @@ ext2_free_info(struct ext2_inode_info *ei)
 	pw__ext2_dix_drop(ei);
 	pthread_mutex_destroy(&ei->ei_map_lock);
 	pthread_rwlock_destroy(&ei->ei_dir_lock);
-	free(ei);
+	pw__kfree(ei, sizeof(*ei));
 }
 
 static void
