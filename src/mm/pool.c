@@ -84,10 +84,11 @@ _Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
 #define POPULATE_GROUP 64UL        /* frames: 256 KiB */
 static _Atomic uint64_t *pool_popul; /* 1 bit per group: mapped */
 static _Atomic uint64_t *pool_warm;  /* 1 bit per group: visited by the warmer (below) */
+static _Atomic uint64_t *pool_entered; /* 1 bit per group: a user touched a frame */
 
 static void warm_poke(void);
 
-/* Bit g of a per-group map (pool_popul, pool_warm). */
+/* Bit g of a per-group map (pool_popul, pool_warm, pool_entered). */
 static bool
 group_test(_Atomic uint64_t *map, unsigned long g)
 {
@@ -119,8 +120,16 @@ populate_group(unsigned long g)
 void
 pw__page_populate(struct page *page)
 {
-	if (populate_group(page_to_pfn(page) / POPULATE_GROUP))
-		warm_poke(); /* a user's first touch of the group */
+	unsigned long g = page_to_pfn(page) / POPULATE_GROUP;
+	populate_group(g);
+	/* Users' first touch of a group, warmed or not: one more group to
+	 * warm, so that the warmer keeps ahead of them (were only groups
+	 * users populated themselves owed, they would enter every other
+	 * group cold). */
+	if (!group_test(pool_entered, g)) {
+		group_set(pool_entered, g);
+		warm_poke();
+	}
 }
 
 static void *
@@ -143,7 +152,9 @@ pw__pool_init(void)
 	pool_free = reserve(POOL_MAX_FRAMES / 8, PROT_READ | PROT_WRITE);
 	pool_popul = reserve(POOL_MAX_FRAMES / POPULATE_GROUP / 8, PROT_READ | PROT_WRITE);
 	pool_warm = reserve(POOL_MAX_FRAMES / POPULATE_GROUP / 8, PROT_READ | PROT_WRITE);
-	if (!pool_base || !pool_pages || !pool_free || !pool_popul || !pool_warm)
+	pool_entered = reserve(POOL_MAX_FRAMES / POPULATE_GROUP / 8, PROT_READ | PROT_WRITE);
+	if (!pool_base || !pool_pages || !pool_free || !pool_popul || !pool_warm ||
+	    !pool_entered)
 		return -ENOMEM;
 	return 0;
 }
@@ -287,10 +298,11 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
  * files ran at 7100-8500 files/s with fresh frames against 9500-10700
  * once frames were reused.  A thread of the pool does those first
  * accesses ahead of time, on a CPU the request threads leave idle.
- * Demand drives it: each group of frames a user's copy populates first
- * (pw__page_populate) is one group owed; frames the kernel fills by
- * itself (readahead by splice) never populate, and touching them would
- * buy nothing.  While it owes, and once POOL_WARM_FROM frames are in use
+ * Demand drives it: each group of frames a user's copy touches first
+ * (pw__page_populate), one it warmed or not, is one group owed, so that
+ * it stays ahead of its users; frames the kernel fills by itself
+ * (readahead by splice) are never touched that way, and touching them
+ * would buy nothing.  While it owes, and once POOL_WARM_FROM frames are in use
  * (small users never start it), it keeps POOL_WARM_LOW frames free
  * (growing the pool, never past the memory cap) and visits a group of
  * free frames not visited before: it takes the group's free frames out
