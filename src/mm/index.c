@@ -514,12 +514,16 @@ pw__remove_mapping(struct page *page)
 	return true;
 }
 
-/* The frame of the page before index, as an allocation hint, or -1. */
+/* The frame of the page before index, as an allocation hint, or -1.
+ * None for a device's pages: metadata blocks are read and written one at
+ * a time, and placed after the frame allocated last they share groups
+ * with the files being created instead of each opening a new one
+ * (pw__alloc_page). */
 static long
 neighbour_pfn(struct address_space *mapping, pgoff_t index)
 {
 	long pfn = -1;
-	if (index == 0)
+	if (index == 0 || S_ISBLK(mapping->host->i_mode))
 		return -1;
 	pthread_mutex_lock(&mapping->i_pages_lock);
 	struct page *prev = radix_lookup(mapping, index - 1);

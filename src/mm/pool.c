@@ -54,6 +54,7 @@ static struct page *pool_pages;   /* (C) metadata, by frame number */
 static uint64_t *pool_free;       /* (pool_lock) 1 bit per frame */
 static unsigned long pool_nr;     /* (pool_lock) frames in the pool */
 static unsigned long pool_cursor; /* (pool_lock) where the last scan ended */
+static unsigned long pool_run_end = ULONG_MAX; /* (pool_lock) last frame of the newest run */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The most recently freed frames, newest last: reusing them keeps the
  * data cache warm (a truncate-and-append loop would otherwise walk the
@@ -322,7 +323,6 @@ static _Atomic uint32_t warm_seq;        /* (A) futex: bumped to wake the warmer
 static _Atomic bool warm_sleeping;      /* (A) it waits on warm_seq */
 static _Atomic long warm_demand;         /* (A) groups users touched first, not yet
                                           * answered by warming one */
-static unsigned long warm_cursor;        /* (warmer) group where the last scan ended */
 
 /* Work for the warmer, pool_lock held: a group to visit (its number), or
  * -1 (grow first) or -2 (nothing). */
@@ -335,9 +335,12 @@ warm_next(void)
 	if (pool_nfree < POOL_WARM_LOW && (!cap || pool_nr < cap))
 		return -1;
 	unsigned long groups = pool_nr / POPULATE_GROUP;
-	/* Leave the allocator a group's worth of free frames besides. */
+	/* The groups just ahead of the allocator first: it takes frames in
+	 * order (pw__alloc_page).  Leave it a group's worth of free frames
+	 * besides. */
+	unsigned long from = pool_run_end == ULONG_MAX ? 0 : pool_run_end / POPULATE_GROUP + 1;
 	for (unsigned long k = 0; k < groups && pool_nfree > 2 * POPULATE_GROUP; k++) {
-		unsigned long g = (warm_cursor + k) % groups;
+		unsigned long g = (from + k) % groups;
 		if (!group_test(pool_warm, g) && pool_free[g])
 			return (long)g;
 	}
@@ -406,7 +409,6 @@ warm_thread(void *arg)
 		pool_free[g] |= frames;
 		pool_nfree += (unsigned long)__builtin_popcountll(frames);
 		group_set(pool_warm, (unsigned long)g);
-		warm_cursor = (unsigned long)g + 1;
 		atomic_fetch_sub(&warm_demand, 1);
 	}
 	pthread_mutex_unlock(&pool_lock);
@@ -523,6 +525,13 @@ pw__alloc_page(long hint_pfn)
 		if (frame_free(r))
 			f = r;
 	}
+	/* A new file (or a page with no neighbour cached) goes right after
+	 * the newest run: files created one after another share groups of
+	 * frames instead of taking a fresh group each, which the warmer could
+	 * not keep ahead of. */
+	if (f == ULONG_MAX && hint_pfn < 0 && pool_run_end != ULONG_MAX &&
+	    frame_free(pool_run_end + 1))
+		f = pool_run_end + 1;
 	if (f == ULONG_MAX)
 		f = frame_scan();
 	if (f == ULONG_MAX) {
@@ -538,6 +547,12 @@ pw__alloc_page(long hint_pfn)
 	/* Leave room after a new file's first page for its next pages. */
 	if (hint_pfn < 0 || (unsigned long)hint_pfn + 1 != f)
 		pool_cursor = f + 64;
+	/* A page without a neighbour starts the newest run, and only the
+	 * newest run's own growth extends it: a file whose next frame was
+	 * taken goes on elsewhere (from the cursor) and leaves the run to the
+	 * new files, so neither breaks the other's run again and again. */
+	if (hint_pfn < 0 || (pool_run_end == (unsigned long)hint_pfn && f == pool_run_end + 1))
+		pool_run_end = f;
 	pthread_mutex_unlock(&pool_lock);
 
 	struct page *page = &pool_pages[f];

@@ -3,7 +3,10 @@
  * of use, and a frame it is touching can never be handed out meanwhile
  * (its store of the frame's first word would undo the new owner's);
  * under a memory cap it does not grow the pool; PAGEWRIGHT_POOL_WARM=0
- * turns it off.
+ * turns it off.  And where pw__alloc_page places pages: files created one
+ * after another share groups of frames (a fresh group each was the
+ * warmer's undoing: users entered groups faster than it could touch
+ * them), while a file that grows meanwhile keeps a run of its own.
  */
 #include "pwt.h"
 
@@ -127,4 +130,100 @@ TEST(pool_warm_off)
 	ASSERT_OK(pw_close(fd));
 	ASSERT_OK(pw_umount(t.mnt));
 	unsetenv("PAGEWRIGHT_POOL_WARM");
+}
+
+/* The pool frame of the page holding byte off of fd (pw_pread_pin). */
+static unsigned long
+frame_of(int fd, off_t off)
+{
+	struct pw_span sp[1];
+	int ns = 0;
+	struct pw_pin *pin = NULL;
+	ASSERT_EQ(pw_pread_pin(fd, 1, off, sp, 1, &ns, &pin), 1);
+	ASSERT_EQ(ns, 1);
+	unsigned long pfn = (unsigned long)(sp[0].off / (off_t)PG);
+	pw_unpin(pin);
+	return pfn;
+}
+
+/*
+ * 64 files of three pages, written one after another, fill four groups
+ * of 64 frames (a few more if a recently freed frame is reused), each
+ * file one run.  Checked: with a new file's first page placed 64 frames
+ * after the previous one, as before, they took 64 groups.
+ */
+TEST(pool_new_files_share_groups)
+{
+	struct tfs t;
+	tfs_mount(&t, 0);
+	enum { N = 64, PAGES = 3 };
+	static char buf[PAGES * PAGE_SIZE];
+	memset(buf, 'x', sizeof(buf));
+	int fds[N];
+	for (int k = 0; k < N; k++) {
+		char name[32];
+		XSNPRINTF(name, sizeof(name), "s%d", k);
+		fds[k] = tfs_create(&t, name);
+		ASSERT_EQ(pw_write(fds[k], buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	}
+	static unsigned char group_seen[1 << 18];
+	unsigned groups = 0, broken = 0;
+	for (int k = 0; k < N; k++) {
+		for (int p = 0; p < PAGES; p++) {
+			unsigned long f = frame_of(fds[k], (off_t)(p * PG));
+			ASSERT_LT(f / 64, sizeof(group_seen));
+			if (!group_seen[f / 64]++)
+				groups++;
+			if (p > 0 && f != frame_of(fds[k], (off_t)((p - 1) * PG)) + 1)
+				broken++;
+		}
+		ASSERT_OK(pw_close(fds[k]));
+	}
+	TLOG("%d files of %d pages: %u groups, %u files broken", N, PAGES, groups, broken);
+	ASSERT_LE(groups, 6);
+	ASSERT_LE(broken, 2);
+	ASSERT_OK(pw_umount(t.mnt));
+}
+
+/*
+ * A file grows a page at a time while one-page files are created between
+ * its pages: the growing file is broken once at most (its second page
+ * finds the next frame taken), and the new files still share groups.
+ * Checked: placing each new file after the frame allocated last broke
+ * the growing file at every page.
+ */
+TEST(pool_growing_file_keeps_its_run)
+{
+	struct tfs t;
+	tfs_mount(&t, 0);
+	enum { N = 48 };
+	static char page[PAGE_SIZE];
+	memset(page, 'y', sizeof(page));
+	int a = tfs_create(&t, "grows");
+	int small[N];
+	for (int k = 0; k < N; k++) {
+		ASSERT_EQ(pw_pwrite(a, page, PG, (off_t)(k * PG)), (ssize_t)PG);
+		char name[32];
+		XSNPRINTF(name, sizeof(name), "n%d", k);
+		small[k] = tfs_create(&t, name);
+		ASSERT_EQ(pw_write(small[k], page, 100), 100);
+	}
+	unsigned runs = 1, groups = 0;
+	for (int k = 1; k < N; k++)
+		if (frame_of(a, (off_t)(k * PG)) != frame_of(a, (off_t)((k - 1) * PG)) + 1)
+			runs++;
+	static unsigned char group_seen[1 << 18];
+	for (int k = 0; k < N; k++) {
+		unsigned long f = frame_of(small[k], 0);
+		ASSERT_LT(f / 64, sizeof(group_seen));
+		if (!group_seen[f / 64]++)
+			groups++;
+		ASSERT_OK(pw_close(small[k]));
+	}
+	TLOG("growing file: %u runs over %d pages; %d new files in %u groups", runs, N, N,
+	     groups);
+	ASSERT_LE(runs, 3);
+	ASSERT_LE(groups, 3);
+	ASSERT_OK(pw_close(a));
+	ASSERT_OK(pw_umount(t.mnt));
 }
