@@ -546,6 +546,7 @@ struct file {
 	struct file_ra_state {
 		_Atomic pgoff_t next;  /* index after the last readahead window */
 		_Atomic unsigned size; /* current window, pages */
+		_Atomic int around_miss; /* read-arounds not yet paid back by hits */
 	} f_ra;                       /* (A) advisory */
 };
 

@@ -667,6 +667,7 @@ file_alloc(struct walk *w, int flags)
 	f->f_pos = 0;
 	atomic_store(&f->f_ra.next, 0);
 	atomic_store(&f->f_ra.size, 0);
+	atomic_store(&f->f_ra.around_miss, 0);
 	f->f_inode = w->inode;
 	f->f_mapping = w->inode->i_mapping;
 	f->f_flags = flags;

@@ -642,6 +642,45 @@ read_buffered(struct file *file, void *buf, size_t count, loff_t pos)
 	return generic_file_read_iter(file, &it, &pos);
 }
 
+/*
+ * Read-around for small reads past the cache.  A small read that misses
+ * (the kernel's READ for a random 4 KiB read through a FUSE mount) reads
+ * the aligned READ_AROUND pages around it into the cache, as the kernel
+ * reads around a page fault, so that later small reads near it are served
+ * without I/O.  On a file read at random all over, nothing read around is
+ * asked for later: each read-around counts a miss and each small read the
+ * cache serves pays one back, and with more than READ_AROUND_MISSES
+ * outstanding the file's small reads go back to reading what they ask for.
+ */
+#define READ_AROUND 16        /* pages: 64 KiB, aligned */
+#define READ_AROUND_SMALL (16 << 10) /* reads up to this size are small */
+#define READ_AROUND_MISSES 64
+
+static bool
+read_around(struct file *file, loff_t at, size_t count)
+{
+	if (count > READ_AROUND_SMALL ||
+	    atomic_load_explicit(&file->f_ra.around_miss, memory_order_relaxed) > READ_AROUND_MISSES)
+		return false;
+	atomic_fetch_add_explicit(&file->f_ra.around_miss, 1, memory_order_relaxed);
+	pgoff_t index = (pgoff_t)(at >> PAGE_SHIFT) & ~(pgoff_t)(READ_AROUND - 1);
+	page_cache_ra(file->f_mapping, file, index, READ_AROUND);
+	PW_STAT_ADD(misses, 1);
+	return true;
+}
+
+/* A small read the cache served: one read-around paid back. */
+static void
+read_around_hit(struct file *file, size_t count)
+{
+	if (count > READ_AROUND_SMALL)
+		return;
+	int m = atomic_load_explicit(&file->f_ra.around_miss, memory_order_relaxed);
+	if (m > 0)
+		atomic_compare_exchange_strong_explicit(&file->f_ra.around_miss, &m, m - 1,
+		                                        memory_order_relaxed, memory_order_relaxed);
+}
+
 ssize_t
 file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
 {
@@ -659,10 +698,15 @@ file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
 		count = (size_t)PW_MIN((loff_t)count, isize - pos);
 	else
 		count = 0;
+	bool around = false;
 	while (done < count) {
 		char *dst = (char *)buf + done;
 		loff_t at = pos + (loff_t)done;
 		ssize_t n = copy_cached(mapping, dst, count - done, at);
+		if (n > 0 && done == 0 && !around)
+			read_around_hit(file, count);
+		if (n == 0 && !around && (around = read_around(file, at, count - done)))
+			continue; /* now cached, or being read: copy or wait */
 		if (n == -EAGAIN) {
 			/* Being read or written: the buffered read waits for it. */
 			size_t want = PW_MIN(count - done, PAGE_SIZE - ((size_t)at & (PAGE_SIZE - 1)));

@@ -1,8 +1,10 @@
 /*
  * test_nocache.c - pw_pread_nocache: reads that take cached pages from
  * the cache (dirty ones included) and the rest from storage without
- * caching it, on every filesystem kind; and truncate never frees blocks
- * under such a read (the blocks could then hold another file's bytes).
+ * caching it, on every filesystem kind; small reads that miss read the
+ * 64 KiB around them into the cache, until read-arounds stop paying; and
+ * truncate never frees blocks under such a read (the blocks could then
+ * hold another file's bytes).
  */
 #include "pwt.h"
 
@@ -49,11 +51,13 @@ TEST(nocache_read_kinds)
 		check_nocache(fd, model, size, 0);
 		if (k != 0)
 			ASSERT_EQ(cached_pages(fd), 0);
+		/* Small reads read around (test below), dropped again. */
 		check_nocache(fd, model, 10000, 4097);
 		check_nocache(fd, model, 1, (off_t)size - 1);
 		unsigned char tail[1000];
 		ASSERT_EQ(pw_pread_nocache(fd, tail, sizeof(tail), (off_t)size - 10), 10);
 		ASSERT_MEM_EQ(tail, model + size - 10, 10);
+		evict_all(&t, fd);
 		/* Dirty pages, not written back: their bytes come from the cache. */
 		pat_fill(model + 8292, 5000, 9, 8292);
 		write_exact(fd, model + 8292, 5000, 8292);
@@ -91,6 +95,75 @@ TEST(nocache_read_kinds)
 		free(back);
 		ASSERT_OK(pw_close(fd));
 		free(model);
+	}
+}
+
+/* Is the page at index cached? */
+static bool
+page_cached(int fd, pgoff_t index)
+{
+	struct file *f = pw__fget(fd);
+	ASSERT(f != NULL);
+	struct page *page = find_get_page(f->f_mapping, index);
+	pw__fput(f);
+	if (page)
+		put_page(page);
+	return page != NULL;
+}
+
+/*
+ * A small read that misses reads the aligned 16 pages around it into the
+ * cache (to the end of the file), and the next small reads there come
+ * from the cache; a large read does not.  Where read-arounds are never
+ * used (each small read in a new 64 KiB), after 64 of them small reads
+ * read only what they ask for; reads the cache serves pay them back.
+ * Checked: with read_around() returning false at once, the first
+ * assertion fails; with the miss count never going down the last one.
+ */
+TEST(nocache_small_reads_read_around)
+{
+	FOR_EACH_KIND(k) {
+		if (k == 0)
+			continue; /* ramfs: everything is cached */
+		struct tfs t;
+		tfs_mount(&t, k);
+		const size_t size = 16 << 20;
+		int fd = tfs_pattern_file(&t, "f", size, 5);
+		ASSERT_OK(pw_fsync(fd));
+		evict_all(&t, fd);
+		unsigned char *model = xmalloc(size);
+		pat_fill(model, size, 5, 0);
+		/* Page 21 read: pages 16..31 cached, 15 and 32 not. */
+		check_nocache(fd, model, 100, 21 * (off_t)PG + 7);
+		for (pgoff_t i = 16; i < 32; i++)
+			ASSERT(page_cached(fd, i));
+		ASSERT(!page_cached(fd, 15));
+		ASSERT(!page_cached(fd, 32));
+		/* Neighbours come from the cache: nothing more is cached. */
+		check_nocache(fd, model, 4096, 16 * (off_t)PG);
+		check_nocache(fd, model, 8192, 30 * (off_t)PG);
+		ASSERT_EQ(cached_pages(fd), 16);
+		/* Large reads do not read around. */
+		check_nocache(fd, model, 64 << 10, 100 * (off_t)PG + 1);
+		ASSERT_EQ(cached_pages(fd), 16);
+		/* Read-arounds never used: one small read in each of 80 new
+		 * 64 KiB stretches.  The first 64 or so read around, the
+		 * rest only their page. */
+		for (int r = 0; r < 80; r++)
+			check_nocache(fd, model, 512, (off_t)(1024 + 32 * r) * (off_t)PG);
+		unsigned long before = cached_pages(fd);
+		check_nocache(fd, model, 512, 4000 * (off_t)PG);
+		ASSERT_EQ(cached_pages(fd), before);
+		TLOG("kind %d: %lu pages cached after 80 unused read-arounds", k, before);
+		/* Reads the cache serves pay them back: reading around again. */
+		for (int r = 0; r < 80; r++)
+			for (int p = 0; p < 16; p++)
+				check_nocache(fd, model, 512, (off_t)(1024 + 32 * r + p) * (off_t)PG);
+		check_nocache(fd, model, 512, 3000 * (off_t)PG);
+		ASSERT(page_cached(fd, 3001));
+		free(model);
+		ASSERT_OK(pw_close(fd));
+		ASSERT_OK(pw_umount(t.mnt));
 	}
 }
 
