@@ -29,7 +29,10 @@
  * Under AddressSanitizer a free object is poisoned, so a use after
  * pw__kfree is reported as it would be after free(3).  The free-list
  * link lives in the poisoned object: it is written before the poisoning
- * and read after the unpoisoning, both under the class lock.
+ * and read after the unpoisoning, both under the class lock.  And the
+ * chunks are roots for LeakSanitizer, which does not look into mmap'd
+ * memory by itself: an inode here holds malloc'd memory (ramfs's
+ * directory entries), which it would otherwise report as leaked.
  */
 #if defined(__SANITIZE_ADDRESS__)
 #define KMEM_ASAN 1
@@ -40,11 +43,16 @@
 #endif
 #ifdef KMEM_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
 #define kmem_poison(p, n) ASAN_POISON_MEMORY_REGION(p, n)
 #define kmem_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#define kmem_root(p, n) __lsan_register_root_region(p, n)
+#define kmem_unroot(p, n) __lsan_unregister_root_region(p, n)
 #else
 #define kmem_poison(p, n) ((void)(p), (void)(n))
 #define kmem_unpoison(p, n) ((void)(p), (void)(n))
+#define kmem_root(p, n) ((void)(p), (void)(n))
+#define kmem_unroot(p, n) ((void)(p), (void)(n))
 #endif
 
 #define KMEM_MIN_SHIFT 5  /* 32 bytes */
@@ -104,6 +112,7 @@ class_refill(struct kmem_class *c, size_t objsize)
 		if (chunk == MAP_FAILED)
 			return -1;
 	}
+	kmem_root(chunk, KMEM_CHUNK);
 	for (size_t off = 0; off + objsize <= KMEM_CHUNK; off += objsize) {
 		struct kmem_free *f = (struct kmem_free *)(chunk + off);
 		f->next = c->free;
@@ -151,7 +160,10 @@ pw__kzalloc(size_t size)
 	if (size > ((size_t)1 << KMEM_MAX_SHIFT)) {
 		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		return p == MAP_FAILED ? NULL : p;
+		if (p == MAP_FAILED)
+			return NULL;
+		kmem_root(p, size);
+		return p;
 	}
 	unsigned k = size_class(size);
 	struct kmem_class *c = &classes[k];
@@ -175,6 +187,7 @@ pw__kfree(void *p, size_t size)
 	if (p == NULL)
 		return;
 	if (size > ((size_t)1 << KMEM_MAX_SHIFT)) {
+		kmem_unroot(p, size);
 		munmap(p, size);
 		return;
 	}
