@@ -231,8 +231,12 @@ void pw_unpin(struct pw_pin *pin);
  * where the kernel's page cache keeps them): pages already cached are
  * copied (dirty ones included, so the bytes are what pw_pread returns),
  * the rest is read from the file's storage straight into buf and not
- * kept.  No readahead.  Filesystems without a direct read (ramfs) read
- * through the cache.  Return: as pw_pread.
+ * kept.  No readahead; but a small read (16 KiB or less) that misses
+ * reads the aligned 64 KiB around it into the cache, so that the next
+ * small reads near it need no I/O, until read-arounds on this descriptor
+ * stop being used (a random reader all over a large file).  Filesystems
+ * without a direct read (ramfs) read through the cache.  Return: as
+ * pw_pread.
  */
 ssize_t pw_pread_nocache(int fd, void *buf, size_t count, off_t offset);
 
