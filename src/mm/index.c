@@ -516,9 +516,9 @@ pw__remove_mapping(struct page *page)
 
 /* The frame of the page before index, as an allocation hint, or -1.
  * None for a device's pages: metadata blocks are read and written one at
- * a time, and placed after the frame allocated last they share groups
- * with the files being created instead of each opening a new one
- * (pw__alloc_page). */
+ * a time, and placed without a hint they go after the newest run of
+ * frames, sharing groups with the files being created instead of each
+ * opening a new one (pw__alloc_page). */
 static long
 neighbour_pfn(struct address_space *mapping, pgoff_t index)
 {
