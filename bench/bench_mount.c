@@ -40,7 +40,8 @@
  * Timing: CLOCK_MONOTONIC around one whole operation (open..close, with
  * the fsync or sync when the row has one).  BENCH_MOUNT_REPS repetitions
  * (default 3), contenders taking turns within each (order rotating);
- * median and spread (min..max).  Data read back is checked (the first 64
+ * median and spread (min..max); BENCH_MOUNT_EACH=1 also prints every
+ * timed operation's rate with its repetition and turn.  Data read back is checked (the first 64
  * bytes of every call).  After the run every image is unmounted and
  * checked with e2fsck -fn.
  *
@@ -85,6 +86,7 @@ static struct contender ct[NCT];
 static char workdir[256], pw_bin[PATH_MAX];
 static char fuse2fs_opts[256] = "fakeroot,big_writes";
 static const char *only_rows, *only_cts; /* BENCH_MOUNT_ROWS, BENCH_MOUNT_ONLY */
+static bool each;                        /* BENCH_MOUNT_EACH=1: every timed operation */
 static size_t big_bytes = 256 * MiB, f64_bytes = 64 * MiB;
 static char *src; /* byte at file offset o is src[o % MiB] */
 
@@ -772,6 +774,7 @@ main(int argc, char **argv)
 	snprintf(ct[PWW].opts, sizeof(ct[PWW].opts), "%s",
 	         (e = getenv("BENCH_PW_WB_OPTS")) && *e ? e : "cache=writeback");
 	only_rows = getenv("BENCH_MOUNT_ROWS");
+	each = getenv("BENCH_MOUNT_EACH") && *getenv("BENCH_MOUNT_EACH") == '1';
 	only_cts = getenv("BENCH_MOUNT_ONLY");
 	find_pagewright(argv[0]);
 	char ns[128] = "private mount namespace";
@@ -834,6 +837,15 @@ main(int argc, char **argv)
 					       c->why);
 				else
 					t[ri][c->kind][nt[ri][c->kind]++] = s;
+				if (s > 0 && each)
+					printf("  rep %d, %d%s: %-24s %-12s %.0f\n", rep + 1, j + 1,
+					       j == 0 ? "st" : j == 1 ? "nd" : j == 2 ? "rd" : "th",
+					       rows[ri].name, ct_name[c->kind],
+					       row_units(&rows[ri]) / s /
+					           (rows[ri].kind == SEQW || rows[ri].kind == SEQR ||
+					                    rows[ri].kind == MAPR
+					                ? 1e6
+					                : 1));
 			}
 		}
 		printf("# repetition %d/%d: %.0f s, load %s", rep + 1, reps,
