@@ -724,6 +724,14 @@ file_read_nocache(struct file *file, void *buf, size_t count, loff_t pos)
 			err = n;
 		if (n <= 0)
 			break; /* an error, or truncated meanwhile */
+		/* Not past a size a truncate set meanwhile: a page read in
+		 * since beyond the new end holds zeros, never the file's bytes
+		 * (the size is checked after the copy, as filemap_read does). */
+		loff_t now = i_size_read(inode);
+		if (at + n > now) {
+			done += now > at ? (size_t)(now - at) : 0;
+			break;
+		}
 		done += (size_t)n;
 	}
 	inode_dio_end(inode);
