@@ -121,7 +121,7 @@ size_t
 iov_iter_copy_from_user_atomic(struct page *page, struct iov_iter *i,
                                unsigned long offset, size_t bytes)
 {
-	pw__page_populate(page);
+	pw__page_populate_write(page);
 	size_t done = copy_in((char *)page_address(page) + offset, i, bytes);
 	if (done < PW_MIN(bytes, i->count))
 		PW_STAT_ADD(short_copies, 1);

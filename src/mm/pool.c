@@ -121,12 +121,23 @@ populate_group(unsigned long g)
 void
 pw__page_populate(struct page *page)
 {
+	populate_group(page_to_pfn(page) / POPULATE_GROUP);
+}
+
+void
+pw__page_populate_write(struct page *page)
+{
 	unsigned long g = page_to_pfn(page) / POPULATE_GROUP;
 	populate_group(g);
-	/* Users' first touch of a group, warmed or not: one more group to
+	/* Users' first store into a group, warmed or not: one more group to
 	 * warm, so that the warmer keeps ahead of them (were only groups
 	 * users populated themselves owed, they would enter every other
-	 * group cold). */
+	 * group cold).  Reads never owe: the frames a reader copies out of
+	 * were filled by the kernel (readahead by splice), which the
+	 * warmer's touches do not help, and the warmer taking the frames
+	 * just ahead of a reader out of the free bitmap broke its readahead
+	 * runs (bench_ext2's cold 1 MiB reads: 3.1-4.1x the kernel's time
+	 * against 1.1x with the warmer off). */
 	if (!group_test(pool_entered, g)) {
 		group_set(pool_entered, g);
 		warm_poke();
@@ -299,10 +310,11 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
  * files ran at 7100-8500 files/s with fresh frames against 9500-10700
  * once frames were reused.  A thread of the pool does those first
  * accesses ahead of time, on a CPU the request threads leave idle.
- * Demand drives it: each group of frames a user's copy touches first
- * (pw__page_populate), one it warmed or not, is one group owed, so that
- * it stays ahead of its users; frames the kernel fills by itself
- * (readahead by splice) are never touched that way, and touching them
+ * Demand drives it: each group of frames a user's copy into a frame (or
+ * zeroing of one) touches first (pw__page_populate_write), one it warmed
+ * or not, is one group owed, up to WARM_DEMAND_MAX, so that it stays
+ * ahead of its users; frames the kernel fills by itself (readahead by
+ * splice) and users only read never make it owe, and touching them
  * would buy nothing.  While it owes, and once POOL_WARM_FROM frames are in use
  * (small users never start it), it keeps POOL_WARM_LOW frames free
  * (growing the pool, never past the memory cap) and visits a group of
@@ -428,11 +440,17 @@ pw__pool_warm_wake(void)
 	}
 }
 
-/* A user touched a group nobody had: one more group to warm. */
+/* Users entered a group: one more group to warm, up to WARM_DEMAND_MAX
+ * owed.  A writer faster than the warmer (a large sequential write enters
+ * a group every 100 us or so, the warmer takes about 700 us a group)
+ * gains nothing from a backlog, which would keep the warmer busy long
+ * after, taking frames out of the free bitmap under whoever comes next. */
+#define WARM_DEMAND_MAX (POOL_WARM_LOW / POPULATE_GROUP)
 static void
 warm_poke(void)
 {
-	atomic_fetch_add(&warm_demand, 1);
+	if (atomic_load(&warm_demand) < (long)WARM_DEMAND_MAX)
+		atomic_fetch_add(&warm_demand, 1);
 	pw__pool_warm_wake();
 }
 
@@ -790,7 +808,7 @@ void
 zero_user_segment(struct page *page, unsigned start, unsigned end)
 {
 	if (end > start) {
-		pw__page_populate(page);
+		pw__page_populate_write(page);
 		memset((char *)page_address(page) + start, 0, end - start);
 	}
 }
