@@ -85,7 +85,7 @@ _Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
 #define POPULATE_GROUP 64UL        /* frames: 256 KiB */
 static _Atomic uint64_t *pool_popul; /* 1 bit per group: mapped */
 static _Atomic uint64_t *pool_warm;  /* 1 bit per group: visited by the warmer (below) */
-static _Atomic uint64_t *pool_entered; /* 1 bit per group: a user touched a frame */
+static _Atomic uint64_t *pool_entered; /* 1 bit per group: a user stored into a frame */
 
 static void warm_poke(void);
 
@@ -132,12 +132,12 @@ pw__page_populate_write(struct page *page)
 	/* Users' first store into a group, warmed or not: one more group to
 	 * warm, so that the warmer keeps ahead of them (were only groups
 	 * users populated themselves owed, they would enter every other
-	 * group cold).  Reads never owe: the frames a reader copies out of
-	 * were filled by the kernel (readahead by splice), which the
-	 * warmer's touches do not help, and the warmer taking the frames
+	 * group cold).  Reads never owe: the warmer taking the free frames
 	 * just ahead of a reader out of the free bitmap broke its readahead
-	 * runs (bench_ext2's cold 1 MiB reads: 3.1-4.1x the kernel's time
-	 * against 1.1x with the warmer off). */
+	 * runs into scattered frames (bench_ext2's cold 1 MiB reads: 3.1-4.1x
+	 * the kernel's time against 1.1x with the warmer off), so a reader
+	 * copying out of fresh frames pays their first touch itself
+	 * (docs/DESIGN-CHANGES.md). */
 	if (!group_test(pool_entered, g)) {
 		group_set(pool_entered, g);
 		warm_poke();
