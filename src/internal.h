@@ -65,11 +65,11 @@ struct page *pw__pfn_to_page(unsigned long pfn);
  * contiguous.  Returns a page with refcount 1, or NULL. */
 struct page *pw__alloc_page(long hint_pfn);
 /* Map the page's frame (and its group) for access from user space;
- * before the library's own loads and stores to it (pool.c).  The _write
- * form, before a copy into the page or a zeroing of it, also tells the
- * pool's warmer that users are filling frames there. */
+ * before the library's own loads and stores to it (pool.c).  The _copy
+ * form, before a copy into or out of the page for a user (or a zeroing of
+ * it), also tells the pool's warmer that users are at work there. */
 void pw__page_populate(struct page *page);
-void pw__page_populate_write(struct page *page);
+void pw__page_populate_copy(struct page *page);
 /* The pool's warmer (pool.c): start it (pw_mount), wake it (any context),
  * and, for tests, whether a frame may be handed out now.  kmem.c keeps
  * its spare chunks filled from the warmer. */

@@ -966,7 +966,7 @@ perform_write_2copy_step(struct file *file, struct iov_iter *i, loff_t pos,
 	if (err)
 		goto fail;
 	if (bounced) {
-		pw__page_populate_write(page);
+		pw__page_populate_copy(page);
 		memcpy((char *)page_address(page) + offset, bounce, bytes);
 		copied = bytes;
 	} else {

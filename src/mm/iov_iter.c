@@ -121,7 +121,7 @@ size_t
 iov_iter_copy_from_user_atomic(struct page *page, struct iov_iter *i,
                                unsigned long offset, size_t bytes)
 {
-	pw__page_populate_write(page);
+	pw__page_populate_copy(page);
 	size_t done = copy_in((char *)page_address(page) + offset, i, bytes);
 	if (done < PW_MIN(bytes, i->count))
 		PW_STAT_ADD(short_copies, 1);
@@ -137,7 +137,7 @@ size_t
 copy_page_to_iter(struct page *page, size_t offset, size_t bytes,
                   struct iov_iter *i)
 {
-	pw__page_populate(page);
+	pw__page_populate_copy(page);
 	const char *src = (const char *)page_address(page) + offset;
 	size_t done = 0;
 	bytes = PW_MIN(bytes, i->count);

@@ -85,7 +85,7 @@ _Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
 #define POPULATE_GROUP 64UL        /* frames: 256 KiB */
 static _Atomic uint64_t *pool_popul; /* 1 bit per group: mapped */
 static _Atomic uint64_t *pool_warm;  /* 1 bit per group: visited by the warmer (below) */
-static _Atomic uint64_t *pool_entered; /* 1 bit per group: a user stored into a frame */
+static _Atomic uint64_t *pool_entered; /* 1 bit per group: a user copy touched a frame */
 
 static void warm_poke(void);
 
@@ -125,19 +125,17 @@ pw__page_populate(struct page *page)
 }
 
 void
-pw__page_populate_write(struct page *page)
+pw__page_populate_copy(struct page *page)
 {
 	unsigned long g = page_to_pfn(page) / POPULATE_GROUP;
 	populate_group(g);
-	/* Users' first store into a group, warmed or not: one more group to
-	 * warm, so that the warmer keeps ahead of them (were only groups
-	 * users populated themselves owed, they would enter every other
-	 * group cold).  Reads never owe: the warmer taking the free frames
-	 * just ahead of a reader out of the free bitmap broke its readahead
-	 * runs into scattered frames (bench_ext2's cold 1 MiB reads: 3.1-4.1x
-	 * the kernel's time against 1.1x with the warmer off), so a reader
-	 * copying out of fresh frames pays their first touch itself
-	 * (docs/DESIGN-CHANGES.md). */
+	/* A user copy's first touch of a group, warmed or not: one more
+	 * group to warm, so that the warmer keeps ahead of them (were only
+	 * groups users populated themselves owed, they would enter every
+	 * other group cold).  Readers owe too: the frames the kernel filled
+	 * for them are copied out from here.  The warmer leaves the frames it
+	 * touches free (warm_group), so a reader's readahead still takes them
+	 * in runs. */
 	if (!group_test(pool_entered, g)) {
 		group_set(pool_entered, g);
 		warm_poke();
@@ -310,19 +308,23 @@ pw__pool_read_fd(int fd, uint64_t off, const struct iovec *iov, int cnt)
  * files ran at 7100-8500 files/s with fresh frames against 9500-10700
  * once frames were reused.  A thread of the pool does those first
  * accesses ahead of time, on a CPU the request threads leave idle.
- * Demand drives it: each group of frames a user's copy into a frame (or
- * zeroing of one) touches first (pw__page_populate_write), one it warmed
- * or not, is one group owed, up to WARM_DEMAND_MAX, so that it stays
- * ahead of its users; frames the kernel fills by itself (readahead by
- * splice) and users only read never make it owe, and touching them
- * would buy nothing.  While it owes, and once POOL_WARM_FROM frames are in use
- * (small users never start it), it keeps POOL_WARM_LOW frames free
- * (growing the pool, never past the memory cap) and visits a group of
- * free frames not visited before: it takes the group's free frames out
- * of the free bitmap (so that no one can be given a frame while it is
- * touched), populates the group, stores to each frame's first word and
- * its struct page, reads each frame once from the kernel (a one-byte
- * pwritev(2) per frame into a scratch memfd), and gives the frames back.
+ * Demand drives it: each group of frames a user copy into or out of a
+ * frame (or a zeroing) touches first (pw__page_populate_copy), one it
+ * warmed or not, is one group owed, up to WARM_DEMAND_MAX, so that it
+ * stays ahead of its users; frames the kernel fills and reads by itself
+ * (readahead by splice, FUSE READs by pread of the memfd) never make it
+ * owe, and touching them would buy nothing.  While it owes, and once
+ * POOL_WARM_FROM frames are in use (small users never start it), it keeps
+ * POOL_WARM_LOW frames free (growing the pool, never past the memory cap)
+ * and visits a group of free frames not visited before: it populates the
+ * group, stores to each free frame's first word without changing it
+ * (touch_frame) and to its struct page (an atomic add of zero), and reads
+ * each frame once from the kernel (a one-byte pwritev(2) per frame into a
+ * scratch memfd).  The frames stay in the free bitmap meanwhile: an
+ * earlier form took them out for the visit, so that no one could be given
+ * one while it stored its first word back, and broke the readahead runs
+ * of any reader whose next frames it held (an in-process cold read of
+ * ext2 took 3-4x the kernel's time).
  * A visited group stays warm: frames freed later have been touched by
  * their users.  With nothing owed it keeps kmem.c's spare chunks and
  * sleeps on a futex.  If the pool cannot grow the thread ends (the pool
@@ -361,6 +363,24 @@ warm_next(void)
 
 static int pool_grow(void);
 
+/*
+ * Store to a frame without changing it: a locked OR of zero reads and
+ * writes the word in one indivisible step, so a store by whoever was
+ * given the frame meanwhile lands either before it (and is written back
+ * as it is) or after it.  In asm, outside ThreadSanitizer's view: to it
+ * this would be an atomic access racing with the new owner's memcpy,
+ * though it changes no byte.
+ */
+static void
+touch_frame(void *frame)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("lock orq $0, %0" : "+m"(*(uint64_t *)frame) : : "memory");
+#else
+	__atomic_fetch_or((uint64_t *)frame, 0, __ATOMIC_RELAXED);
+#endif
+}
+
 static void
 warm_group(unsigned long g, uint64_t frames, int scratch)
 {
@@ -371,16 +391,14 @@ warm_group(unsigned long g, uint64_t frames, int scratch)
 	for (unsigned k = 0; k < POPULATE_GROUP; k++) {
 		if (!(frames >> k & 1))
 			continue;
-		/* The frame is ours until given back: a store of what is
-		 * there changes nothing. */
-		volatile uint64_t *w = (volatile uint64_t *)(void *)(base + k * PAGE_SIZE);
-		uint64_t v = *w;
+		/* The frames stay free meanwhile: the allocator may hand one
+		 * out, and touch_frame changes none of its bytes. */
 		void (*hook)(void *) = __atomic_load_n(&pw__hooks.pool_warm_touch, __ATOMIC_ACQUIRE);
 		if (hook)
 			hook(base + k * PAGE_SIZE);
-		*w = v;
+		touch_frame(base + k * PAGE_SIZE);
 		struct page *page = &pool_pages[g * POPULATE_GROUP + k];
-		atomic_store_explicit(&page->refcount, 0, memory_order_relaxed);
+		atomic_fetch_add_explicit(&page->refcount, 0, memory_order_relaxed);
 		iov[n].iov_base = base + k * PAGE_SIZE;
 		iov[n++].iov_len = 1;
 	}
@@ -413,13 +431,9 @@ warm_thread(void *arg)
 			continue;
 		}
 		uint64_t frames = pool_free[g];
-		pool_free[g] = 0;
-		pool_nfree -= (unsigned long)__builtin_popcountll(frames);
 		pthread_mutex_unlock(&pool_lock);
 		warm_group((unsigned long)g, frames, scratch);
 		pthread_mutex_lock(&pool_lock);
-		pool_free[g] |= frames;
-		pool_nfree += (unsigned long)__builtin_popcountll(frames);
 		group_set(pool_warm, (unsigned long)g);
 		atomic_fetch_sub(&warm_demand, 1);
 	}
@@ -441,10 +455,10 @@ pw__pool_warm_wake(void)
 }
 
 /* Users entered a group: one more group to warm, up to WARM_DEMAND_MAX
- * owed.  A writer faster than the warmer (a large sequential write enters
- * a group every 100 us or so, the warmer takes about 700 us a group)
- * gains nothing from a backlog, which would keep the warmer busy long
- * after, taking frames out of the free bitmap under whoever comes next. */
+ * owed.  A user faster than the warmer (a large sequential write or read
+ * enters a group every 100 us or so, the warmer takes about 700 us a
+ * group) gains nothing from a backlog, which would keep the warmer busy
+ * long after, on the CPU the next user wants. */
 #define WARM_DEMAND_MAX (POOL_WARM_LOW / POPULATE_GROUP)
 static void
 warm_poke(void)
@@ -808,7 +822,7 @@ void
 zero_user_segment(struct page *page, unsigned start, unsigned end)
 {
 	if (end > start) {
-		pw__page_populate_write(page);
+		pw__page_populate_copy(page);
 		memset((char *)page_address(page) + start, 0, end - start);
 	}
 }
