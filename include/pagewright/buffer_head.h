@@ -40,6 +40,11 @@ struct block_device {
 	 * writeback thread gets to it. */
 	_Atomic int64_t bd_fail_write_at;
 	_Atomic long bd_reads, bd_writes; /* (A) I/O counters */
+	/* Small background writes not yet started on the host
+	 * (blkdev_start_write): the range they span and their bytes. */
+	pthread_mutex_t bd_start_lock;
+	uint64_t bd_start_lo, bd_start_hi; /* (bd_start_lock) */
+	size_t bd_start_bytes;             /* (bd_start_lock) */
 };
 
 /* Open an image file or device.  -errno (ENOENT, EACCES, ...). */
