@@ -269,8 +269,8 @@ struct pw__test_hooks {
 	/* blockdev_read_direct: blocks are mapped, the device read comes
 	 * next (tests widen the window truncate must not free them in). */
 	void (*direct_read_mapped)(struct inode *inode);
-	/* pool.c's warmer: frame is out of the free bitmap and about to be
-	 * touched (its first word was read, the store comes next). */
+	/* pool.c's warmer: frame is about to be touched; it stays in the
+	 * free bitmap, so it may be handed out meanwhile. */
 	void (*pool_warm_touch)(void *frame);
 };
 extern struct pw__test_hooks pw__hooks;

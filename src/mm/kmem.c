@@ -81,6 +81,13 @@ size_class(size_t size)
 	return shift - KMEM_MIN_SHIFT;
 }
 
+/* The object size of class k. */
+static size_t
+class_objsize(unsigned k)
+{
+	return (size_t)1 << (k + KMEM_MIN_SHIFT);
+}
+
 static void
 class_lock(struct kmem_class *c)
 {
@@ -167,7 +174,7 @@ pw__kzalloc(size_t size)
 	}
 	unsigned k = size_class(size);
 	struct kmem_class *c = &classes[k];
-	size_t objsize = (size_t)1 << (k + KMEM_MIN_SHIFT);
+	size_t objsize = class_objsize(k);
 	class_lock(c);
 	if (c->free == NULL && class_refill(c, objsize) != 0) {
 		class_unlock(c);
@@ -197,6 +204,6 @@ pw__kfree(void *p, size_t size)
 	class_lock(c);
 	f->next = c->free;
 	c->free = f;
-	kmem_poison(f, (size_t)1 << (k + KMEM_MIN_SHIFT));
+	kmem_poison(f, class_objsize(k));
 	class_unlock(c);
 }

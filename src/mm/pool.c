@@ -83,6 +83,8 @@ _Static_assert(sizeof(struct page) <= 64, "page metadata must fit 64 bytes");
  * take a fresh frame each, ran 20% slower with a fault per frame.
  */
 #define POPULATE_GROUP 64UL        /* frames: 256 KiB */
+/* A group's frames are one word of pool_free (the warmer reads them so). */
+_Static_assert(POPULATE_GROUP == 8 * sizeof(uint64_t), "a group is one pool_free word");
 static _Atomic uint64_t *pool_popul; /* 1 bit per group: mapped */
 static _Atomic uint64_t *pool_warm;  /* 1 bit per group: visited by the warmer (below) */
 static _Atomic uint64_t *pool_entered; /* 1 bit per group: a user copy touched a frame */
@@ -102,20 +104,18 @@ group_set(_Atomic uint64_t *map, unsigned long g)
 	atomic_fetch_or_explicit(&map[g / 64], 1ULL << (g % 64), memory_order_relaxed);
 }
 
-/* Map group g's frames unless done before.  Return: true if this call
- * mapped them. */
-static bool
+/* Map group g's frames unless done before. */
+static void
 populate_group(unsigned long g)
 {
 	if (group_test(pool_popul, g))
-		return false;
+		return;
 #ifdef MADV_POPULATE_WRITE
 	/* Frames of the group in use keep their data: this only maps them. */
 	(void)madvise(pool_base + g * POPULATE_GROUP * PAGE_SIZE, POPULATE_GROUP * PAGE_SIZE,
 	              MADV_POPULATE_WRITE);
 #endif
 	group_set(pool_popul, g);
-	return true;
 }
 
 void
